@@ -1,0 +1,18 @@
+"""Training utilities: labelled datasets, patch samplers with band subsets, the loop.
+
+Importable with torch and NumPy alone (no xarray, Dask or rasterio), so it runs on a
+bare GPU machine.
+"""
+
+from .datasets import IGNORE_INDEX, LabelledSample, biome_to_classes, load_biome_patches
+from .samplers import Augmentation, RandomPatchBatches, grid_patches
+
+__all__ = [
+    "IGNORE_INDEX",
+    "LabelledSample",
+    "biome_to_classes",
+    "load_biome_patches",
+    "Augmentation",
+    "RandomPatchBatches",
+    "grid_patches",
+]
