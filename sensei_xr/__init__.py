@@ -10,6 +10,11 @@ from .bands import BandDescriptors, BandError, attach_wavelengths, band_descript
 from .catalogs import get_sensor, list_sensors
 from .io import SceneError, open_scene
 
+try:  # the accessor needs xarray; the model and training core do not
+    from . import accessor as _accessor  # noqa: F401  (registers .sensei)
+except ImportError:  # pragma: no cover - e.g. a bare GPU training machine
+    pass
+
 __version__ = "0.1.0"
 
 __all__ = [

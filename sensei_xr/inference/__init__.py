@@ -1,0 +1,21 @@
+"""Inference: tiling and blending, devices and the per-process model cache, the Dask graph."""
+
+from .engine import (
+    NODATA_CLASS,
+    InferenceError,
+    class_probabilities,
+    classify,
+    cloud_probability,
+    cloudmask,
+)
+from .tiling import TilingPlan
+
+__all__ = [
+    "NODATA_CLASS",
+    "InferenceError",
+    "TilingPlan",
+    "class_probabilities",
+    "classify",
+    "cloud_probability",
+    "cloudmask",
+]

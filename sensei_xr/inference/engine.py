@@ -1,0 +1,410 @@
+"""Lazy, chunked, seam-free inference on DataArrays with Dask.
+
+The graph is one ``map_overlap`` over the underlying Dask array ``(time, band, y, x)``:
+each block gets a halo of ``patch - 1`` pixels (reflected at the scene's edges), is tiled
+into patches on a grid anchored at the scene origin, predicted in batches and blended with
+a smooth window (:mod:`sensei_xr.inference.tiling`); only the block's own pixels are
+returned. The result therefore does not depend on the chunking. The task graph carries a
+:class:`~sensei_xr.inference.runtime.ModelRef`, and each worker process loads the model
+once and folds SEnSeI into the first convolution once per band set.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .. import bands as _bands
+from ..bands import BandDescriptors, BandError
+from .runtime import ModelRef, configure_torch_threads, get_runner, resolve_device
+from .tiling import TilingPlan, fill_nodata, halo_for, predict_block
+
+__all__ = [
+    "InferenceError",
+    "class_probabilities",
+    "cloud_probability",
+    "cloudmask",
+    "classify",
+    "NODATA_CLASS",
+    "DEFAULT_CHUNK",
+]
+
+#: Value of no-data pixels in ``cloudmask`` and ``classify`` outputs (uint8).
+NODATA_CLASS = 255
+#: Chunk size (pixels) used when a NumPy-backed DataArray is given.
+DEFAULT_CHUNK = 1024
+
+
+class InferenceError(RuntimeError):
+    """A block failed; the message names the block's position in the scene."""
+
+
+# --------------------------------------------------------------------------------------
+# Preparing the input
+# --------------------------------------------------------------------------------------
+
+
+def _resolve_model(model):
+    """A loaded model and its picklable reference."""
+    from ..models import load_model
+
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        obj = load_model(model)
+    else:
+        obj = model
+    if not hasattr(obj, "classes"):
+        raise TypeError(
+            f"model must be a registry name, a weights path or a sensei_xr CloudModel, got {type(model).__name__}"
+        )
+    return obj, ModelRef.from_model(obj)
+
+
+def _spatial_dims(da) -> tuple[str, str]:
+    try:
+        return da.rio.y_dim, da.rio.x_dim
+    except Exception:
+        for y, x in (("y", "x"), ("latitude", "longitude"), ("lat", "lon")):
+            if y in da.dims and x in da.dims:
+                return y, x
+    raise BandError(
+        f"cannot find the spatial dims among {tuple(da.dims)}: name them 'y' and 'x' "
+        "(da.rename(...)) or set them with da.rio.set_spatial_dims(...)"
+    )
+
+
+def _select_bands(da, bands: Sequence[str] | None, sensor: str | None, band_dim: str):
+    if bands is None:
+        return da
+    names = [str(b) for b in da[band_dim].values.tolist()] if band_dim in da.coords else []
+    chosen = []
+    sensor_obj = None
+    sensor_name = sensor or da.attrs.get("sensor")
+    if sensor_name:
+        from .. import catalogs
+
+        sensor_obj = catalogs.get_sensor(sensor_name)
+    for b in bands:
+        if b in names:
+            chosen.append(b)
+            continue
+        if sensor_obj is not None:
+            from ..catalogs import UnknownBandError
+
+            try:
+                canonical = sensor_obj.band(b)
+            except UnknownBandError:
+                canonical = None
+            if canonical is not None:
+                match = [n for n in names if n == canonical.name or n in canonical.aliases]
+                if match:
+                    chosen.append(match[0])
+                    continue
+        raise BandError(f"band {b!r} asked for in bands= is not in the scene (bands: {names})")
+    return da.sel({band_dim: chosen})
+
+
+def _canonical(da, band_dim: str):
+    """Transpose to (time?, band, y, x); refuse other extra dims."""
+    ydim, xdim = _spatial_dims(da)
+    extra = [d for d in da.dims if d not in (band_dim, ydim, xdim)]
+    if len(extra) > 1:
+        raise BandError(
+            f"dims {extra} besides ({band_dim}, {ydim}, {xdim}): at most one (e.g. time) is "
+            "supported; stack or select the others first"
+        )
+    order = [*extra, band_dim, ydim, xdim]
+    return da.transpose(*order), (extra[0] if extra else None), ydim, xdim
+
+
+def _declared_nodata(da, nodata):
+    if nodata is not None:
+        return float(nodata)
+    for getter in (lambda: da.rio.nodata, lambda: da.rio.encoded_nodata,
+                   lambda: da.attrs.get("_FillValue"), lambda: da.attrs.get("nodata")):
+        try:
+            v = getter()
+        except Exception:
+            v = None
+        if v is not None and not (isinstance(v, float) and np.isnan(v)):
+            return float(v)
+    return None
+
+
+def _merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
+    """Merge neighbouring chunks until each holds at least ``minimum`` pixels."""
+    out: list[int] = []
+    for c in chunks:
+        if out and out[-1] < minimum:
+            out[-1] += c
+        else:
+            out.append(c)
+    if len(out) > 1 and out[-1] < minimum:
+        out[-2] += out.pop()
+    return tuple(out)
+
+
+def _plan_for(model, shape_yx, patch_size: int, overlap: int, batch_size: int) -> TilingPlan:
+    if getattr(model, "pointwise", False):
+        return TilingPlan(patch=0, stride=1, batch_size=batch_size)
+    smallest = min(shape_yx)
+    patch = min(patch_size, smallest - smallest % 8)
+    if patch < 32:
+        raise BandError(
+            f"the scene is {shape_yx[0]}x{shape_yx[1]} pixels, too small for a patch of at "
+            "least 32 pixels; pad it or use a pointwise model"
+        )
+    ov = min(overlap, patch // 2)
+    return TilingPlan(patch=patch, stride=patch - ov, batch_size=batch_size)
+
+
+# --------------------------------------------------------------------------------------
+# The graph
+# --------------------------------------------------------------------------------------
+
+
+def class_probabilities(
+    da,
+    model="default",
+    *,
+    bands: Sequence[str] | None = None,
+    sensor: str | None = None,
+    device: str = "auto",
+    patch_size: int = 256,
+    overlap: int = 64,
+    batch_size: int = 8,
+    nodata: float | None = None,
+    band_dim: str = "band",
+):
+    """Per-class probabilities, lazily: a float32 DataArray ``(time?, class, y, x)``.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Scene with dims (band, y, x) or (time, band, y, x) in any order; reflectance (0-1)
+        for reflective bands and brightness temperature (K) for thermal bands; wavelengths
+        on the band coordinate (see :func:`sensei_xr.band_descriptors`). NumPy- or
+        Dask-backed.
+    model : str, path or CloudModel
+        Registry name (``"default"``), weights path, or a loaded model.
+    bands : sequence of str, optional
+        Subset of bands to use (names or catalog aliases).
+    sensor : str, optional
+        Catalog sensor for band names without wavelengths.
+    device : str
+        ``"auto"`` (CUDA with half precision when present, else CPU), ``"cpu"``, ``"cuda"``.
+    patch_size, overlap : int
+        Patch size and overlap between neighbouring patches, pixels.
+    batch_size : int
+        Patches per forward pass.
+    nodata : float, optional
+        Fill value marking no data (besides NaN); default the DataArray's declared nodata.
+    band_dim : str
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy probabilities, NaN at no data, with the input's spatial coordinates and CRS.
+    """
+    import dask.array as dsa
+    import xarray as xr
+
+    model_obj, ref = _resolve_model(model)
+    if band_dim not in da.dims:
+        raise BandError(
+            f"the DataArray has no {band_dim!r} dimension (dims: {tuple(da.dims)}); "
+            f"rename the spectral dimension to {band_dim!r}"
+        )
+    da = _select_bands(da, bands, sensor, band_dim)
+    desc = _bands.band_descriptors(da, sensor=sensor, band_dim=band_dim)
+    _check_band_count(model_obj, desc)
+    if np.issubdtype(da.dtype, np.integer) or da.dtype == bool:
+        raise BandError(
+            f"the scene holds integers ({da.dtype}): the model needs reflectance (0-1) and "
+            "brightness temperature (K); convert DN first (sensei_xr.open_scene(..., "
+            "calibrate=True), sensei_xr.radiometry, or da * scale + offset)"
+        )
+    da, time_dim, ydim, xdim = _canonical(da, band_dim)
+    fill = _declared_nodata(da, nodata)
+    data = da.data
+    if not isinstance(data, dsa.Array):
+        data = dsa.from_array(data, chunks=DEFAULT_CHUNK)
+    if time_dim is None:
+        data = data[None]
+    ny, nx = data.shape[-2:]
+    plan = _plan_for(model_obj, (ny, nx), patch_size, overlap, batch_size)
+    halo = halo_for(plan)
+    data = data.astype(np.float32).rechunk({0: 1, 1: -1})
+    if halo:
+        data = data.rechunk({2: _merge_small_chunks(data.chunks[2], halo),
+                             3: _merge_small_chunks(data.chunks[3], halo)})
+    classes = tuple(model_obj.classes)
+    device = resolve_device(device)
+    fn = _BlockPredictor(ref, desc, plan, fill, device, data.chunks, halo, len(classes))
+    out_chunks = (data.chunks[0], (len(classes),), data.chunks[2], data.chunks[3])
+    if halo:
+        probs = dsa.map_overlap(
+            fn, data, depth={0: 0, 1: 0, 2: halo, 3: halo}, boundary="reflect",
+            trim=False, chunks=out_chunks, dtype=np.float32, meta=np.array((), np.float32),
+        )
+    else:
+        probs = data.map_blocks(fn, chunks=out_chunks, dtype=np.float32, meta=np.array((), np.float32))
+    coords = {k: v for k, v in da.coords.items() if set(v.dims) <= {time_dim, ydim, xdim} - {None}}
+    dims = ("class", ydim, xdim)
+    if time_dim is None:
+        probs = probs[0]
+    else:
+        dims = (time_dim, *dims)
+    result = xr.DataArray(probs, dims=dims, coords={**coords, "class": list(classes)},
+                          name="class_probability")
+    result.attrs = _provenance(model_obj, ref, desc)
+    return _georef(result, da)
+
+
+def _check_band_count(model, desc: BandDescriptors) -> None:
+    if getattr(model, "encoder", None) is None:
+        need = (getattr(model, "config", {}) or {}).get("in_bands")
+        if need is not None and need != len(desc):
+            raise BandError(
+                f"this model has no spectral encoder and takes exactly {need} bands "
+                f"(got {len(desc)}: {list(desc.names)}); select them with bands=[...] or use "
+                "a SEnSeI model"
+            )
+
+
+def _provenance(model, ref: ModelRef, desc: BandDescriptors) -> dict:
+    card = getattr(model, "card", None) or {}
+    return {
+        "model": str(card.get("name", ref.source)),
+        "model_sha256": ref.sha256,
+        "bands_used": ",".join(desc.names),
+        "classes": ",".join(model.classes),
+    }
+
+
+def _georef(result, template):
+    try:
+        crs = template.rio.crs
+    except Exception:
+        crs = None
+    if crs is not None:
+        result = result.rio.write_crs(crs)
+        try:
+            result = result.rio.write_transform(template.rio.transform())
+        except Exception:
+            pass
+    return result
+
+
+class _BlockPredictor:
+    """The per-block function; small and picklable (no model inside)."""
+
+    def __init__(self, ref, desc, plan, fill, device, chunks, halo, n_classes):
+        self.ref = ref
+        self.n_classes = n_classes
+        self.names = desc.names
+        self.kinds = desc.kinds
+        self.wavelengths = desc.wavelengths_nm
+        self.plan = plan
+        self.fill = fill
+        self.device = device
+        self.halo = halo
+        self.row_starts = np.concatenate([[0], np.cumsum(chunks[2])]).tolist()
+        self.col_starts = np.concatenate([[0], np.cumsum(chunks[3])]).tolist()
+        self.ny, self.nx = self.row_starts[-1], self.col_starts[-1]
+
+    def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
+        loc = block_info[0]["chunk-location"] if block_info else (0, 0, 0, 0)
+        iy, ix = loc[2], loc[3]
+        r0, r1 = self.row_starts[iy], self.row_starts[iy + 1]
+        c0, c1 = self.col_starts[ix], self.col_starts[ix + 1]
+        where = f"in block (time {loc[0]}, rows {r0}:{r1}, cols {c0}:{c1})"
+        try:
+            return self._predict(block, (r0, r1, c0, c1), where)
+        except BandError as e:
+            raise BandError(str(e)) from None
+        except Exception as e:  # name the failing block
+            raise InferenceError(f"inference failed {where}: {type(e).__name__}: {e}") from e
+
+    def _predict(self, block, bounds, where):
+        r0, r1, c0, c1 = bounds
+        h = self.halo
+        core = (slice(h, h + r1 - r0), slice(h, h + c1 - c0))
+        desc = BandDescriptors(self.names, self.wavelengths, self.kinds)
+        out = []
+        for x in block:  # time steps (one per block)
+            invalid = ~np.isfinite(x).all(axis=0)
+            if self.fill is not None:
+                invalid |= (x == self.fill).any(axis=0)
+            if invalid[core].all():
+                out.append(np.full((self.n_classes, r1 - r0, c1 - c0), np.nan, np.float32))
+                continue
+            x = np.where(invalid[None], np.nan, x)
+            _bands.check_band_values(x[:, core[0], core[1]], desc, where=where)
+            x = _bands.to_model_input(x, desc)
+            x = fill_nodata(x, ~invalid)
+            configure_torch_threads()
+            run = get_runner(self.ref, desc.normalised(), desc.key, self.device)
+            probs = predict_block(x, run, self.plan, (r0 - h, c0 - h), core)
+            probs[:, invalid[core]] = np.nan
+            out.append(probs.astype(np.float32))
+        return np.stack(out)
+
+
+# --------------------------------------------------------------------------------------
+# The user-facing reductions
+# --------------------------------------------------------------------------------------
+
+
+def cloud_probability(da, model="default", **kwargs):
+    """Lazy probability of cloud, float32 0..1 with NaN at no data, dims (time?, y, x).
+
+    The sum of the probabilities of the model's cloud classes (e.g. thin + thick cloud).
+    Keyword arguments as :func:`class_probabilities`.
+    """
+    probs = class_probabilities(da, model, **kwargs)
+    model_obj, _ = _resolve_model(model)
+    idx = list(model_obj.cloud_class_indices)
+    if not idx:
+        raise BandError(f"model classes {model_obj.classes} include no cloud class")
+    p = probs.isel({"class": idx}).sum("class", skipna=False)
+    p = p.astype(np.float32).rename("cloud_probability")
+    p.attrs = {**probs.attrs, "units": "1", "long_name": "probability of cloud"}
+    p = p.rio.write_nodata(np.nan, encoded=False)
+    return _georef(p, probs)
+
+
+def cloudmask(da, model="default", threshold: float = 0.5, **kwargs):
+    """Lazy cloud mask, uint8: 0 clear, 1 cloud, 255 no data (declared as nodata).
+
+    Parameters
+    ----------
+    threshold : float
+        Cloud where the cloud probability is at least this.
+    **kwargs
+        As :func:`class_probabilities`.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be within (0, 1), got {threshold}")
+    p = cloud_probability(da, model, **kwargs)
+    mask = (p >= threshold).astype(np.uint8).where(p.notnull(), NODATA_CLASS).astype(np.uint8)
+    mask = mask.rename("cloudmask")
+    mask.attrs = {**p.attrs, "threshold": float(threshold),
+                  "flag_values": "0 1 255", "flag_meanings": "clear cloud no_data",
+                  "long_name": "cloud mask"}
+    mask.attrs.pop("units", None)
+    mask = mask.rio.write_nodata(NODATA_CLASS, encoded=False)
+    return _georef(mask, p)
+
+
+def classify(da, model="default", **kwargs):
+    """Lazy class ids (uint8, 255 at no data); ``attrs["class_table"]`` maps id -> class."""
+    probs = class_probabilities(da, model, **kwargs)
+    ids = probs.fillna(-1.0).argmax("class").astype(np.uint8)
+    ids = ids.where(probs.isel({"class": 0}).notnull(), NODATA_CLASS).astype(np.uint8).rename("class_id")
+    classes = probs.attrs["classes"].split(",")
+    ids.attrs = {**probs.attrs, "class_table": ", ".join(f"{i}: {c}" for i, c in enumerate(classes)),
+                 "flag_values": " ".join(str(i) for i in range(len(classes))) + f" {NODATA_CLASS}",
+                 "flag_meanings": " ".join(classes) + " no_data"}
+    ids = ids.rio.write_nodata(NODATA_CLASS, encoded=False)
+    return _georef(ids, probs)

@@ -1,0 +1,175 @@
+"""Per-process model runtime: device choice, a model cache, torch threads.
+
+Task graphs carry a :class:`ModelRef` (a name or path plus the weights' sha256), never
+the model itself: each worker process loads the model once, keeps it in
+``_MODELS``, and keeps one folded network per band set in ``_FOLDED``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ModelRef", "resolve_device", "get_runner", "configure_torch_threads"]
+
+_LOCK = threading.Lock()
+_MODELS: dict[tuple, object] = {}
+_FOLDED: dict[tuple, object] = {}
+# Models handed over as Python objects (not loadable by name in another process).
+_IN_MEMORY: dict[str, object] = {}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A small, picklable handle on a model.
+
+    Attributes
+    ----------
+    source : str
+        Registry name or weights path; ``"memory:<sha>"`` for a model object registered in
+        this process (threaded schedulers only).
+    sha256 : str
+        The weights' sha256, part of cache keys.
+    """
+
+    source: str
+    sha256: str
+
+    @classmethod
+    def from_model(cls, model) -> "ModelRef":
+        """Reference a loaded model; in-memory models are registered in this process."""
+        source = getattr(model, "source", None)
+        sha = getattr(model, "sha256", None) or _state_sha(model)
+        if source is None:
+            source = f"memory:{sha}"
+            _IN_MEMORY[source] = model
+        with _LOCK:
+            _MODELS.setdefault((source, sha, "cpu"), model)
+        return cls(str(source), sha)
+
+
+def _state_sha(model) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when a CUDA device is visible, else ``"cpu"``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was asked for but torch sees no CUDA device; use device='cpu'")
+    return device
+
+
+def configure_torch_threads() -> int:
+    """Give torch ``cores / concurrent tasks`` threads so workers x threads fit the cores.
+
+    Under ``dask.distributed`` the concurrent tasks on a host are the worker's thread
+    count times the workers on the host: ``$SENSEI_XR_WORKERS_PER_HOST`` if set, else
+    ``cores // threads_per_worker`` (the most that fit without oversubscription, which is
+    what ``LocalCluster`` starts by default). Under the threaded scheduler: dask's pool size.
+    """
+    import torch
+
+    cores = os.cpu_count() or 1
+    try:
+        from distributed import get_worker
+
+        nthreads = max(1, int(get_worker().state.nthreads))
+        per_host = int(os.environ.get("SENSEI_XR_WORKERS_PER_HOST", max(1, cores // nthreads)))
+        concurrent = nthreads * per_host
+    except (ImportError, ValueError, AttributeError):
+        import dask
+
+        concurrent = int(dask.config.get("num_workers", None) or cores)
+    threads = max(1, cores // max(1, concurrent))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def _load(ref: ModelRef, device: str):
+    key = (ref.source, ref.sha256, device)
+    with _LOCK:
+        model = _MODELS.get(key)
+    if model is not None:
+        return model
+    if ref.source.startswith("memory:"):
+        model = _IN_MEMORY.get(ref.source)
+        if model is None:
+            raise RuntimeError(
+                "this model was passed as a Python object and is not known in this worker "
+                "process; on a distributed cluster save it (sensei_xr.models.save_model) and "
+                "pass its path as model=..."
+            )
+    else:
+        from ..models import load_model
+
+        model = load_model(ref.source)
+        if getattr(model, "sha256", ref.sha256) != ref.sha256:
+            raise RuntimeError(
+                f"the weights of {ref.source!r} changed since the graph was built "
+                f"(sha256 {getattr(model, 'sha256', '?')[:12]} != {ref.sha256[:12]})"
+            )
+    model = model.to(device).eval()
+    with _LOCK:
+        _MODELS[key] = model
+    return model
+
+
+def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, device: str,
+               output: str = "probs"):
+    """A function from a (B, N, P, P) float32 batch to (B, C, P, P) float32 probabilities.
+
+    The folded network for this band set is built once per process and reused.
+    """
+    import torch
+
+    key = (ref.source, ref.sha256, device, band_key)
+    with _LOCK:
+        net = _FOLDED.get(key)
+    if net is None:
+        model = _load(ref, device)
+        desc = torch.as_tensor(descriptors_norm, dtype=torch.float32, device=device)
+        with torch.no_grad():
+            if getattr(model, "encoder", None) is not None:
+                net = model.for_bands(desc).to(device).eval()
+            else:
+                net = _Baseline(model, desc)
+        with _LOCK:
+            _FOLDED[key] = net
+    use_half = device.startswith("cuda")
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+            if use_half:
+                with torch.autocast("cuda", dtype=torch.float16):
+                    logits = net(x)
+            else:
+                logits = net(x)
+            probs = torch.softmax(logits.float(), dim=1)
+        return probs.cpu().numpy()
+
+    return run
+
+
+class _Baseline:
+    """A no-SEnSeI model takes fixed bands: descriptors are checked, then ignored."""
+
+    def __init__(self, model, desc):
+        self.model, self.desc = model, desc
+
+    def __call__(self, x):
+        return self.model(x, self.desc)

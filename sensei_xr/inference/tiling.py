@@ -1,0 +1,184 @@
+"""Patch tiling and smooth blending inside one block (NumPy + torch; no Dask).
+
+Patches sit on a grid anchored at the scene's origin, not at the block's: patch ``k``
+along an axis covers global pixels ``[k * stride, k * stride + patch)``. A pixel's
+prediction is the window-weighted mean of the patches that cover it, so it depends on the
+scene only, never on how the scene was chunked, provided each block carries a halo of
+``patch - 1`` pixels (see :func:`halo_for`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["TilingPlan", "blend_window", "halo_for", "fill_nodata", "predict_block"]
+
+
+@dataclass(frozen=True)
+class TilingPlan:
+    """How a network sees the scene.
+
+    Attributes
+    ----------
+    patch : int
+        Patch size in pixels (square). 0 means pointwise: the whole block in one pass,
+        no halo (networks with a 1-pixel receptive field).
+    stride : int
+        Step between patch origins, pixels; ``patch - stride`` is the overlap.
+    batch_size : int
+        Patches per forward pass.
+    """
+
+    patch: int = 256
+    stride: int = 192
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.patch < 0 or (self.patch and not 0 < self.stride <= self.patch):
+            raise ValueError(
+                f"need 0 < stride <= patch, got patch={self.patch}, stride={self.stride}"
+            )
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+
+    @property
+    def pointwise(self) -> bool:
+        return self.patch == 0
+
+
+def halo_for(plan: TilingPlan) -> int:
+    """Halo (pixels per side) a block needs so every patch covering it is inside it."""
+    return 0 if plan.pointwise else plan.patch - 1
+
+
+def blend_window(patch: int, floor: float = 1e-3) -> np.ndarray:
+    """2-D separable Hann window (float32, patch x patch) with a small floor.
+
+    Predictions near a patch's edge see little context, so they get little weight; the
+    floor keeps every pixel covered with a nonzero total weight.
+    """
+    i = (np.arange(patch) + 0.5) / patch
+    w1 = np.maximum(np.sin(np.pi * i) ** 2, floor)
+    return np.outer(w1, w1).astype(np.float32)
+
+
+def fill_nodata(x: np.ndarray, valid: np.ndarray, iterations: int = 8) -> np.ndarray:
+    """Fill no-data pixels from their valid neighbours, so no fill value leaks into the
+    network's view of nearby pixels.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (N, H, W) float32 values.
+    valid : numpy.ndarray
+        (H, W) bool, True where all bands hold data.
+    iterations : int
+        Rounds of 3x3 neighbour averaging; pixels still unfilled after them take the
+        band's mean over the valid pixels within reach, or 0 without any.
+
+    Returns
+    -------
+    numpy.ndarray
+        Filled copy of ``x``.
+    """
+    out = np.where(valid[None], x, 0.0).astype(np.float32)
+    if valid.all():
+        return out
+    known = valid.astype(np.float32)
+    for _ in range(iterations):
+        if known.all():
+            break
+        s = _box3(out * known[None])
+        c = _box3(known[None])[0]
+        grow = (known == 0) & (c > 0)
+        if not grow.any():
+            break
+        out[:, grow] = s[:, grow] / c[grow]
+        known = np.where(grow, 1.0, known).astype(np.float32)
+    if not known.all():
+        rest = known == 0
+        if valid.any():
+            means = np.array([b[valid].mean() for b in out], dtype=np.float32)
+        else:
+            means = np.zeros(out.shape[0], np.float32)
+        out[:, rest] = means[:, None]
+    return out
+
+
+def _box3(a: np.ndarray) -> np.ndarray:
+    """3x3 box sum with zero padding, (C, H, W) -> (C, H, W)."""
+    p = np.pad(a, ((0, 0), (1, 1), (1, 1)))
+    h, w = a.shape[-2:]
+    return sum(p[:, dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
+
+
+def predict_block(
+    x: np.ndarray,
+    run: Callable[[np.ndarray], np.ndarray],
+    plan: TilingPlan,
+    origin: tuple[int, int],
+    core: tuple[slice, slice],
+) -> np.ndarray:
+    """Predict class probabilities for the core of a block with halo.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (N, H, W) float32 model input of the block including its halo, no NaN.
+    run : callable
+        Maps a (B, N, P, P) float32 batch to (B, C, P, P) float32 probabilities.
+    plan : TilingPlan
+    origin : tuple of int
+        Global (row, col) of ``x[:, 0, 0]`` in the scene (may be negative in the halo).
+    core : tuple of slice
+        The block's own pixels within ``x``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (C, core_h, core_w) float32 probabilities.
+    """
+    if plan.pointwise:
+        probs = run(x[None, :, core[0], core[1]])[0]
+        return probs.astype(np.float32)
+    p, s = plan.patch, plan.stride
+    h, w = x.shape[-2:]
+    if h < p or w < p:
+        raise ValueError(f"block of {h}x{w} pixels is smaller than the patch {p}: enlarge the halo")
+    r0, r1 = core[0].start, core[0].stop
+    c0, c1 = core[1].start, core[1].stop
+    # Global patch origins (multiples of stride) whose patch overlaps the core.
+    g_rows = _origins(origin[0] + r0, origin[0] + r1, p, s)
+    g_cols = _origins(origin[1] + c0, origin[1] + c1, p, s)
+    window = blend_window(p)
+    acc = None
+    weight = np.zeros((r1 - r0, c1 - c0), np.float32)
+    jobs = [(gr - origin[0], gc - origin[1]) for gr in g_rows for gc in g_cols]
+    for start in range(0, len(jobs), plan.batch_size):
+        batch_jobs = jobs[start:start + plan.batch_size]
+        for (lr, lc) in batch_jobs:
+            if lr < 0 or lc < 0 or lr + p > h or lc + p > w:
+                raise AssertionError("patch outside the block: halo too small")
+        batch = np.stack([x[:, lr:lr + p, lc:lc + p] for lr, lc in batch_jobs])
+        probs = run(batch)
+        if acc is None:
+            acc = np.zeros((probs.shape[1], r1 - r0, c1 - c0), np.float32)
+        for (lr, lc), pr in zip(batch_jobs, probs):
+            # Intersection of the patch with the core, in core coordinates.
+            ar0, ar1 = max(lr, r0), min(lr + p, r1)
+            ac0, ac1 = max(lc, c0), min(lc + p, c1)
+            if ar0 >= ar1 or ac0 >= ac1:
+                continue
+            wsub = window[ar0 - lr:ar1 - lr, ac0 - lc:ac1 - lc]
+            acc[:, ar0 - r0:ar1 - r0, ac0 - c0:ac1 - c0] += pr[:, ar0 - lr:ar1 - lr, ac0 - lc:ac1 - lc] * wsub
+            weight[ar0 - r0:ar1 - r0, ac0 - c0:ac1 - c0] += wsub
+    return acc / weight[None]
+
+
+def _origins(a: int, b: int, p: int, s: int) -> list[int]:
+    """Multiples of s, k*s, with [k*s, k*s + p) overlapping [a, b)."""
+    first = -((-(a - p + 1)) // s) * s  # ceil((a - p + 1) / s) * s
+    return list(range(first, b, s))

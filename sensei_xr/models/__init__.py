@@ -1,0 +1,35 @@
+"""Networks: the SEnSeI spectral encoder, segmentation heads, folding, weights I/O.
+
+Import needs only torch, numpy and safetensors (no xarray, dask or rasterio), so the
+model core can run anywhere torch does.
+
+* :class:`SEnSeI` - any band set -> 64-channel feature map.
+* :class:`DeepLabV3Plus`, :class:`PixelNet` - segmentation heads.
+* :class:`CloudModel`, :func:`build_model` - encoder + head from a plain config;
+  :meth:`CloudModel.for_bands` folds SEnSeI away for one band set
+  (:class:`FoldedCloudModel`).
+* :func:`save_model`, :func:`load_model`, :func:`list_models` - safetensors + JSON card.
+* :func:`export_onnx` - ONNX export of a folded model.
+"""
+
+from .cloud_model import CloudModel, FoldedCloudModel, build_model, cloud_class_indices
+from .deeplab import DeepLabV3Plus
+from .export import export_onnx
+from .pixelnet import PixelNet
+from .sensei import SEnSeI
+from .weights import WeightsError, list_models, load_model, save_model
+
+__all__ = [
+    "SEnSeI",
+    "DeepLabV3Plus",
+    "PixelNet",
+    "CloudModel",
+    "FoldedCloudModel",
+    "build_model",
+    "cloud_class_indices",
+    "save_model",
+    "load_model",
+    "list_models",
+    "WeightsError",
+    "export_onnx",
+]

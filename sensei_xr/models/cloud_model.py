@@ -1,0 +1,333 @@
+"""A cloud model = optional SEnSeI encoder + segmentation head, and its folded form.
+
+For a fixed band set the SEnSeI descriptor path does not depend on the pixels, and
+band multiplication followed by the mean over bands is affine in the reflectances:
+``F(p) = W r(p) + b`` with ``W = V^T / N`` (64 x N) and ``b = 0.5 * mean_i v_i``. The
+head's first convolution ``K`` (linear, zero padded) therefore sees
+
+    K * pad(W r + b) = (K W) * pad(r) + K * pad(b 1_inside)
+
+The first term is an ordinary convolution with ``N`` input channels (the folded kernel
+``K W``); the second is a bias that is constant inside the image but smaller near its
+borders, where part of the kernel falls on the zero padding of the 64-channel map. It
+is computed exactly as ``conv2d(ones(H, W), K b)`` on a single 1-channel image (cost:
+one output channel's worth per batch, not per item). For 1x1 convolutions without
+padding (PixelNet) it is a plain per-channel bias. :meth:`CloudModel.for_bands` builds
+this :class:`FoldedCloudModel`; SEnSeI then costs nothing at inference: the folded
+network is the plain head with ``N`` input channels.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any, List, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .deeplab import DeepLabV3Plus
+from .pixelnet import PixelNet
+from .sensei import SEnSeI
+
+__all__ = [
+    "CloudModel",
+    "FoldedCloudModel",
+    "build_model",
+    "cloud_class_indices",
+    "HEADS",
+    "ENCODERS",
+    "DEFAULT_CLASSES",
+]
+
+#: Segmentation heads by config name.
+HEADS: dict[str, type[nn.Module]] = {"deeplabv3plus": DeepLabV3Plus, "pixelnet": PixelNet}
+#: Encoders by config name (``None``: fixed bands, no encoder).
+ENCODERS: dict[str, type[nn.Module]] = {"sensei": SEnSeI}
+DEFAULT_CLASSES: tuple[str, ...] = ("clear", "cloud")
+_CONFIG_KEYS = ("encoder", "head", "classes", "in_bands")
+
+# "cloud_shadow", "cloud_free", "non_cloud", "no cloud" name classes that are not cloud.
+_NOT_CLOUD = re.compile(r"shadow|free|(^|[^a-z])(non|no|not)[\s_-]*cloud")
+
+
+def cloud_class_indices(classes: Sequence[str]) -> tuple[int, ...]:
+    """Indices of the classes that are cloud: their name contains "cloud".
+
+    Names that say the opposite or something else (``"cloud_shadow"``,
+    ``"cloud_free"``, ``"non_cloud"``) are not counted. ``P(cloud)`` is the sum of
+    the softmax probabilities of these classes (e.g. thin + thick cloud).
+
+    Examples
+    --------
+    >>> cloud_class_indices(("clear", "thin_cloud", "thick_cloud", "cloud_shadow"))
+    (1, 2)
+    """
+    out = []
+    for i, name in enumerate(classes):
+        n = str(name).lower()
+        if "cloud" in n and not _NOT_CLOUD.search(n):
+            out.append(i)
+    return tuple(out)
+
+
+def _as_descriptors(descriptors: Any, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(descriptors) if not torch.is_tensor(descriptors) else descriptors,
+                           dtype=like.dtype, device=like.device)
+
+
+class FoldedCloudModel(nn.Module):
+    """A :class:`CloudModel` frozen for one band set: images in, logits out.
+
+    Built by :meth:`CloudModel.for_bands`; holds its own copy of the head (the module is
+    the cache: keep one per band set). Scriptable and exportable to ONNX; cast with
+    ``.half()`` / ``.to(torch.bfloat16)`` for reduced precision on GPU.
+
+    Attributes
+    ----------
+    n_bands : int
+        Bands the folded network takes, in the order of the descriptors it was built for.
+    classes : tuple of str
+    cloud_class_indices : tuple of int
+    """
+
+    def __init__(self, head: nn.Module, weight: torch.Tensor, bias: torch.Tensor,
+                 bias_kernel: torch.Tensor | None, stride: Sequence[int], padding: Sequence[int],
+                 dilation: Sequence[int], classes: Sequence[str]) -> None:
+        super().__init__()
+        self.head = head
+        self.register_buffer("weight", weight.contiguous())
+        self.register_buffer("bias", bias.contiguous())
+        self.border_bias: bool = bias_kernel is not None
+        if bias_kernel is None:
+            bias_kernel = torch.zeros(weight.shape[0], 1, 1, 1, dtype=weight.dtype, device=weight.device)
+        self.register_buffer("bias_kernel", bias_kernel.contiguous())
+        self.stride: List[int] = [int(s) for s in stride]
+        self.padding: List[int] = [int(p) for p in padding]
+        self.dilation: List[int] = [int(d) for d in dilation]
+        self.n_bands: int = int(weight.shape[1])
+        self.classes: List[str] = [str(c) for c in classes]
+        self.cloud_class_indices: List[int] = list(cloud_class_indices(classes))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, N, H, W) images of the folded band set -> (B, C, H, W) logits."""
+        if not torch.jit.is_tracing():
+            if images.dim() != 4 or images.shape[1] != self.n_bands:
+                raise ValueError("images must be (B, N, H, W) with N equal to the number of bands "
+                                 "this folded model was built for")
+        y = F.conv2d(images, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        if self.border_bias:
+            # Exact bias of the constant SEnSeI offset under zero padding (see module doc).
+            ones = torch.ones_like(images[:1, :1])
+            y = y + F.conv2d(ones, self.bias_kernel, None, self.stride, self.padding, self.dilation)
+        return self.head.forward_from_first(y, [images.shape[-2], images.shape[-1]])
+
+
+class CloudModel(nn.Module):
+    """Cloud segmentation from any band set (with SEnSeI) or a fixed one (without).
+
+    Parameters
+    ----------
+    encoder : SEnSeI or None
+        The spectral encoder; ``None`` for a fixed-band baseline whose head takes the
+        raw bands.
+    head : DeepLabV3Plus or PixelNet
+        Segmenter whose ``first_conv`` takes 64 channels (with SEnSeI) or the bands.
+    classes : sequence of str
+        Class names, one per output channel, e.g. ``("clear", "cloud")``,
+        ``("clear", "cloud", "shadow")``, ``("clear", "thin_cloud", "thick_cloud")``.
+    config : dict, optional
+        The plain config it was built from (see :func:`build_model`); derived from the
+        modules when not given.
+
+    Attributes
+    ----------
+    card : dict or None
+        Model card, set by :func:`~sensei_xr.models.weights.load_model`.
+    sha256 : str or None
+        sha256 of the weights file it was loaded from.
+    source : str or None
+        Registry name or absolute path it was loaded from.
+    """
+
+    def __init__(self, encoder: SEnSeI | None, head: nn.Module,
+                 classes: Sequence[str] = DEFAULT_CLASSES, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        classes = tuple(str(c) for c in classes)
+        if len(classes) != head.num_classes:
+            raise ValueError(f"{len(classes)} class names for a head with {head.num_classes} outputs")
+        if encoder is not None and head.in_channels != encoder.out_channels:
+            raise ValueError(f"head takes {head.in_channels} channels, the encoder gives {encoder.out_channels}")
+        self.encoder = encoder
+        self.head = head
+        self.classes = classes
+        if config is None:
+            head_name = next((k for k, v in HEADS.items() if isinstance(head, v)), type(head).__name__)
+            config = {"encoder": "sensei" if encoder is not None else None, "head": head_name,
+                      "classes": list(classes), "in_bands": None if encoder is not None else head.in_channels}
+        self._config = dict(config)
+        self.card: dict | None = None
+        self.sha256: str | None = None
+        self.source: str | None = None
+
+    @property
+    def config(self) -> dict:
+        """The plain, JSON-able architecture config (a copy)."""
+        return copy.deepcopy(self._config)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def cloud_class_indices(self) -> tuple[int, ...]:
+        """Indices of the cloud classes (see :func:`cloud_class_indices`)."""
+        return cloud_class_indices(self.classes)
+
+    @property
+    def in_bands(self) -> int | None:
+        """Fixed band count of a baseline; ``None`` with SEnSeI (any band set)."""
+        return None if self.encoder is not None else int(self.head.in_channels)
+
+    def _check_baseline(self, n: int) -> None:
+        if n != self.head.in_channels:
+            raise ValueError(
+                f"this model has no SEnSeI encoder and takes exactly {self.head.in_channels} bands "
+                f"(in its training order); got {n}"
+            )
+
+    def forward(self, images: torch.Tensor, descriptors: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+        """Logits for a batch.
+
+        Parameters
+        ----------
+        images : torch.Tensor
+            (B, N, H, W) float reflectance (thermal bands scaled to about 0..1).
+        descriptors : torch.Tensor or numpy.ndarray
+            (N, 3) or (B, N, 3) normalised wavelengths. Required with SEnSeI; without an
+            encoder only their count is checked.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, C, H, W) logits, C = ``len(classes)``.
+        """
+        if images.dim() != 4:
+            raise ValueError(f"images must be (B, N, H, W); got shape {tuple(images.shape)}")
+        if self.encoder is None:
+            self._check_baseline(images.shape[1])
+            if descriptors is not None:
+                self._check_baseline(int(np.shape(descriptors)[-2]))
+            return self.head(images)
+        if descriptors is None:
+            raise ValueError("a SEnSeI model needs the bands' descriptors (N, 3)")
+        feats = self.encoder(images, _as_descriptors(descriptors, images))
+        return self.head(feats)
+
+    @torch.no_grad()
+    def for_bands(self, descriptors: torch.Tensor | np.ndarray) -> FoldedCloudModel:
+        """The model for one band set, with SEnSeI folded into the head's first conv.
+
+        Parameters
+        ----------
+        descriptors : torch.Tensor or numpy.ndarray
+            (N, 3) (or (1, N, 3)) normalised wavelengths of the bands, in the order the
+            images will have.
+
+        Returns
+        -------
+        FoldedCloudModel
+            In eval mode, on this model's device, float32; ``net(images)`` equals
+            ``model(images, descriptors)`` in eval mode (to float rounding). Nothing is
+            cached here: keep the returned module per band set.
+        """
+        param = next(self.head.parameters())
+        head = copy.deepcopy(self.head)
+        conv = head.first_conv
+        if not isinstance(conv, nn.Conv2d) or conv.groups != 1 or conv.padding_mode != "zeros" \
+                or isinstance(conv.padding, str):
+            raise TypeError("folding needs a plain zero-padded, ungrouped first Conv2d")
+        head.first_conv = nn.Identity()
+        k = conv.weight.detach().double()  # (O, C, kh, kw)
+        bias = conv.bias.detach().double() if conv.bias is not None else k.new_zeros(k.shape[0])
+        desc = _as_descriptors(descriptors, param.float())
+        if desc.dim() == 3:
+            if desc.shape[0] != 1:
+                raise ValueError("one band set at a time: descriptors must be (N, 3) or (1, N, 3)")
+            desc = desc[0]
+        bias_kernel = None
+        if self.encoder is None:
+            self._check_baseline(desc.shape[0])
+            weight = k
+        else:
+            w, b = self.encoder.affine_map(desc)  # (64, N), (64,)
+            weight = torch.einsum("ocuv,cn->onuv", k, w)
+            kb = torch.einsum("ocuv,c->ouv", k, b)
+            if all(p == 0 for p in conv.padding):
+                bias = bias + kb.sum(dim=(1, 2))  # no padding: the offset is uniform
+            else:
+                bias_kernel = kb.unsqueeze(1).float()
+        folded = FoldedCloudModel(head, weight.float(), bias.float(), bias_kernel, conv.stride,
+                                  conv.padding, conv.dilation, self.classes)
+        return folded.eval()
+
+
+def _normalise_config(config: Mapping[str, Any]) -> dict:
+    if not isinstance(config, Mapping):
+        raise TypeError(f"a model config is a dict, got {type(config).__name__}")
+    unknown = set(config) - set(_CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"unknown model config keys {sorted(unknown)}; allowed: {list(_CONFIG_KEYS)}")
+    encoder = config.get("encoder", "sensei")
+    if encoder is not None:
+        encoder = str(encoder).lower()
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {sorted(ENCODERS)} or null, got {config['encoder']!r}")
+    head = str(config.get("head", "deeplabv3plus")).lower()
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {sorted(HEADS)}, got {config.get('head')!r}")
+    classes = config.get("classes", list(DEFAULT_CLASSES))
+    if isinstance(classes, str) or not all(isinstance(c, str) and c for c in classes):
+        raise ValueError(f"classes must be a list of non-empty names, got {classes!r}")
+    classes = [str(c) for c in classes]
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be at least two distinct names, got {classes}")
+    in_bands = config.get("in_bands")
+    if encoder is None:
+        if isinstance(in_bands, bool) or not isinstance(in_bands, (int, np.integer)) or in_bands < 1:
+            raise ValueError("a model without encoder needs in_bands: the fixed number of bands (int >= 1)")
+        in_bands = int(in_bands)
+    elif in_bands is not None:
+        raise ValueError("in_bands is for models without encoder; a SEnSeI model takes any band set")
+    return {"encoder": encoder, "head": head, "classes": classes, "in_bands": in_bands}
+
+
+def build_model(config: Mapping[str, Any]) -> CloudModel:
+    """A fresh (randomly initialised) model from a plain config.
+
+    Parameters
+    ----------
+    config : dict
+        ``{"encoder": "sensei" | None, "head": "deeplabv3plus" | "pixelnet",
+        "classes": [...], "in_bands": int}``; ``in_bands`` only (and then required)
+        without encoder. Missing keys default to SEnSeI + DeepLabv3+ and
+        ``["clear", "cloud"]``.
+
+    Returns
+    -------
+    CloudModel
+        ``model.config`` is the normalised config (all four keys).
+
+    Examples
+    --------
+    >>> m = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    >>> m.config["in_bands"] is None
+    True
+    """
+    cfg = _normalise_config(config)
+    encoder = ENCODERS[cfg["encoder"]]() if cfg["encoder"] is not None else None
+    in_channels = encoder.out_channels if encoder is not None else cfg["in_bands"]
+    head = HEADS[cfg["head"]](in_channels, len(cfg["classes"]))
+    return CloudModel(encoder, head, cfg["classes"], cfg)

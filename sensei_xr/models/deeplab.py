@@ -1,0 +1,235 @@
+"""DeepLabv3+ with a MobileNetV2 (width 1.0) backbone at output stride 8, plain torch.
+
+Backbone: MobileNetV2 inverted residuals (ReLU6, BatchNorm) without the final 1x1
+1280-channel layer. For output stride 8 the strides of the 64- and 160-channel stages
+are removed and later layers dilated instead (rates 2 then 4), as in DeepLab.
+
+ASPP: a 1x1 branch, three atrous 3x3 branches (rates 12, 24, 36: the rates for output
+stride 8) and image pooling, 256 channels each, projected to 256 with dropout. The
+atrous branches and the decoder's 3x3 convolutions are depthwise-separable, as in
+DeepLabv3+ and the MobileNetV2 variant of the reference Keras code.
+
+Decoder: the stride-4 low-level features (24 channels) projected to 48, concatenated
+with the upsampled ASPP output, two 3x3 (separable) convolutions of 256, a 1x1
+classifier, then bilinear upsampling to the input's full size - any H, W, not only
+multiples of 8.
+
+Heads expose ``first_conv`` and ``forward_from_first(y, size)`` so that
+:class:`~sensei_xr.models.cloud_model.FoldedCloudModel` can fold the SEnSeI encoder into
+the first convolution.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["DeepLabV3Plus", "MobileNetV2Backbone", "ASPP", "ATROUS_RATES"]
+
+#: ASPP rates at output stride 8 (twice the rates used at output stride 16).
+ATROUS_RATES: tuple[int, int, int] = (12, 24, 36)
+_BN_EPS = 1e-3  # as the reference MobileNetV2
+_BN_MOMENTUM = 0.1
+
+# MobileNetV2 stages: (expansion t, output channels c, repeats n, stride s).
+_MOBILENET_V2 = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+_STEM_CHANNELS = 32
+_LOW_LEVEL_CHANNELS = 24  # output of the 24-channel stage, stride 4
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+
+
+class _ConvBNAct(nn.Sequential):
+    """Conv (no bias) -> BN -> ReLU6 / ReLU / nothing."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, dilation: int = 1,
+                 groups: int = 1, act: str = "relu6") -> None:
+        pad = dilation * (kernel - 1) // 2
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, kernel, stride, pad, dilation=dilation, groups=groups, bias=False),
+            _bn(cout),
+        ]
+        if act == "relu6":
+            layers.append(nn.ReLU6(inplace=True))
+        elif act == "relu":
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class _InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand -> 3x3 depthwise (dilated) -> 1x1 linear project."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int, dilation: int) -> None:
+        super().__init__()
+        hidden = cin * expansion
+        layers: list[nn.Module] = []
+        if expansion != 1:
+            layers.append(_ConvBNAct(cin, hidden, 1))
+        layers += [
+            _ConvBNAct(hidden, hidden, 3, stride, dilation, groups=hidden),
+            _ConvBNAct(hidden, cout, 1, act="none"),
+        ]
+        self.block = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_residual:
+            return x + self.block(x)
+        return self.block(x)
+
+
+class MobileNetV2Backbone(nn.Module):
+    """MobileNetV2 after its stem convolution, at output stride 8.
+
+    ``forward`` takes the stem convolution's (pre-BN) output and returns the stride-4
+    low-level features (24 ch) and the stride-8 deep features (320 ch).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem_bn = _bn(_STEM_CHANNELS)
+        low: list[nn.Module] = []
+        high: list[nn.Module] = []
+        cin, current_stride, dilation = _STEM_CHANNELS, 2, 1
+        for t, c, n, s in _MOBILENET_V2:
+            prev_dilation = dilation
+            if s > 1 and current_stride >= 8:
+                # Keep output stride 8: drop the stride, dilate the rest of the network.
+                dilation *= s
+                s = 1
+            current_stride *= s
+            for i in range(n):
+                block = _InvertedResidual(cin, c, s if i == 0 else 1, t,
+                                          prev_dilation if i == 0 else dilation)
+                (low if current_stride <= 4 else high).append(block)
+                cin = c
+        self.low = nn.Sequential(*low)
+        self.high = nn.Sequential(*high)
+        self.out_channels = cin
+
+    def forward(self, stem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.relu6(self.stem_bn(stem))
+        low = self.low(x)
+        return low, self.high(low)
+
+
+class _SeparableConv(nn.Sequential):
+    """Depthwise 3x3 (dilated) -> BN -> ReLU -> pointwise -> BN -> ReLU."""
+
+    def __init__(self, cin: int, cout: int, dilation: int = 1) -> None:
+        super().__init__(
+            _ConvBNAct(cin, cin, 3, 1, dilation, groups=cin, act="relu"),
+            _ConvBNAct(cin, cout, 1, act="relu"),
+        )
+
+
+class _ImagePooling(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = _ConvBNAct(cin, cout, 1, act="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        pooled = self.conv(F.adaptive_avg_pool2d(x, 1))
+        # Upsampling a 1x1 map is a broadcast.
+        return pooled.expand(-1, -1, h, w)
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling (1x1, three atrous 3x3, image pooling) -> 256."""
+
+    def __init__(self, cin: int, cout: int = 256, rates: tuple[int, ...] = ATROUS_RATES,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        branches: list[nn.Module] = [_ConvBNAct(cin, cout, 1, act="relu")]
+        branches += [_SeparableConv(cin, cout, r) for r in rates]
+        branches.append(_ImagePooling(cin, cout))
+        self.branches = nn.ModuleList(branches)
+        self.project = nn.Sequential(_ConvBNAct(cout * len(branches), cout, 1, act="relu"),
+                                     nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [branch(x) for branch in self.branches]
+        return self.project(torch.cat(outs, dim=1))
+
+
+class DeepLabV3Plus(nn.Module):
+    """DeepLabv3+ / MobileNetV2 (width 1.0), output stride 8.
+
+    Parameters
+    ----------
+    in_channels : int
+        64 after SEnSeI, or the number of raw bands for a fixed-band baseline.
+    num_classes : int
+        Output channels (logits).
+    dropout : float
+        Dropout after the ASPP projection.
+
+    Examples
+    --------
+    >>> net = DeepLabV3Plus(64, 2).eval()
+    >>> net(torch.rand(1, 64, 37, 53)).shape
+    torch.Size([1, 2, 37, 53])
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        # The first convolution is a separate attribute so that it can be folded.
+        self.first_conv = nn.Conv2d(in_channels, _STEM_CHANNELS, 3, 2, 1, bias=False)
+        self.backbone = MobileNetV2Backbone()
+        self.aspp = ASPP(self.backbone.out_channels, 256, ATROUS_RATES, dropout)
+        self.low_project = _ConvBNAct(_LOW_LEVEL_CHANNELS, 48, 1, act="relu")
+        self.decoder = nn.Sequential(_SeparableConv(256 + 48, 256), _SeparableConv(256, 256))
+        self.classifier = nn.Conv2d(256, num_classes, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He-normal convolutions, unit BN, zero biases."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stride-4 low-level and stride-8 deep backbone features of an input."""
+        return self.backbone(self.first_conv(x))
+
+    def forward_from_first(self, y: torch.Tensor, size: List[int]) -> torch.Tensor:
+        """The network after its first convolution.
+
+        Parameters
+        ----------
+        y : torch.Tensor
+            Output of the first convolution (B, 32, ceil(H/2), ceil(W/2)).
+        size : list of int
+            (H, W) of the input, the size of the output.
+        """
+        low, deep = self.backbone(y)
+        x = self.aspp(deep)
+        x = F.interpolate(x, size=[low.shape[-2], low.shape[-1]], mode="bilinear", align_corners=False)
+        x = self.decoder(torch.cat([x, self.low_project(low)], dim=1))
+        x = self.classifier(x)
+        return F.interpolate(x, size=[size[0], size[1]], mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, H, W) -> (B, num_classes, H, W) logits."""
+        return self.forward_from_first(self.first_conv(x), [x.shape[-2], x.shape[-1]])

