@@ -206,3 +206,19 @@ def test_fill_nodata_uses_neighbours():
     filled = fill_nodata(x, valid)
     np.testing.assert_allclose(filled[0], 1.0)
     np.testing.assert_allclose(filled[1], 3.0)
+
+
+def test_working_resolution(l8, model_path):
+    kw = dict(model=model_path, patch_size=64, overlap=16)
+    coarse = l8.sensei.cloud_probability(resolution=60.0, **kw)
+    assert coarse.shape == l8.shape[1:] and coarse.attrs["working_resolution"] == 60.0
+    v = coarse.values
+    # Mask back on the input grid by nearest neighbour: constant over each 2 x 2 block.
+    np.testing.assert_array_equal(v[0:200:2, 0:230:2], v[1:200:2, 1:230:2])
+    direct = l8.coarsen(y=2, x=2).mean().sensei.cloud_probability(**kw).values
+    np.testing.assert_allclose(v[::2, ::2], direct, atol=1e-5)
+    fine = l8.sensei.cloud_probability(resolution=15.0, **kw)
+    assert fine.shape == l8.shape[1:] and np.isfinite(fine.values).all()
+    np.testing.assert_array_equal(fine.x.values, l8.x.values)
+    with pytest.raises(BandError, match="integer multiple"):
+        l8.sensei.cloud_probability(resolution=45.0, **kw)

@@ -175,6 +175,7 @@ def class_probabilities(
     batch_size: int = 8,
     nodata: float | None = None,
     band_dim: str = "band",
+    resolution: float | None = None,
 ):
     """Per-class probabilities, lazily: a float32 DataArray ``(time?, class, y, x)``.
 
@@ -200,6 +201,11 @@ def class_probabilities(
     nodata : float, optional
         Fill value marking no data (besides NaN); default the DataArray's declared nodata.
     band_dim : str
+    resolution : float, optional
+        Working pixel size in CRS units (m): the scene is resampled to it for inference
+        (block mean to coarsen, nearest neighbour to refine, by integer factors) and the
+        probabilities are brought back to the input grid. The paper found PerúSat-1
+        (2.8 m) better at 5.6 m, and SLSTR (500 m) better upsampled to 250 m.
 
     Returns
     -------
@@ -208,6 +214,11 @@ def class_probabilities(
     """
     import dask.array as dsa
     import xarray as xr
+
+    if resolution is not None:
+        return _at_resolution(da, resolution, model=model, bands=bands, sensor=sensor, device=device,
+                              patch_size=patch_size, overlap=overlap, batch_size=batch_size,
+                              nodata=nodata, band_dim=band_dim)
 
     model_obj, ref = _resolve_model(model)
     if band_dim not in da.dims:
@@ -259,6 +270,44 @@ def class_probabilities(
                           name="class_probability")
     result.attrs = _provenance(model_obj, ref, desc)
     return _georef(result, da)
+
+
+def _at_resolution(da, resolution: float, **kwargs):
+    """Run at a working resolution and return probabilities on the input grid."""
+    ydim, xdim = _spatial_dims(da)
+    native = abs(float(da[xdim][1] - da[xdim][0])) if da.sizes[xdim] > 1 else None
+    if not native:
+        raise BandError("resolution= needs a scene with regular x coordinates of at least 2 pixels")
+    ratio = float(resolution) / native
+    k = int(round(ratio if ratio >= 1 else 1 / ratio))
+    if k < 1 or not np.isclose(ratio if ratio >= 1 else 1 / ratio, k, rtol=1e-3):
+        raise BandError(
+            f"resolution={resolution} is not an integer multiple or fraction of the scene's "
+            f"{native:g} pixel size; choose e.g. {native * 2:g} or {native / 2:g}"
+        )
+    if k == 1:
+        return class_probabilities(da, **kwargs)
+    fill = _declared_nodata(da, kwargs.get("nodata"))
+    if fill is not None:
+        da = da.where(da != fill)
+    if ratio > 1:
+        # Block mean over k x k pixels ("pad" keeps the scene's far edges).
+        work = da.coarsen({ydim: k, xdim: k}, boundary="pad").mean()
+        work = work.rio.write_crs(da.rio.crs) if da.rio.crs is not None else work
+        probs = class_probabilities(work, **kwargs)
+        return probs.reindex({ydim: da[ydim], xdim: da[xdim]}, method="nearest").assign_attrs(
+            probs.attrs, working_resolution=float(resolution))
+    # Finer working grid: nearest neighbour, k x k sub-pixels per pixel.
+    offsets = (np.arange(k) - (k - 1) / 2) / k
+    step_y = float(da[ydim][1] - da[ydim][0]) if da.sizes[ydim] > 1 else native
+    fine_y = (da[ydim].values[:, None] + offsets[None, :] * step_y).ravel()
+    fine_x = (da[xdim].values[:, None] + offsets[None, :] * native).ravel()
+    work = da.reindex({ydim: fine_y, xdim: fine_x}, method="nearest")
+    work = work.rio.write_crs(da.rio.crs) if da.rio.crs is not None else work
+    probs = class_probabilities(work, **kwargs)
+    back = probs.coarsen({ydim: k, xdim: k}).mean()
+    back = back.assign_coords({ydim: da[ydim], xdim: da[xdim]})
+    return _georef(back.assign_attrs(probs.attrs, working_resolution=float(resolution)), da)
 
 
 def _check_band_count(model, desc: BandDescriptors) -> None:
