@@ -20,7 +20,7 @@ from ..evaluation import Confusion
 from .datasets import IGNORE_INDEX, LabelledSample, load_biome_patches
 from .samplers import Augmentation, RandomPatchBatches
 
-__all__ = ["DEFAULT_CONFIG", "train", "evaluate", "predict_sample"]
+__all__ = ["DEFAULT_CONFIG", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
 
 #: The paper's recipe (SGD, momentum 0.99, lr 1e-3 / 4 on plateau down to 2e-5, patch 257,
 #: batch 8); ``optimizer="adamw"`` is the short-budget alternative used on CPU.
@@ -106,7 +106,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     """
     import torch
 
-    from ..models import build_model, save_model
+    from ..models import build_model
 
     cfg = {**DEFAULT_CONFIG, **config}
     torch.manual_seed(cfg["seed"])
@@ -180,22 +180,54 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
                       ckpt_dir / "model.safetensors")
             state_file.write_text(json.dumps({"step": step + 1, "history": history,
                                               "lr": opt.param_groups[0]["lr"]}))
+    return _finish(model, cfg, config, out, train_samples, val_samples, history, device, time.time() - t0)
+
+
+def _finish(model, cfg, config, out, train_samples, val_samples, history, device, seconds) -> dict:
+    from ..models import save_model
+
     model.eval()
     metrics = {name: evaluate(model, val_samples, bands, device=device)["pooled"]
                for name, bands in cfg["val_band_sets"].items()}
+    steps_done = history[-1]["step"] if history else 0
     card = {
-        "name": config.get("name", out.name),
+        "name": config.get("name", Path(out).name),
         "training": {
             "data": f"{cfg['train_data']} ({len(train_samples)} Landsat 8 Biome patches, 256x256, 30 m; human labels)",
             "validation_data": f"{cfg['val_data']} ({len(val_samples)} patches, held out: never trained on or used for model selection)",
             "recipe": {k: cfg[k] for k in ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum",
                                             "weight_decay", "lr_min", "min_bands", "seed")},
+            "steps_done": steps_done,
             "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation; random band subsets (>= 3 bands) per batch",
             "device": device,
-            "seconds": time.time() - t0,
+            "seconds": seconds,
             "history": history,
         },
         "validation_metrics": metrics,
     }
     save_model(model.cpu(), out, card=card)
     return card
+
+
+def finish_from_checkpoint(config: dict, data_dir: str | PathLike, out: str | PathLike) -> dict:
+    """Write the model and card from the latest checkpoint of an interrupted :func:`train`.
+
+    The card records the steps actually done (``training.steps_done``).
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from ..models import build_model
+
+    cfg = {**DEFAULT_CONFIG, **config}
+    classes = tuple(cfg["model"]["classes"])
+    data_dir = Path(data_dir)
+    ckpt_dir = Path(out).with_suffix(".ckpt")
+    state = json.loads((ckpt_dir / "state.json").read_text())
+    model = build_model(cfg["model"])
+    model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
+    train_samples = load_biome_patches(data_dir / cfg["train_data"], classes)
+    val_samples = load_biome_patches(data_dir / cfg["val_data"], classes)
+    seconds = state["history"][-1]["seconds"] if state["history"] else 0.0
+    with torch.no_grad():
+        return _finish(model, cfg, config, out, train_samples, val_samples, state["history"], "cpu", seconds)
