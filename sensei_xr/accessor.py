@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import rioxarray  # noqa: F401  (registers .rio: outputs carry CRS and transform)
 import xarray as xr
 
 from . import bands as _bands
