@@ -78,6 +78,12 @@ def _as_descriptors(descriptors: Any, like: torch.Tensor) -> torch.Tensor:
                            dtype=like.dtype, device=like.device)
 
 
+def _canonical(t: torch.Tensor) -> torch.Tensor:
+    # einsum can return a kernel whose size-1 dims carry channels-last-looking strides;
+    # conv2d would then convert every input to channels-last (a full copy per call).
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
+
+
 class FoldedCloudModel(nn.Module):
     """A :class:`CloudModel` frozen for one band set: images in, logits out.
 
@@ -98,12 +104,12 @@ class FoldedCloudModel(nn.Module):
                  dilation: Sequence[int], classes: Sequence[str]) -> None:
         super().__init__()
         self.head = head
-        self.register_buffer("weight", weight.contiguous())
-        self.register_buffer("bias", bias.contiguous())
+        self.register_buffer("weight", _canonical(weight))
+        self.register_buffer("bias", _canonical(bias))
         self.border_bias: bool = bias_kernel is not None
         if bias_kernel is None:
             bias_kernel = torch.zeros(weight.shape[0], 1, 1, 1, dtype=weight.dtype, device=weight.device)
-        self.register_buffer("bias_kernel", bias_kernel.contiguous())
+        self.register_buffer("bias_kernel", _canonical(bias_kernel))
         self.stride: List[int] = [int(s) for s in stride]
         self.padding: List[int] = [int(p) for p in padding]
         self.dilation: List[int] = [int(d) for d in dilation]
@@ -219,7 +225,8 @@ class CloudModel(nn.Module):
         if self.encoder is None:
             self._check_baseline(images.shape[1])
             if descriptors is not None:
-                self._check_baseline(int(np.shape(descriptors)[-2]))
+                shape = descriptors.shape if torch.is_tensor(descriptors) else np.shape(descriptors)
+                self._check_baseline(int(shape[-2]))
             return self.head(images)
         if descriptors is None:
             raise ValueError("a SEnSeI model needs the bands' descriptors (N, 3)")

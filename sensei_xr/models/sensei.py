@@ -171,6 +171,9 @@ class SEnSeI(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _check_descriptors(self, descriptors: torch.Tensor, n_bands: int | None = None) -> torch.Tensor:
+        dtype = self.descriptor_block.out.weight.dtype
+        if descriptors.dtype != dtype:
+            descriptors = descriptors.to(dtype)
         if descriptors.dim() == 2:
             descriptors = descriptors.unsqueeze(0)
         if descriptors.dim() != 3 or descriptors.shape[-1] != self.descriptor_size:

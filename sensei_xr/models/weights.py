@@ -226,11 +226,13 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[Path, str]:
     )
     stem = _stem(text)
     weights_path, card_path = _paths(stem)
-    if looks_like_path or weights_path.exists() or card_path.exists():
+    if looks_like_path:
         return stem, str(weights_path.resolve())
     names = _registry_names()
-    if text in names:
+    if text in names:  # a bare name means a shipped model, even if a file has that name here
         return REGISTRY_DIR / text, text
+    if weights_path.exists():
+        return stem, str(weights_path.resolve())
     if not names:
         raise WeightsError(
             f"no model named {text!r}: no models ship with this version of sensei_xr yet. Train one "

@@ -1,0 +1,426 @@
+"""Networks: SEnSeI (Table VI counts, permutation invariance, any N), heads, folding."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sensei_xr.models import (
+    CloudModel,
+    DeepLabV3Plus,
+    FoldedCloudModel,
+    PixelNet,
+    SEnSeI,
+    build_model,
+    cloud_class_indices,
+)
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small tensors: one thread is fastest, and immune to other jobs on shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _descriptors(n: int, seed: int = 0) -> torch.Tensor:
+    """Realistic normalised (min, centre, max): centres 400 nm..12 um, narrow bands."""
+    rng = np.random.default_rng(seed)
+    centre = rng.uniform(0.05, 2.05, n)
+    half = rng.uniform(0.005, 0.05, n)
+    return torch.tensor(np.stack([centre - half, centre, centre + half], 1), dtype=torch.float32)
+
+
+def _images(b: int, n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, n, h, w, generator=g) * 0.8
+
+
+def _calibrated(config: dict, seed: int = 0) -> CloudModel:
+    """A model whose BatchNorm statistics come from data (not the (0, 1) of a fresh model).
+
+    Folding errors at image borders would hide behind near-constant activations.
+    """
+    torch.manual_seed(seed)
+    model = build_model(config)
+    model.train()
+    n = config.get("in_bands") or 6
+    with torch.no_grad():
+        for i in range(3):
+            model(_images(4, n, 48, 48, seed=100 + i), _descriptors(n, seed=i))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SEnSeI:
+    torch.manual_seed(0)
+    return SEnSeI().eval()
+
+
+@pytest.fixture(scope="module")
+def dlv3_model() -> CloudModel:
+    return _calibrated({"encoder": "sensei", "head": "deeplabv3plus", "classes": ["clear", "cloud"]})
+
+
+@pytest.fixture(scope="module")
+def pixel_model() -> CloudModel:
+    return _calibrated({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud", "shadow"]})
+
+
+# --------------------------------------------------------------------------------------
+# SEnSeI
+# --------------------------------------------------------------------------------------
+
+
+def test_parameter_counts_match_table_vi(encoder):
+    assert _count(encoder.descriptor_block) == 24_208
+    assert _count(encoder.permutation_block) == 62_848
+    assert _count(encoder.combined_block) == 123_488
+    assert _count(encoder) == 210_544  # band multiplication has no parameters
+
+
+def test_block_layer_widths(encoder):
+    def widths(mlp):
+        return [layer.linear.out_features for layer in mlp.hidden] + [mlp.out.out_features]
+
+    assert widths(encoder.descriptor_block) == [16, 16, 32, 16, 16, 64, 128, 64, 64]
+    assert widths(encoder.permutation_block.mlp) == [128, 128, 128, 64, 64]
+    assert widths(encoder.combined_block) == [128, 256, 128, 96, 64, 128, 64, 64]
+    assert encoder.permutation_block.mlp.hidden[0].linear.in_features == 128
+    assert encoder.combined_block.hidden[0].linear.in_features == 128
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 20), seed=st.integers(0, 2**16), shared=st.booleans())
+def test_permutation_invariance(encoder, n, seed, shared):
+    rng = np.random.default_rng(seed)
+    perm = torch.as_tensor(rng.permutation(n))
+    images = _images(2, n, 8, 8, seed)
+    desc = _descriptors(n, seed)
+    if not shared:
+        desc = torch.stack([desc, _descriptors(n, seed + 1)])  # (B, N, 3): per-item bands
+    with torch.no_grad():
+        out = encoder(images, desc)
+        out_perm = encoder(images[:, perm], desc[..., perm, :])
+    assert out.shape == (2, 64, 8, 8)
+    scale = out.abs().max().item()
+    assert scale > 0
+    assert (out - out_perm).abs().max().item() <= 1e-5 * scale
+
+
+def test_descriptors_matter(encoder):
+    """Guard against a degenerate encoder that would pass invariance trivially."""
+    images = _images(1, 4, 8, 8)
+    desc = _descriptors(4)
+    with torch.no_grad():
+        out = encoder(images, desc)
+        swapped = encoder(images, desc[[1, 0, 2, 3]])  # bands 0 and 1 exchange wavelengths
+    assert (out - swapped).abs().max().item() > 1e-3 * out.abs().max().item()
+
+
+def test_permutation_block_is_mean_over_all_ordered_pairs(encoder):
+    """The decomposed implementation equals the literal definition on (N, N, 128) pairs."""
+    block = encoder.permutation_block
+    x = torch.randn(1, 5, 64)
+    with torch.no_grad():
+        pairs = torch.cat([x[:, :, None].expand(-1, -1, 5, -1), x[:, None].expand(-1, 5, -1, -1)], -1)
+        literal = block.mlp(pairs).mean(dim=2)
+        expected = torch.cat([literal, x], -1)
+        got = block(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_band_multiplication_formula(encoder):
+    images = _images(1, 3, 4, 5)
+    desc = _descriptors(3)
+    with torch.no_grad():
+        v = encoder.encode_descriptors(desc)[0]  # (3, 64)
+        out = encoder(images, desc)
+    expected = ((images[0][:, None] + 0.5) * v[:, :, None, None]).mean(0)
+    torch.testing.assert_close(out[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_groupnorm_does_not_mix_batch_items(encoder):
+    desc = torch.stack([_descriptors(6, 1), _descriptors(6, 2), _descriptors(6, 3)])
+    with torch.no_grad():
+        together = encoder.encode_descriptors(desc)
+        alone = encoder.encode_descriptors(desc[1])
+    # Batched matrix products may round differently: compare at float precision.
+    assert (together[1:2] - alone).abs().max().item() <= 1e-5 * alone.abs().max().item()
+    assert (together[0] - together[1]).abs().max().item() > 1e-2 * alone.abs().max().item()
+
+
+@pytest.mark.parametrize("n", [1, 2, 13, 14])
+def test_any_number_of_bands(dlv3_model, n):
+    with torch.no_grad():
+        out = dlv3_model(_images(1, n, 32, 32), _descriptors(n))
+    assert out.shape == (1, 2, 32, 32)
+    assert torch.isfinite(out).all()
+
+
+def test_hyperspectral_200_bands(dlv3_model):
+    n = 200
+    centres = torch.linspace(0.1, 1.3, n)  # 425..2300 nm, contiguous like a spectrometer
+    desc = torch.stack([centres - 0.002, centres, centres + 0.002], 1)
+    with torch.no_grad():
+        out = dlv3_model(_images(1, n, 32, 32), desc)
+    assert out.shape == (1, 2, 32, 32) and torch.isfinite(out).all()
+
+
+def test_descriptor_errors(encoder):
+    with pytest.raises(ValueError, match="descriptors"):
+        encoder(_images(1, 3, 4, 4), _descriptors(4))
+    with pytest.raises(ValueError, match="shape"):
+        encoder(_images(1, 3, 4, 4), torch.rand(3, 2))
+
+
+# --------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(37, 53), (31, 17), (64, 64), (9, 11)])
+def test_deeplab_output_size_equals_input(size):
+    torch.manual_seed(0)
+    net = DeepLabV3Plus(5, 3).eval()
+    with torch.no_grad():
+        assert net(torch.rand(1, 5, *size)).shape == (1, 3, *size)
+
+
+def test_deeplab_output_stride_8():
+    torch.manual_seed(0)
+    net = DeepLabV3Plus(4, 2).eval()
+    with torch.no_grad():
+        low, deep = net.features(torch.rand(1, 4, 64, 96))
+        assert deep.shape[-2:] == (8, 12) and deep.shape[1] == 320
+        assert low.shape[-2:] == (16, 24) and low.shape[1] == 24
+        _, deep_odd = net.features(torch.rand(1, 4, 37, 53))
+        assert deep_odd.shape[-2:] == (math.ceil(37 / 8), math.ceil(53 / 8))
+    rates = [m.dilation[0] for m in net.backbone.modules() if isinstance(m, torch.nn.Conv2d)
+             and m.kernel_size == (3, 3)]
+    assert max(rates) == 4 and 2 in rates
+    assert [b[0][0].dilation[0] for b in net.aspp.branches[1:4]] == [12, 24, 36]
+
+
+def test_pixelnet_is_small_and_per_pixel():
+    net = PixelNet(64, 2).eval()
+    assert _count(net) == 1106
+    x = torch.rand(1, 64, 6, 7)
+    y = x.clone()
+    y[..., 3, 4] += 1.0
+    with torch.no_grad():
+        diff = (net(x) - net(y)).abs().sum(1)[0]
+    assert diff[3, 4] > 0
+    diff[3, 4] = 0
+    assert diff.max() == 0  # no spatial context
+
+
+# --------------------------------------------------------------------------------------
+# CloudModel
+# --------------------------------------------------------------------------------------
+
+
+def test_batch_independence(dlv3_model):
+    images = _images(3, 5, 40, 40, seed=7)
+    images[0] *= 0.1  # a dark, a mid and a bright item
+    images[2] = images[2] * 0.3 + 0.7
+    desc = torch.stack([_descriptors(5, 1), _descriptors(5, 2), _descriptors(5, 3)])
+    with torch.no_grad():
+        batch = dlv3_model(images, desc)
+        alone = dlv3_model(images[1:2], desc[1])
+    torch.testing.assert_close(batch[1:2], alone, rtol=1e-4, atol=1e-5)
+    assert (batch[0] - batch[1]).abs().max() > 1e-3  # items do differ
+
+
+@pytest.mark.parametrize("classes, expected", [
+    (("clear", "cloud"), (1,)),
+    (("clear", "cloud", "shadow"), (1,)),
+    (("clear", "thin_cloud", "thick_cloud"), (1, 2)),
+    (("clear", "thick_cloud", "thin_cloud", "cloud_shadow"), (1, 2)),
+    (("cloud_free", "Cloud"), (1,)),
+])
+def test_configurable_classes(classes, expected):
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": list(classes)}).eval()
+    assert model.cloud_class_indices == expected == cloud_class_indices(classes)
+    with torch.no_grad():
+        assert model(_images(1, 3, 8, 8), _descriptors(3)).shape == (1, len(classes), 8, 8)
+
+
+def test_config_round_trip():
+    import json
+
+    cfg = {"encoder": "sensei", "head": "deeplabv3plus", "classes": ["clear", "thin_cloud", "thick_cloud"]}
+    model = build_model(cfg)
+    assert model.config == {**cfg, "in_bands": None}
+    again = build_model(json.loads(json.dumps(model.config)))
+    assert again.config == model.config
+    base = build_model({"encoder": None, "head": "pixelnet", "classes": ["clear", "cloud"], "in_bands": 4})
+    assert base.config["in_bands"] == 4 and base.encoder is None and base.in_bands == 4
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"encoder": "sensei", "head": "unet"}, "head"),
+    ({"encoder": "foo"}, "encoder"),
+    ({"encoder": None, "head": "pixelnet"}, "in_bands"),
+    ({"encoder": "sensei", "in_bands": 4}, "in_bands"),
+    ({"classes": ["cloud"]}, "classes"),
+    ({"classes": ["a", "a"]}, "classes"),
+    ({"heads": "pixelnet"}, "unknown"),
+])
+def test_config_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(bad)
+
+
+def test_baseline_checks_band_count():
+    torch.manual_seed(0)
+    model = build_model({"encoder": None, "head": "pixelnet", "classes": ["clear", "cloud"], "in_bands": 4}).eval()
+    x = _images(2, 4, 8, 8)
+    with torch.no_grad():
+        out = model(x, _descriptors(4))
+        torch.testing.assert_close(out, model.head(x))
+        torch.testing.assert_close(model.for_bands(_descriptors(4))(x), out)
+    with pytest.raises(ValueError, match="exactly 4 bands"):
+        model(_images(1, 3, 8, 8), _descriptors(3))
+    with pytest.raises(ValueError, match="exactly 4 bands"):
+        model(x, _descriptors(5))
+    with pytest.raises(ValueError, match="exactly 4 bands"):
+        model.for_bands(_descriptors(3))
+
+
+# --------------------------------------------------------------------------------------
+# Folding
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(37, 53), (33, 16)])
+@pytest.mark.parametrize("which", ["dlv3", "pixel"])
+def test_folded_equals_unfolded(which, size, dlv3_model, pixel_model):
+    model = dlv3_model if which == "dlv3" else pixel_model
+    desc = _descriptors(7, seed=3)
+    images = _images(2, 7, *size, seed=5)
+    with torch.no_grad():
+        ref = model(images, desc)
+        folded = model.for_bands(desc)
+        out = folded(images)
+    assert isinstance(folded, FoldedCloudModel) and not folded.training
+    assert out.shape == ref.shape == (2, model.num_classes, *size)
+    assert ref.std() > 1e-2  # outputs vary, so agreement is meaningful
+    assert (out - ref).abs().max().item() < 1e-4
+    # Borders on their own (where the zero padding of the 64-channel map matters).
+    edge = torch.zeros(size, dtype=torch.bool)
+    edge[:2], edge[-2:], edge[:, :2], edge[:, -2:] = True, True, True, True
+    assert (out - ref)[..., edge].abs().max().item() < 1e-4
+
+
+def test_border_bias_is_needed(dlv3_model):
+    """The SEnSeI offset meets the zero padding at borders: a uniform bias would be wrong there."""
+    import torch.nn.functional as F
+
+    desc = _descriptors(5, seed=1)
+    images = _images(1, 5, 37, 53)
+    folded = dlv3_model.for_bands(desc)
+    assert folded.border_bias
+    with torch.no_grad():
+        ref = dlv3_model.head.first_conv(dlv3_model.encoder(images, desc))
+        args = (folded.stride, folded.padding, folded.dilation)
+        exact = F.conv2d(images, folded.weight, folded.bias, *args) + F.conv2d(
+            torch.ones(1, 1, 37, 53), folded.bias_kernel, None, *args)
+        naive = F.conv2d(images, folded.weight, folded.bias + folded.bias_kernel.sum(dim=(1, 2, 3)), *args)
+    scale = ref.abs().max().item()
+    assert (exact - ref).abs().max().item() < 1e-5 * scale
+    inner = (naive - ref)[..., 1:-1, 1:-1]
+    assert inner.abs().max().item() < 1e-5 * scale  # a uniform bias is right inside...
+    assert (naive - ref).abs().max().item() > 1e-2 * scale  # ...and wrong on the border
+
+
+def test_folded_is_independent_copy(pixel_model):
+    desc = _descriptors(4)
+    images = _images(1, 4, 8, 8)
+    folded = pixel_model.for_bands(desc)
+    weight = pixel_model.head.classifier.weight
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        before = folded(images)
+        try:
+            weight.add_(1.0)  # later changes to the model (e.g. training) do not leak in
+            torch.testing.assert_close(folded(images), before)
+            assert (pixel_model(images, desc) - before).abs().max() > 1e-3
+        finally:
+            weight.copy_(saved)
+    assert folded.classes == ["clear", "cloud", "shadow"] and folded.cloud_class_indices == [1]
+    with pytest.raises(ValueError, match="bands"):
+        folded(_images(1, 5, 8, 8))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_folded_scriptable(dlv3_model):
+    desc = _descriptors(3)
+    folded = dlv3_model.for_bands(desc)
+    scripted = torch.jit.script(folded)
+    images = _images(1, 3, 29, 35)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(images), folded(images))
+
+
+def test_folded_low_precision_cast_cpu(pixel_model):
+    """A folded model is cast like any module (bfloat16 on CPU here; cheap with PixelNet)."""
+    desc = _descriptors(4)
+    folded = pixel_model.for_bands(desc)
+    images = _images(1, 4, 16, 16)
+    with torch.no_grad():
+        ref = torch.softmax(folded(images), 1)
+        low = torch.softmax(folded.to(torch.bfloat16)(images.to(torch.bfloat16)).float(), 1)
+    assert (low - ref).abs().max().item() < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="float16/bfloat16 inference is meant for CUDA; no GPU here")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_folded_low_precision_cuda(dlv3_model, dtype):
+    desc = _descriptors(6)
+    images = _images(2, 6, 64, 48)
+    folded = dlv3_model.for_bands(desc)
+    with torch.no_grad():
+        ref = torch.softmax(folded(images), 1)
+        net = dlv3_model.for_bands(desc).to("cuda", dtype)
+        low = torch.softmax(net(images.to("cuda", dtype)).float(), 1).cpu()
+    assert (low - ref).abs().max().item() < 0.05
+
+
+# --------------------------------------------------------------------------------------
+# Dependencies
+# --------------------------------------------------------------------------------------
+
+
+def test_model_core_imports_only_torch_numpy_safetensors():
+    forbidden = {"xarray", "dask", "rasterio", "rioxarray", "stackstac", "distributed"}
+    root = Path(__file__).resolve().parents[1] / "sensei_xr" / "models"
+    files = sorted(root.rglob("*.py"))
+    assert files
+    for path in files:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else []
+                if node.level > 1:  # e.g. "from .. import bands" reaches outside the core
+                    names = ["<parent package>"]
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in forbidden and top != "<parent package>", f"{path.name} imports {name}"
