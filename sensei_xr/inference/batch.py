@@ -105,6 +105,9 @@ def mask_stack_to_zarr(
     mask = cloudmask(stack, model, threshold=threshold, **kwargs)
     mask = mask.chunk({"time": 1})
     ds = mask.to_dataset(name="cloudmask")
+    # stackstac carries per-item metadata (sets, dicts) as coordinates: Zarr cannot store
+    # arbitrary Python objects, so keep only coordinates of plain array types.
+    ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims and ds[c].dtype == object])
     # Zarr encodes attrs as JSON: keep them plain.
     ds["cloudmask"].attrs = {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in mask.attrs.items()}
     ds["cloudmask"].encoding = {"_FillValue": np.uint8(255)}

