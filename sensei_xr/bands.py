@@ -434,7 +434,8 @@ def check_band_values(values: np.ndarray, descriptors: BandDescriptors, where: s
             med = float(np.median(finite))
             if med < 100.0:
                 hint = (
-                    "degrees Celsius? add 273.15"
+                    "degrees Celsius? add 273.15; spectral radiance (W/(m2 sr um))? "
+                    "convert with sensei_xr.radiometry.brightness_temperature(L, K1, K2)"
                     if -90.0 < med < 70.0
                     else "give brightness temperature in kelvin"
                 )

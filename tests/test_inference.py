@@ -222,3 +222,29 @@ def test_working_resolution(l8, model_path):
     np.testing.assert_array_equal(fine.x.values, l8.x.values)
     with pytest.raises(BandError, match="integer multiple"):
         l8.sensei.cloud_probability(resolution=45.0, **kw)
+    # Georeferencing is the input's, and no-data stays no-data at any working resolution.
+    assert coarse.rio.transform() == l8.rio.transform() == fine.rio.transform()
+    holed = l8.copy()
+    holed[:, 33, 47] = np.nan
+    for res in (60.0, 15.0):
+        assert np.isnan(holed.sensei.cloud_probability(resolution=res, **kw).values[33, 47])
+
+
+def test_pointwise_and_in_memory_models(l8):
+    """A PixelNet model runs without tiling; a model object is never mutated by inference."""
+    from sensei_xr.inference.engine import _plan_for
+
+    torch.manual_seed(1)
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert _plan_for(model, (10, 10), 256, 64, 8).pointwise
+    tiny = l8.isel(y=slice(0, 10), x=slice(0, 12))  # smaller than any patch: fine pointwise
+    p = tiny.sensei.cloud_probability(model=model)
+    assert p.shape == (10, 12) and np.isfinite(p.values).all()
+    # Pointwise: a pixel's probability does not depend on its neighbours.
+    single = tiny.isel(y=slice(4, 5), x=slice(5, 6)).sensei.cloud_probability(model=model).values
+    assert single[0, 0] == pytest.approx(float(p.values[4, 5]), abs=1e-6)
+    assert model.training  # the caller's module stays as it was
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])

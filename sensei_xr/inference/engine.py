@@ -145,7 +145,9 @@ def _merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...
 
 
 def _plan_for(model, shape_yx, patch_size: int, overlap: int, batch_size: int) -> TilingPlan:
-    if getattr(model, "pointwise", False):
+    from ..models import PixelNet
+
+    if isinstance(getattr(model, "head", None), PixelNet):  # 1-pixel receptive field
         return TilingPlan(patch=0, stride=1, batch_size=batch_size)
     smallest = min(shape_yx)
     patch = min(patch_size, smallest - smallest % 8)
@@ -295,8 +297,12 @@ def _at_resolution(da, resolution: float, **kwargs):
         work = da.coarsen({ydim: k, xdim: k}, boundary="pad").mean()
         work = work.rio.write_crs(da.rio.crs) if da.rio.crs is not None else work
         probs = class_probabilities(work, **kwargs)
-        return probs.reindex({ydim: da[ydim], xdim: da[xdim]}, method="nearest").assign_attrs(
-            probs.attrs, working_resolution=float(resolution))
+        back = probs.reindex({ydim: da[ydim], xdim: da[xdim]}, method="nearest")
+        # The block mean skips NaN: put the input's own no-data back.
+        band_dim = kwargs.get("band_dim", "band")
+        valid = da.notnull().all(band_dim)
+        back = back.where(valid).drop_vars("spatial_ref", errors="ignore")
+        return _georef(back.assign_attrs(probs.attrs, working_resolution=float(resolution)), da)
     # Finer working grid: nearest neighbour, k x k sub-pixels per pixel.
     offsets = (np.arange(k) - (k - 1) / 2) / k
     step_y = float(da[ydim][1] - da[ydim][0]) if da.sizes[ydim] > 1 else native
@@ -306,7 +312,7 @@ def _at_resolution(da, resolution: float, **kwargs):
     work = work.rio.write_crs(da.rio.crs) if da.rio.crs is not None else work
     probs = class_probabilities(work, **kwargs)
     back = probs.coarsen({ydim: k, xdim: k}).mean()
-    back = back.assign_coords({ydim: da[ydim], xdim: da[xdim]})
+    back = back.assign_coords({ydim: da[ydim], xdim: da[xdim]}).drop_vars("spatial_ref", errors="ignore")
     return _georef(back.assign_attrs(probs.attrs, working_resolution=float(resolution)), da)
 
 
@@ -411,11 +417,13 @@ def cloud_probability(da, model="default", **kwargs):
     The sum of the probabilities of the model's cloud classes (e.g. thin + thick cloud).
     Keyword arguments as :func:`class_probabilities`.
     """
+    from ..models import cloud_class_indices
+
     probs = class_probabilities(da, model, **kwargs)
-    model_obj, _ = _resolve_model(model)
-    idx = list(model_obj.cloud_class_indices)
+    classes = probs.attrs["classes"].split(",")
+    idx = list(cloud_class_indices(classes))
     if not idx:
-        raise BandError(f"model classes {model_obj.classes} include no cloud class")
+        raise BandError(f"model classes {classes} include no cloud class")
     p = probs.isel({"class": idx}).sum("class", skipna=False)
     p = p.astype(np.float32).rename("cloud_probability")
     p.attrs = {**probs.attrs, "units": "1", "long_name": "probability of cloud"}

@@ -41,13 +41,17 @@ class ModelRef:
     @classmethod
     def from_model(cls, model) -> "ModelRef":
         """Reference a loaded model; in-memory models are registered in this process."""
+        import copy
+
         source = getattr(model, "source", None)
         sha = getattr(model, "sha256", None) or _state_sha(model)
         if source is None:
             source = f"memory:{sha}"
-            _IN_MEMORY[source] = model
-        with _LOCK:
-            _MODELS.setdefault((source, sha, "cpu"), model)
+            with _LOCK:
+                if source not in _IN_MEMORY:
+                    # A private copy in eval mode: moving it to a device or running it
+                    # never touches the caller's module.
+                    _IN_MEMORY[source] = copy.deepcopy(model).cpu().eval()
         return cls(str(source), sha)
 
 
@@ -106,7 +110,11 @@ def _load(ref: ModelRef, device: str):
     if model is not None:
         return model
     if ref.source.startswith("memory:"):
+        import copy
+
         model = _IN_MEMORY.get(ref.source)
+        if model is not None and device != "cpu":
+            model = copy.deepcopy(model)
         if model is None:
             raise RuntimeError(
                 "this model was passed as a Python object and is not known in this worker "

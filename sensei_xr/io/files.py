@@ -319,9 +319,12 @@ def _to_grid(a, r, resolution, ref):
         # larger footprint would have measured.
         f = int(round(resolution / r))
         dtype = a.dtype
-        a = a.astype("float32").coarsen(x=f, y=f, boundary="trim").mean()
+        a = a.astype("float32")
         if np.issubdtype(dtype, np.integer):
-            a = a.round().astype(dtype)
+            a = a.where(a != 0)  # DN 0 is fill: keep it out of the block mean
+        a = a.coarsen(x=f, y=f, boundary="trim").mean()
+        if np.issubdtype(dtype, np.integer):
+            a = a.fillna(0).round().astype(dtype)
     # Nearest neighbour onto the reference grid; pixels outside the band's extent are no
     # data (0 for DN, NaN for floats).
     fill = 0 if np.issubdtype(a.dtype, np.integer) else np.nan

@@ -22,13 +22,13 @@ from .samplers import Augmentation, RandomPatchBatches
 
 __all__ = ["DEFAULT_CONFIG", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
 
-#: The paper's recipe (SGD, momentum 0.99, lr 1e-3 / 4 on plateau down to 2e-5, patch 257,
+#: The paper's recipe (SGD, momentum 0.99, lr 1e-3 / 4 on plateau down to 2e-5, patch 257 (256 here),
 #: batch 8); ``optimizer="adamw"`` is the short-budget alternative used on CPU.
 DEFAULT_CONFIG = {
     "model": {"encoder": "sensei", "head": "deeplabv3plus", "classes": ["clear", "cloud"]},
     "train_data": "l8_biome_patches/train.npz",
     "val_data": "l8_biome_patches/val.npz",
-    "patch_size": 257,
+    "patch_size": 256,  # the paper's 257 needs larger images than the 256 px Biome patches
     "batch_size": 8,
     "steps": 20000,
     "steps_per_epoch": 500,
