@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from sensei_xr.models import load_model
 from sensei_xr.training.train import finish_from_checkpoint, train
@@ -34,6 +35,14 @@ def test_train_writes_loadable_model_with_card(shared_data, tmp_path):
     assert [h["step"] for h in more["training"]["history"]] == [2, 4, 6]
     state = json.loads((tmp_path / "m.ckpt" / "state.json").read_text())
     assert state["step"] == 6
+    # Resumed (4 + 2 steps) equals uninterrupted (6 steps): weights and optimizer state
+    # (AdamW moments) come back exactly.
+    straight = train({**TINY, "steps": 6}, shared_data, tmp_path / "s", log=lambda m: None)
+    resumed = load_model(tmp_path / "m.safetensors").state_dict()
+    for k, v in load_model(tmp_path / "s.safetensors").state_dict().items():
+        assert torch.equal(v, resumed[k]), k
+    assert straight["training"]["history"][-1]["train_loss"] == pytest.approx(
+        more["training"]["history"][-1]["train_loss"], abs=1e-6)
 
 
 def test_finish_from_checkpoint(shared_data, tmp_path):

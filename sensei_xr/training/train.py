@@ -137,13 +137,14 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         state = json.loads(state_file.read_text())
         model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
         start_step, history = state["step"], state["history"]
-        for g in opt.param_groups:
-            g["lr"] = state["lr"]
+        _load_optimizer(opt, load_file(ckpt_dir / "optimizer.safetensors"), state["lr"])
+        best, bad_epochs = state.get("best", math.inf), state.get("bad_epochs", 0)
         log(f"resumed at step {start_step}")
+    else:
+        best, bad_epochs = math.inf, 0
     batches = RandomPatchBatches(train_samples, cfg["patch_size"], cfg["batch_size"], cfg["steps"],
                                  cfg["min_bands"], cfg["seed"], Augmentation())
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    best, bad_epochs = math.inf, 0
     t0 = time.time()
     model.train()
     running = []
@@ -174,13 +175,49 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
                     for g in opt.param_groups:
                         g["lr"] = max(g["lr"] / 4, cfg["lr_min"])
                     bad_epochs = 0
-            from safetensors.torch import save_file
-
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                      ckpt_dir / "model.safetensors")
-            state_file.write_text(json.dumps({"step": step + 1, "history": history,
-                                              "lr": opt.param_groups[0]["lr"]}))
+            _save_checkpoint(ckpt_dir, model, opt, {
+                "step": step + 1, "history": history, "lr": opt.param_groups[0]["lr"],
+                "best": best if math.isfinite(best) else None, "bad_epochs": bad_epochs})
     return _finish(model, cfg, config, out, train_samples, val_samples, history, device, time.time() - t0)
+
+
+def _save_checkpoint(ckpt_dir: Path, model, opt, state: dict) -> None:
+    """Weights, optimizer state (safetensors, no pickle) and state.json, each written
+    atomically, state.json last: a crash leaves the previous checkpoint intact."""
+    import os
+
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for idx, per_param in opt.state_dict()["state"].items():
+        for key, value in per_param.items():
+            tensors[f"{idx}/{key}"] = _to_cpu_tensor(value)
+    for name, payload in (("model.safetensors", {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}),
+                          ("optimizer.safetensors", tensors)):
+        tmp = ckpt_dir / f".{name}.partial"
+        save_file(payload, tmp)
+        os.replace(tmp, ckpt_dir / name)
+    tmp = ckpt_dir / ".state.json.partial"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, ckpt_dir / "state.json")
+
+
+def _to_cpu_tensor(value):
+    import torch
+
+    t = value if torch.is_tensor(value) else torch.tensor(value)
+    return t.detach().cpu().contiguous()
+
+
+def _load_optimizer(opt, tensors: dict, lr: float) -> None:
+    state: dict = {}
+    for name, value in tensors.items():
+        idx, key = name.split("/", 1)
+        state.setdefault(int(idx), {})[key] = value
+    groups = opt.state_dict()["param_groups"]
+    for g in groups:
+        g["lr"] = lr
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def _finish(model, cfg, config, out, train_samples, val_samples, history, device, seconds) -> dict:
