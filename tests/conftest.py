@@ -18,3 +18,14 @@ def shared_data() -> Path:
             pytest.fail(f"CI=true and the sample data folder is missing (set {DATA_ENV})")
         pytest.skip(f"sample data not found: set {DATA_ENV} (tests on real data need it)")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's torch work on one thread, restoring the setting afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

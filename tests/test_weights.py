@@ -14,13 +14,8 @@ from sensei_xr.models import weights as W
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one thread is fastest, and immune to other jobs on shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Small tensors: one torch thread is fastest, and immune to other jobs on shared cores.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CARD = {
     "name": "test-model",
