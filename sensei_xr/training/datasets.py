@@ -6,6 +6,7 @@ class mask in the model's classes, a no-data mask and a little metadata.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -15,7 +16,8 @@ import numpy as np
 from .. import catalogs
 from ..bands import BandDescriptors
 
-__all__ = ["LabelledSample", "BIOME_LABELS", "biome_to_classes", "load_biome_patches"]
+__all__ = ["LabelledSample", "BIOME_LABELS", "biome_to_classes", "load_biome_patches",
+           "DATASET_LOADERS", "register_dataset", "load_dataset", "list_datasets"]
 
 #: Landsat 8 Biome (CCA) label encoding (as in ../shared/data/l8_biome_patches).
 BIOME_LABELS = {0: "fill", 64: "cloud_shadow", 128: "clear", 192: "thin_cloud", 255: "thick_cloud"}
@@ -106,4 +108,63 @@ def load_biome_patches(path: str | PathLike, classes: tuple[str, ...] = ("clear"
         biome = str(name).split("_")[0]
         out.append(LabelledSample(image.astype(np.float32), desc, labels, nodata,
                                   sensor.id, 30.0, str(name), {"surface": biome}))
+    return out
+
+
+#: Dataset name -> loader ``(root: Path | None, split: str | None, classes) -> list[LabelledSample]``.
+DATASET_LOADERS: dict[str, Callable[..., list[LabelledSample]]] = {}
+
+
+def register_dataset(name: str):
+    """Decorator registering a loader under ``name`` for :func:`load_dataset`."""
+
+    def wrap(loader):
+        if name in DATASET_LOADERS:
+            raise ValueError(f"dataset {name!r} is already registered")
+        DATASET_LOADERS[name] = loader
+        return loader
+
+    return wrap
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset`."""
+    return sorted(DATASET_LOADERS)
+
+
+def load_dataset(name: str, root: str | PathLike | None = None, split: str | None = None,
+                 classes: tuple[str, ...] = ("clear", "cloud")) -> list[LabelledSample]:
+    """Load a labelled dataset by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_datasets`, e.g. ``"biome_patches"``.
+    root : path-like, optional
+        The dataset's folder in its published layout; each loader has a default where one
+        makes sense (the sample data for ``"biome_patches"``).
+    split : str, optional
+        e.g. ``"train"`` / ``"val"`` where the dataset defines splits.
+    classes : tuple of str
+        The model's classes; labels are mapped to them.
+    """
+    try:
+        loader = DATASET_LOADERS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}") from None
+    return loader(None if root is None else Path(root), split, tuple(classes))
+
+
+@register_dataset("biome_patches")
+def _load_biome_patches_split(root: Path | None, split: str | None, classes) -> list[LabelledSample]:
+    from ..sample_data import data_dir
+
+    root = root or data_dir() / "l8_biome_patches"
+    splits = ["train", "val"] if split is None else [split]
+    out = []
+    for sp in splits:
+        f = root / f"{sp}.npz"
+        if not f.exists():
+            raise FileNotFoundError(f"{f} not found: the Biome patches have splits 'train' and 'val'")
+        out += load_biome_patches(f, classes)
     return out
