@@ -20,7 +20,7 @@ from ..evaluation import Confusion
 from .datasets import IGNORE_INDEX, LabelledSample, load_biome_patches
 from .samplers import Augmentation, RandomPatchBatches
 
-__all__ = ["DEFAULT_CONFIG", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
+__all__ = ["DEFAULT_CONFIG", "load_config", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
 
 #: The paper's recipe (SGD, momentum 0.99, lr 1e-3 / 4 on plateau down to 2e-5, patch 257 (256 here),
 #: batch 8); ``optimizer="adamw"`` is the short-budget alternative used on CPU.
@@ -45,6 +45,30 @@ DEFAULT_CONFIG = {
     "val_band_sets": {"all": None, "rgb_nir": ["B2", "B3", "B4", "B5"], "rgb": ["B2", "B3", "B4"],
                       "no_thermal": ["B2", "B3", "B4", "B5", "B6", "B7", "B9"]},
 }
+
+
+def load_config(path: str | PathLike) -> dict:
+    """Read a training config (TOML or JSON) into a dict for :func:`train`.
+
+    Unknown keys are an error (a typo would otherwise silently train with a default).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"training config {path} not found")
+    text = path.read_text()
+    if path.suffix == ".json":
+        config = json.loads(text)
+    else:
+        import tomllib
+
+        try:
+            config = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path} is not valid TOML: {e}") from None
+    unknown = sorted(set(config) - set(DEFAULT_CONFIG) - {"name", "init_encoder"})
+    if unknown:
+        raise ValueError(f"{path}: unknown training option(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
+    return config
 
 
 def predict_sample(model, sample: LabelledSample, bands=None, device: str = "cpu") -> np.ndarray:
