@@ -114,6 +114,22 @@ class BandDescriptors:
     def __len__(self) -> int:
         return len(self.names)
 
+    @classmethod
+    def from_sensor(cls, sensor: str, names: Sequence[str] | None = None) -> "BandDescriptors":
+        """Descriptors of a catalog sensor's bands (all, or ``names`` in that order).
+
+        Parameters
+        ----------
+        sensor : str
+            Catalog id, e.g. ``"landsat8_oli_tirs"`` (see :func:`sensei_xr.catalogs.list_sensors`).
+        names : sequence of str, optional
+            Band names or aliases; the catalog's band names are kept.
+        """
+        sensor_obj = catalogs.get_sensor(sensor)
+        bands = [sensor_obj.band(n) for n in (sensor_obj.band_names if names is None else names)]
+        return cls(tuple(b.name for b in bands), np.array([b.wavelengths_nm for b in bands]),
+                   tuple(b.kind for b in bands))
+
     @property
     def is_thermal(self) -> np.ndarray:
         """Boolean (N,) array, True for thermal bands."""

@@ -15,6 +15,21 @@ from .datasets import (
 )
 from .samplers import Augmentation, RandomPatchBatches, grid_patches
 
+# Importing the module registers the public-dataset loaders with load_dataset().
+from .public_datasets import (
+    DatasetLayoutError,
+    iter_biome_scenes,
+    iter_cloudsen12,
+    iter_l7_irish,
+    load_38cloud,
+    load_biome_scenes,
+    load_cloudperu2,
+    load_cloudsen12,
+    load_l7_irish,
+    load_s2_cloud_mask_catalogue,
+    load_sparcs,
+)
+
 __all__ = [
     "IGNORE_INDEX",
     "LabelledSample",
@@ -26,4 +41,15 @@ __all__ = [
     "Augmentation",
     "RandomPatchBatches",
     "grid_patches",
+    "DatasetLayoutError",
+    "load_s2_cloud_mask_catalogue",
+    "load_biome_scenes",
+    "iter_biome_scenes",
+    "load_sparcs",
+    "load_l7_irish",
+    "iter_l7_irish",
+    "load_38cloud",
+    "load_cloudperu2",
+    "load_cloudsen12",
+    "iter_cloudsen12",
 ]

@@ -96,10 +96,7 @@ def load_biome_patches(path: str | PathLike, classes: tuple[str, ...] = ("clear"
     data = np.load(Path(path))
     sensor = catalogs.get_sensor("landsat8_oli_tirs")
     names = [str(n).split("_")[0] for n in data["band_names"]]  # "B2_blue" -> "B2"
-    bands = [sensor.band(n) for n in names]
-    desc = BandDescriptors(tuple(b.name for b in bands),
-                           np.array([b.wavelengths_nm for b in bands]),
-                           tuple(b.kind for b in bands))
+    desc = BandDescriptors.from_sensor(sensor.id, names)
     out = []
     for image, mask, name in zip(data["images"], data["masks"], data["names"]):
         nodata = (mask == 0) | ~np.isfinite(image).all(axis=0)

@@ -1,57 +1,177 @@
 """Patch samplers over labelled samples, with band subsets and the paper's augmentations.
 
-:class:`RandomPatchBatches` is a map-style dataset whose items are whole batches: every
-patch in a batch shares one random band subset (a batch tensor needs one band count), and
-item ``i`` is a pure function of ``(seed, i)``, so a DataLoader with workers is
-deterministic. Use it with ``DataLoader(dataset, batch_size=None, num_workers=...)``.
+Importable with torch and NumPy alone. Samplers decide *where* to read (plain
+descriptions: sample index, window, bands); the datasets read and augment.
+
+* :class:`RandomPatchBatches`: a map-style dataset whose items are whole batches. Every
+  patch in a batch comes from one *source* (a dataset of one sensor) and shares one random
+  band subset of at least ``min_bands`` bands (a batch tensor needs one band count; the
+  paper's key to sensor independence). Sources are mixed with weights; within a source,
+  images are drawn in proportion to their area. Item ``i`` is a pure function of
+  ``(seed, i)`` (:meth:`RandomPatchBatches.describe` gives its plan without reading), so a
+  DataLoader with workers is deterministic.
+* :class:`GridPatches`: every patch of a regular grid that reaches the image edges, for
+  evaluation and inference-time checks; items carry their window.
+* :class:`Augmentation`: flips, 90-degree rotations, translation, resolution change, white
+  noise, salt-and-pepper noise, per-band reflectance shifts, artificial saturation.
+* :func:`make_loader`: a DataLoader for these datasets, deterministic under the seed.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..bands import to_model_input
-from .datasets import LabelledSample
+from ..bands import BandDescriptors, to_model_input
+from .datasets import IGNORE_INDEX, LabelledSample
 
-__all__ = ["Augmentation", "RandomPatchBatches", "grid_patches"]
+__all__ = ["Augmentation", "BatchPlan", "RandomPatchBatches", "GridPatches", "grid_patches",
+           "make_loader", "SyntheticFn", "VISIBLE_MAX_NM"]
+
+#: ``(image (N, H, W) float32, labels (H, W) int64, descriptors, rng) -> (image, labels)``:
+#: e.g. :class:`sensei_xr.training.synthetic.SyntheticClouds`; sees all bands of a patch.
+SyntheticFn = Callable[[np.ndarray, np.ndarray, BandDescriptors, np.random.Generator],
+                       tuple[np.ndarray, np.ndarray]]
+
+#: Bands centred below this wavelength (nm) are "visible": the ones Landsat 7 ETM+
+#: saturates over bright cloud and snow (the paper's Landsat 7 failure case).
+VISIBLE_MAX_NM = 700.0
+
+
+# ------------------------------------------------------------------------ augmentation
+
+
+def _shift(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
+    """``a`` (..., H, W) moved down by ``dy`` and right by ``dx`` pixels; ``fill`` where uncovered."""
+    h, w = a.shape[-2:]
+    out = np.full_like(a, fill)
+    dst = (slice(max(dy, 0), h + min(dy, 0)), slice(max(dx, 0), w + min(dx, 0)))
+    src = (slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0)))
+    out[(..., *dst)] = a[(..., *src)]
+    return out
+
+
+def _coarsen(image: np.ndarray, labels: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average ``f`` x ``f`` blocks, then repeat them back to the patch size (nearest).
+
+    Labels take each block's centre pixel (nearest neighbour: classes cannot be averaged);
+    a block with no data in any band is no data (NaN, ``IGNORE_INDEX``).
+    """
+    n, h, w = image.shape
+    ph, pw = -h % f, -w % f
+    img = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="edge")
+    coarse = img.reshape(n, (h + ph) // f, f, (w + pw) // f, f).mean(axis=(2, 4))
+    lab = np.pad(labels, ((0, ph), (0, pw)), mode="edge")[f // 2::f, f // 2::f]
+    lab = np.where(np.isnan(coarse).any(axis=0), IGNORE_INDEX, lab)
+    up = coarse.repeat(f, axis=1).repeat(f, axis=2)[:, :h, :w]
+    return np.ascontiguousarray(up, dtype=np.float32), np.ascontiguousarray(lab.repeat(f, 0).repeat(f, 1)[:h, :w])
 
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The paper's augmentations (all applied per patch, in reflectance units).
+    """The paper's augmentations, plus artificial saturation and resolution changes.
+
+    Applied per patch, in this order: flips / rotations, translation, resolution change,
+    then the radiometric ones on reflective bands only (reflectance units; thermal bands,
+    brightness temperature in K, are moved but not perturbed). Every random choice comes
+    from the ``rng`` passed in, so a seeded sampler gives the same patches every time.
 
     Attributes
     ----------
     flips_rotations : bool
-        Random horizontal / vertical flips and 90-degree rotations.
+        Random 90-degree rotations and horizontal flips (all 8 orientations).
+    max_translation : float
+        Largest shift, as a fraction of the patch side (0.05: 12 px at 256 px). Shifts are
+        whole pixels (a sub-pixel shift would have to resample the class labels), drawn
+        uniformly in ``[-m, m]`` per axis; the uncovered border is no data: NaN in the
+        image and ``IGNORE_INDEX`` in the labels, so labels stay aligned with pixels.
+    resolution_probability : float
+        Chance that a patch is coarsened: averaged over ``f`` x ``f`` blocks and repeated
+        back to the patch size (labels by nearest neighbour), as a sensor of ``f`` times
+        the ground sampling distance would see it at this patch's grid.
+    resolution_factors : tuple of int
+        The factors ``f`` (each >= 2) to choose from, uniformly.
     white_noise_std : float
-        Std of additive Gaussian noise.
+        Std of additive Gaussian noise (reflectance).
     salt_pepper_fraction : float
-        Fraction of pixels set to 0 or 1 (in one band each).
+        Fraction of pixels set to reflectance 0 or 1 (in one random band each).
     band_shift : float
-        Maximum absolute per-band additive reflectance shift.
+        Largest absolute per-band additive reflectance shift (uniform).
     saturation_probability : float
-        Chance that a patch gets artificial saturation (values clipped at a random level
-        in 0.3..0.8 in the visible bands), as seen in Landsat 7.
+        Chance that a patch gets artificial saturation: its visible bands (centre below
+        :data:`VISIBLE_MAX_NM`) clipped at a random reflectance in 0.3..0.8, as Landsat 7
+        ETM+ saturates over bright cloud.
     """
 
     flips_rotations: bool = True
+    max_translation: float = 0.05
+    resolution_probability: float = 0.1
+    resolution_factors: tuple[int, ...] = (2, 3, 4)
     white_noise_std: float = 0.01
     salt_pepper_fraction: float = 0.001
     band_shift: float = 0.02
     saturation_probability: float = 0.05
 
-    def __call__(self, image: np.ndarray, labels: np.ndarray, reflective: np.ndarray,
+    def __post_init__(self) -> None:
+        for name in ("resolution_probability", "saturation_probability", "salt_pepper_fraction"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"Augmentation.{name} must be in 0..1, got {v!r}")
+        for name in ("max_translation", "white_noise_std", "band_shift"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"Augmentation.{name} must be a finite number >= 0, got {v!r}")
+        if self.max_translation >= 1:
+            raise ValueError(f"Augmentation.max_translation is a fraction of the patch side "
+                             f"(< 1), got {self.max_translation!r}")
+        factors = tuple(self.resolution_factors)
+        if not factors or any(int(f) != f or f < 2 for f in factors):
+            raise ValueError(f"Augmentation.resolution_factors must be integers >= 2, got {factors!r} "
+                             "(set resolution_probability=0 to switch resolution changes off)")
+        object.__setattr__(self, "resolution_factors", tuple(int(f) for f in factors))
+
+    def __call__(self, image: np.ndarray, labels: np.ndarray, descriptors: BandDescriptors,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Augment one patch.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            (N, H, W): reflectance for reflective bands, brightness temperature (K) for
+            thermal bands; NaN at no data. Not modified.
+        labels : numpy.ndarray
+            (H, W) int64 class indices, ``IGNORE_INDEX`` at no data. Not modified.
+        descriptors : BandDescriptors
+            The N bands of ``image``.
+        rng : numpy.random.Generator
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray)
+            The float32 image and int64 labels, same shapes (square patches; a rotation of
+            a non-square patch swaps H and W).
+        """
+        if image.ndim != 3 or labels.shape != image.shape[1:] or len(descriptors) != image.shape[0]:
+            raise ValueError(f"Augmentation needs image (N, H, W), labels (H, W) and N descriptors; got "
+                             f"image {image.shape}, labels {labels.shape}, {len(descriptors)} descriptors")
         if self.flips_rotations:
             k = int(rng.integers(4))
             image, labels = np.rot90(image, k, axes=(1, 2)), np.rot90(labels, k)
             if rng.random() < 0.5:
                 image, labels = image[:, :, ::-1], labels[:, ::-1]
         image = np.array(image, dtype=np.float32)
-        labels = np.ascontiguousarray(labels)
+        labels = np.array(labels, dtype=np.int64)
+        m = int(self.max_translation * min(image.shape[1:]))
+        if m:
+            dy, dx = (int(v) for v in rng.integers(-m, m + 1, size=2))
+            image, labels = _shift(image, dy, dx, np.nan), _shift(labels, dy, dx, IGNORE_INDEX)
+        if self.resolution_probability and rng.random() < self.resolution_probability:
+            f = self.resolution_factors[int(rng.integers(len(self.resolution_factors)))]
+            image, labels = _coarsen(image, labels, f)
+        reflective = ~descriptors.is_thermal
         refl = image[reflective]
         if self.white_noise_std:
             refl += rng.normal(0, self.white_noise_std, refl.shape).astype(np.float32)
@@ -64,98 +184,360 @@ class Augmentation:
             x = rng.integers(refl.shape[2], size=n)
             refl[b, y, x] = rng.integers(0, 2, size=n).astype(np.float32)
         if self.saturation_probability and rng.random() < self.saturation_probability:
-            level = rng.uniform(0.3, 0.8)
-            refl = np.minimum(refl, level)
+            level = np.float32(rng.uniform(0.3, 0.8))
+            visible = descriptors.wavelengths_nm[reflective, 1] < VISIBLE_MAX_NM
+            refl[visible] = np.minimum(refl[visible], level)
         image[reflective] = refl
         return image, labels
+
+
+# ------------------------------------------------------------------------ random batches
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Where one batch of :class:`RandomPatchBatches` is read from (no pixels).
+
+    Attributes
+    ----------
+    index : int
+        The batch's index.
+    source : int
+        Index of the source all its patches come from.
+    bands : tuple of str
+        The band subset (names, in the source's band order).
+    windows : tuple of (int, int, int)
+        ``(sample index within the source, y0, x0)`` of each patch's top-left pixel.
+    """
+
+    index: int
+    source: int
+    bands: tuple[str, ...]
+    windows: tuple[tuple[int, int, int], ...]
+
+
+def _as_sources(samples) -> list[list[LabelledSample]]:
+    samples = list(samples)
+    if not samples:
+        raise ValueError("no samples to draw patches from")
+    if all(isinstance(s, LabelledSample) for s in samples):
+        return [samples]
+    if any(isinstance(s, LabelledSample) for s in samples):
+        raise TypeError("samples must be a list of LabelledSample (one source) or a list of such lists "
+                        "(several sources), not a mixture of both")
+    return [list(src) for src in samples]
 
 
 class RandomPatchBatches:
     """Random patches from labelled samples, each batch with its own random band subset.
 
+    A map-style dataset of ``batches`` items; item ``i`` is a whole batch, a pure function
+    of ``(seed, i)``. Use it with :func:`make_loader` (``batch_size=None``).
+
     Parameters
     ----------
-    samples : list of LabelledSample
+    samples : list of LabelledSample, or list of lists of LabelledSample
+        One source (a list of samples), or several sources to mix (a list of lists). The
+        samples of one source must share one band set (one sensor); sources may differ in
+        band count.
     patch_size : int
-        Patch size, pixels (patches reach the image edges).
+        Patch side, pixels. Windows start anywhere in ``0..size - patch_size``, so patches
+        reach the image edges.
     batch_size : int
+        Patches per batch.
     batches : int
         Number of batches (the dataset's length).
-    min_bands : int
-        Fewest bands in a subset (the paper: 3); ``None`` disables subsets (all bands).
+    min_bands : int or None
+        Fewest bands in a subset (the paper: 3); each batch takes a uniform count in
+        ``min_bands..N`` of its source's N bands, then a uniform subset of that size.
+        ``None`` disables subsets (all bands); a source with at most ``min_bands`` bands
+        always gives all of them.
     seed : int
-    augmentation : Augmentation, optional
+    augmentation : Augmentation or None
+        Applied per patch after the band subset is taken.
+    weights : sequence of float, optional
+        One weight per source (need not sum to 1): the chance that a batch comes from it.
+        Default: equal. Within a source, a sample is chosen in proportion to its area.
+    synthetic : callable, optional
+        :data:`SyntheticFn` (e.g. ``SyntheticClouds``): composites over each patch with all
+        of its bands, before the band subset and the augmentation, so the added cloud has
+        one spectrum across bands.
+
+    Items
+    -----
+    dict with ``images`` (B, n, P, P) float32 model input (reflectance; thermal BT scaled;
+    no data as 0), ``descriptors`` (n, 3) float32 normalised wavelengths, ``labels``
+    (B, P, P) int64 (``IGNORE_INDEX`` at no data), ``band_names`` (list of str),
+    ``source`` (int) and ``windows`` (list of dicts ``{"sample", "name", "y0", "x0"}``).
     """
 
-    def __init__(self, samples: list[LabelledSample], patch_size: int = 128, batch_size: int = 8,
-                 batches: int = 1000, min_bands: int | None = 3, seed: int = 0,
-                 augmentation: Augmentation | None = Augmentation()):
-        if not samples:
-            raise ValueError("no samples to draw patches from")
-        for s in samples:
-            if min(s.image.shape[-2:]) < patch_size:
-                raise ValueError(f"sample {s.name} is smaller than the patch size {patch_size}")
-        self.samples = samples
+    def __init__(self, samples: Sequence[LabelledSample] | Sequence[Sequence[LabelledSample]],
+                 patch_size: int = 128, batch_size: int = 8, batches: int = 1000,
+                 min_bands: int | None = 3, seed: int = 0,
+                 augmentation: Augmentation | None = Augmentation(), *,
+                 weights: Sequence[float] | None = None, synthetic: SyntheticFn | None = None):
+        self.sources = _as_sources(samples)
+        if patch_size < 1 or batch_size < 1 or batches < 0:
+            raise ValueError(f"patch_size and batch_size must be >= 1 and batches >= 0; got "
+                             f"{patch_size}, {batch_size}, {batches}")
+        if min_bands is not None and min_bands < 1:
+            raise ValueError(f"min_bands must be >= 1 (the paper: 3) or None for all bands, got {min_bands}")
+        for k, src in enumerate(self.sources):
+            if not src:
+                raise ValueError(f"source {k} has no samples")
+            first = src[0].descriptors
+            for s in src:
+                if s.descriptors.names != first.names or s.descriptors.key != first.key:
+                    raise ValueError(
+                        f"source {k} mixes band sets ({list(first.names)} in {src[0].name!r}, "
+                        f"{list(s.descriptors.names)} in {s.name!r}): a batch needs one band set; "
+                        "give each sensor's samples as their own source: samples=[samples_a, samples_b]")
+                if min(s.image.shape[-2:]) < patch_size:
+                    raise ValueError(f"sample {s.name!r} ({s.image.shape[-2]} x {s.image.shape[-1]} px) is "
+                                     f"smaller than the patch size {patch_size}; use a smaller patch_size")
+        if weights is None:
+            weights = [1.0] * len(self.sources)
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(self.sources),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be {len(self.sources)} finite numbers >= 0 (one per source) "
+                             f"with a positive sum, got {list(weights)}")
+        self.weights = w / w.sum()
         self.patch_size = patch_size
         self.batch_size = batch_size
         self.batches = batches
         self.min_bands = min_bands
         self.seed = seed
         self.augmentation = augmentation
-        # Area-weighted: bigger images give more patches.
-        areas = np.array([s.image.shape[-1] * s.image.shape[-2] for s in samples], float)
-        self.weights = areas / areas.sum()
+        self.synthetic = synthetic
+        # Area-weighted within a source: bigger images give more patches.
+        self.sample_weights = []
+        for src in self.sources:
+            areas = np.array([s.image.shape[-1] * s.image.shape[-2] for s in src], float)
+            self.sample_weights.append(areas / areas.sum())
 
     def __len__(self) -> int:
         return self.batches
 
-    def __getitem__(self, index: int):
-        import torch
-
+    def describe(self, index: int) -> BatchPlan:
+        """The plan of batch ``index``: its source, band subset and windows (reads nothing)."""
         if not 0 <= index < self.batches:
-            raise IndexError(index)
-        rng = np.random.default_rng([self.seed, index])
-        n_all = len(self.samples[0].descriptors)
+            raise IndexError(f"batch {index} out of range: this sampler has {self.batches} batches")
+        rng = np.random.default_rng([self.seed, index, 0])
+        k = int(rng.choice(len(self.sources), p=self.weights))
+        src = self.sources[k]
+        names = src[0].descriptors.names
+        n_all = len(names)
         if self.min_bands is None or n_all <= self.min_bands:
             subset = np.arange(n_all)
         else:
             n = int(rng.integers(self.min_bands, n_all + 1))
             subset = np.sort(rng.choice(n_all, size=n, replace=False))
-        images, labels = [], []
-        desc = None
+        p = self.patch_size
+        windows = []
         for _ in range(self.batch_size):
-            s = self.samples[int(rng.choice(len(self.samples), p=self.weights))]
-            h, w = s.image.shape[-2:]
-            p = self.patch_size
-            y0 = int(rng.integers(0, h - p + 1))
-            x0 = int(rng.integers(0, w - p + 1))
-            d = s.descriptors.select([s.descriptors.names[i] for i in subset])
-            desc = d if desc is None else desc
-            img = s.image[subset, y0:y0 + p, x0:x0 + p]
+            i = int(rng.choice(len(src), p=self.sample_weights[k]))
+            h, w = src[i].image.shape[-2:]
+            windows.append((i, int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))))
+        return BatchPlan(index, k, tuple(names[j] for j in subset), tuple(windows))
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        plan = self.describe(index)
+        src = self.sources[plan.source]
+        full = src[0].descriptors
+        desc = full.select(plan.bands)
+        idx = [full.names.index(n) for n in plan.bands]
+        p = self.patch_size
+        images, labels, windows = [], [], []
+        for j, (i, y0, x0) in enumerate(plan.windows):
+            s = src[i]
+            # Own stream per patch: its randomness does not depend on the other patches.
+            rng = np.random.default_rng([self.seed, index, 1, j])
+            img = s.image[:, y0:y0 + p, x0:x0 + p]
             lab = s.labels[y0:y0 + p, x0:x0 + p]
+            if self.synthetic is not None:
+                img, lab = self.synthetic(np.array(img, np.float32), np.array(lab, np.int64), full, rng)
+                if img.shape != (len(full), p, p) or lab.shape != (p, p):
+                    raise ValueError(f"synthetic returned image {img.shape} and labels {lab.shape}; "
+                                     f"expected {(len(full), p, p)} and {(p, p)}")
+            img = img[idx]
             if self.augmentation is not None:
-                img, lab = self.augmentation(img, lab, ~d.is_thermal, rng)
-            img = to_model_input(np.nan_to_num(img, nan=0.0), d)
-            images.append(img)
-            labels.append(lab)
+                img, lab = self.augmentation(img, lab, desc, rng)
+            images.append(to_model_input(np.nan_to_num(img, nan=0.0), desc))
+            labels.append(np.asarray(lab, np.int64))
+            windows.append({"sample": i, "name": s.name, "y0": y0, "x0": x0})
         return {
             "images": torch.from_numpy(np.stack(images)),
             "descriptors": torch.from_numpy(desc.normalised()),
-            "labels": torch.from_numpy(np.stack(labels).astype(np.int64)),
+            "labels": torch.from_numpy(np.stack(labels)),
             "band_names": list(desc.names),
+            "source": plan.source,
+            "windows": windows,
         }
 
 
-def grid_patches(sample: LabelledSample, patch_size: int, stride: int | None = None):
-    """Patch windows ``(y0, x0)`` on a regular grid that reaches every image edge."""
+# -------------------------------------------------------------------------- grid patches
+
+
+def grid_patches(sample: LabelledSample, patch_size: int, stride: int | None = None) -> list[tuple[int, int]]:
+    """Top-left corners ``(y0, x0)`` of patches on a regular grid that reaches every image edge.
+
+    Starts are ``0, stride, 2 stride, ...``; where that leaves a strip at the bottom or
+    right edge, one more patch is placed flush with the edge (it overlaps its neighbour).
+
+    Parameters
+    ----------
+    sample : LabelledSample
+    patch_size : int
+        Patch side, pixels; at most the image's height and width.
+    stride : int, optional
+        Step between patches, pixels (default ``patch_size``: no overlap).
+    """
     stride = stride or patch_size
     h, w = sample.image.shape[-2:]
+    if stride < 1 or patch_size < 1:
+        raise ValueError(f"patch_size and stride must be >= 1, got {patch_size} and {stride}")
+    if patch_size > min(h, w):
+        raise ValueError(f"sample {sample.name!r} ({h} x {w} px) is smaller than the patch size "
+                         f"{patch_size}; use a smaller patch_size")
 
     def starts(n):
-        s = list(range(0, max(n - patch_size, 0) + 1, stride))
+        s = list(range(0, n - patch_size + 1, stride))
         if s[-1] + patch_size < n:
             s.append(n - patch_size)
         return s
 
     return [(y, x) for y in starts(h) for x in starts(w)]
 
+
+class GridPatches:
+    """Every patch of a regular grid over labelled samples, reaching the image edges.
+
+    A map-style dataset of single patches, in sample order then row-major order, for
+    evaluation and inference-time checks. Use with :func:`make_loader` and a
+    ``batch_size``.
+
+    Parameters
+    ----------
+    samples : list of LabelledSample
+        Samples of one band set (after ``bands``): make one GridPatches per sensor.
+    patch_size : int
+        Patch side, pixels.
+    stride : int, optional
+        Step between patches, pixels (default ``patch_size``). See :func:`grid_patches`.
+    bands : sequence of str, optional
+        Band names to read, in this order (default all).
+
+    Items
+    -----
+    dict with ``image`` (n, P, P) float32 model input (no data as 0), ``descriptors``
+    (n, 3), ``labels`` (P, P) int64, ``nodata`` (P, P) bool, ``window`` (dict ``{"sample",
+    "y0", "x0"}``, ints) and ``name`` (the sample's name).
+    """
+
+    def __init__(self, samples: Sequence[LabelledSample], patch_size: int = 256,
+                 stride: int | None = None, bands: Sequence[str] | None = None):
+        self.samples = list(samples)
+        if not self.samples:
+            raise ValueError("no samples to cut patches from")
+        names = tuple(bands) if bands is not None else self.samples[0].descriptors.names
+        self.descriptors = self.samples[0].descriptors.select(names)
+        for s in self.samples:
+            d = s.descriptors.select(names)
+            if d.key != self.descriptors.key:
+                raise ValueError(f"sample {s.name!r} has other bands than {self.samples[0].name!r} "
+                                 f"({d.key} vs {self.descriptors.key}): make one GridPatches per sensor")
+        self.band_names = list(names)
+        self.patch_size = patch_size
+        self.stride = stride or patch_size
+        self.windows = [(i, y, x) for i, s in enumerate(self.samples)
+                        for y, x in grid_patches(s, patch_size, self.stride)]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def window(self, index: int) -> dict:
+        """The window of patch ``index``: ``{"sample": i, "y0": y, "x0": x}`` (pixels)."""
+        i, y, x = self.windows[index]
+        return {"sample": i, "y0": y, "x0": x}
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        if not 0 <= index < len(self.windows):
+            raise IndexError(f"patch {index} out of range: this grid has {len(self.windows)} patches")
+        i, y0, x0 = self.windows[index]
+        s, p = self.samples[i], self.patch_size
+        idx = [s.descriptors.names.index(n) for n in self.band_names]
+        img = s.image[idx, y0:y0 + p, x0:x0 + p]
+        return {
+            "image": torch.from_numpy(to_model_input(np.nan_to_num(img, nan=0.0), self.descriptors)),
+            "descriptors": torch.from_numpy(self.descriptors.normalised()),
+            "labels": torch.from_numpy(np.ascontiguousarray(s.labels[y0:y0 + p, x0:x0 + p], np.int64)),
+            "nodata": torch.from_numpy(np.ascontiguousarray(s.nodata[y0:y0 + p, x0:x0 + p])),
+            "window": self.window(index),
+            "name": s.name,
+        }
+
+
+# -------------------------------------------------------------------------------- loader
+
+
+def _worker_init(worker_id: int) -> None:
+    import torch
+
+    # Workers x torch threads would oversubscribe the cores; the work here is NumPy.
+    torch.set_num_threads(1)
+    # torch seeds each worker from the loader's generator: seed the global NumPy and
+    # random generators from it too, for any user callable that uses them.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(dataset, num_workers: int = 0, *, batch_size: int | None = None,
+                shuffle: bool = False, seed: int | None = None, pin_memory: bool | None = None,
+                prefetch_factor: int | None = None):
+    """A DataLoader over a sampler dataset, deterministic under its seed.
+
+    Parameters
+    ----------
+    dataset : RandomPatchBatches, GridPatches or StacPatches
+        A map-style dataset.
+    num_workers : int
+        Worker processes (0: load in this process). Items do not depend on which worker
+        reads them, so any number gives the same batches.
+    batch_size : int, optional
+        None (default) for datasets whose items are batches (:class:`RandomPatchBatches`);
+        a number to batch single patches (:class:`GridPatches`).
+    shuffle : bool
+        Visit items in a random order drawn from ``seed`` (the items of
+        :class:`RandomPatchBatches` are random already).
+    seed : int, optional
+        Seeds the order and the workers' generators; default ``dataset.seed`` (else 0).
+    pin_memory : bool, optional
+        Default: True when CUDA is available.
+    prefetch_factor : int, optional
+        Items loaded ahead per worker (torch's default 2).
+
+    Returns
+    -------
+    torch.utils.data.DataLoader
+        With persistent workers (started once, kept across epochs).
+    """
+    import torch
+
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    seed = getattr(dataset, "seed", 0) if seed is None else seed
+    generator = torch.Generator().manual_seed(int(seed))
+    kw = {}
+    if num_workers > 0:
+        kw = dict(persistent_workers=True, worker_init_fn=_worker_init)
+        if prefetch_factor is not None:
+            kw["prefetch_factor"] = prefetch_factor
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+        generator=generator, pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        **kw)

@@ -38,6 +38,12 @@ DEFAULT_CONFIG = {
     "weight_decay": 0.0,
     "lr_min": 2e-5,
     "plateau_patience": 2,
+    # "plateau": divide lr by 4 when the epoch's training loss stalls (the paper);
+    # "cosine": cosine decay from lr to lr_min over `steps` (a fixed budget, for short runs).
+    "schedule": "plateau",
+    # Synthetic clouds composited over the training patches (None: off); keyword
+    # arguments of sensei_xr.training.synthetic.SyntheticClouds.
+    "synthetic_clouds": None,
     "min_bands": 3,
     "seed": 0,
     "device": "auto",
@@ -133,6 +139,8 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     from ..models import build_model
 
     cfg = {**DEFAULT_CONFIG, **config}
+    if cfg["schedule"] not in ("plateau", "cosine"):
+        raise ValueError(f"schedule must be 'plateau' or 'cosine', not {cfg['schedule']!r}")
     torch.manual_seed(cfg["seed"])
     device = _device(cfg["device"])
     classes = tuple(cfg["model"]["classes"])
@@ -141,10 +149,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     val_samples = load_biome_patches(data_dir / cfg["val_data"], classes)
     model = build_model(cfg["model"]).to(device)
     if cfg.get("init_encoder"):
-        from ..models import load_model
-
-        pre = load_model(cfg["init_encoder"])
-        model.encoder.load_state_dict(pre.encoder.state_dict())
+        model.encoder.load_state_dict(_encoder_state(cfg["init_encoder"], data_dir))
     if cfg["optimizer"] == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                               weight_decay=cfg["weight_decay"])
@@ -166,13 +171,19 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         log(f"resumed at step {start_step}")
     else:
         best, bad_epochs = math.inf, 0
+    extra = {}
+    if cfg["synthetic_clouds"] is not None:
+        extra["synthetic"] = _synthetic_clouds(cfg["synthetic_clouds"], classes)
     batches = RandomPatchBatches(train_samples, cfg["patch_size"], cfg["batch_size"], cfg["steps"],
-                                 cfg["min_bands"], cfg["seed"], Augmentation())
+                                 cfg["min_bands"], cfg["seed"], Augmentation(), **extra)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     t0 = time.time()
     model.train()
     running = []
     for step in range(start_step, cfg["steps"]):
+        if cfg["schedule"] == "cosine":
+            for g in opt.param_groups:
+                g["lr"] = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * step / cfg["steps"]))
         batch = batches[step]
         logits = model(batch["images"].to(device), batch["descriptors"].to(device))
         loss = loss_fn(logits, batch["labels"].to(device))
@@ -191,7 +202,9 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
                 f"F1 {val['f1']:.4f} lr {opt.param_groups[0]['lr']:.2e}")
             # Plateau schedule on the training loss (the validation set is kept for
             # reporting, not for steering).
-            if train_loss < best - 1e-4:
+            if cfg["schedule"] == "cosine":
+                pass
+            elif train_loss < best - 1e-4:
                 best, bad_epochs = train_loss, 0
             else:
                 bad_epochs += 1
@@ -203,6 +216,29 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
                 "step": step + 1, "history": history, "lr": opt.param_groups[0]["lr"],
                 "best": best if math.isfinite(best) else None, "bad_epochs": bad_epochs})
     return _finish(model, cfg, config, out, train_samples, val_samples, history, device, time.time() - t0)
+
+
+def _synthetic_clouds(options: dict, classes: tuple[str, ...]):
+    from .synthetic import SyntheticClouds
+
+    if "cloud" not in classes and "cloud_class" not in options:
+        raise ValueError(f"synthetic_clouds needs a 'cloud' class or an explicit cloud_class; classes are {classes}")
+    return SyntheticClouds(**{"cloud_class": classes.index("cloud") if "cloud" in classes else None,
+                              **options})
+
+
+def _encoder_state(source: str, data_dir: Path) -> dict:
+    """SEnSeI weights from a pre-trained encoder file (safetensors) or a registered model."""
+    path = Path(source)
+    if not path.is_absolute() and not path.exists():
+        path = data_dir / path
+    if path.suffix == ".safetensors" and path.exists():
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    from ..models import load_model
+
+    return load_model(source).encoder.state_dict()
 
 
 def _save_checkpoint(ckpt_dir: Path, model, opt, state: dict) -> None:
@@ -257,9 +293,13 @@ def _finish(model, cfg, config, out, train_samples, val_samples, history, device
             "data": f"{cfg['train_data']} ({len(train_samples)} Landsat 8 Biome patches, 256x256, 30 m; human labels)",
             "validation_data": f"{cfg['val_data']} ({len(val_samples)} patches, held out: never trained on or used for model selection)",
             "recipe": {k: cfg[k] for k in ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum",
-                                            "weight_decay", "lr_min", "min_bands", "seed")},
+                                            "weight_decay", "lr_min", "schedule", "min_bands", "seed",
+                                            "synthetic_clouds")},
             "steps_done": steps_done,
-            "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation; random band subsets (>= 3 bands) per batch",
+            "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation; random band subsets (>= 3 bands) per batch"
+                            + ("; synthetic clouds composited over the training patches (sensei_xr.training.synthetic)"
+                               if cfg["synthetic_clouds"] is not None else ""),
+            "encoder_initialisation": cfg.get("init_encoder") or "random",
             "device": device,
             "seconds": seconds,
             "history": history,

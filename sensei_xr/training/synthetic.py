@@ -1,0 +1,199 @@
+"""Synthetic clouds composited over real imagery, in wavelength space (torch-free, NumPy only).
+
+Labelled cloud data is scarce; clear imagery is not. :class:`SyntheticClouds` lays a cloud
+over a real patch of any sensor, because everything it needs comes from the bands'
+wavelengths:
+
+* **Structure** - a cloud optical-thickness field from multi-octave (fractional Brownian)
+  noise: a power-law spectrum ``|k|^-beta`` with ``beta`` drawn per cloud, so low ``beta``
+  gives broken cumulus fields and high ``beta`` smooth stratus or veils.
+* **Opacity** - ``alpha = alpha_max * (1 - exp(-tau))``; a thin cloud has a low
+  ``alpha_max`` (a veil the surface shows through), a thick one a high ``alpha_max``.
+* **Spectrum** - the reflectance of a fully opaque cloud as a function of wavelength: bright
+  and nearly flat from 400 nm through the NIR, lower at 1.6 um and lower again at 2.2 um
+  (liquid water and, more strongly, ice absorb there); in the 1.38 um water-vapour band
+  bright only for high (ice) cloud, which sits above the absorbing vapour, and dark for low
+  cloud; cold in the thermal infrared (cloud-top temperature below the surface's).
+* **Compositing** - reflective bands ``(1 - alpha) * surface + alpha * cloud``; thermal
+  bands (brightness temperature, K) the same mix of surface and cloud-top temperature.
+* **Label** - cloud where ``alpha >= label_threshold``; pixels with a faint synthetic veil
+  (``ignore_below <= alpha < label_threshold``) are ignored by the loss because a human
+  labeller could call them either way; elsewhere the real label stays.
+
+The anchor values below are typical top-of-atmosphere magnitudes (e.g. Kokhanovsky, *Cloud
+Optics*, 2006; the Sentinel-2 and Landsat 8 cirrus-band literature), randomised per cloud;
+they are a generator's priors, not a radiative-transfer model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bands import BandDescriptors
+from .datasets import IGNORE_INDEX
+
+__all__ = ["SyntheticClouds", "cloud_opacity_field", "cloud_reflectance"]
+
+# Opaque-cloud reflectance relative to its visible brightness, at band centres (nm).
+# Liquid-water cloud and ice cloud differ mostly beyond 1.2 um.
+_WATER_CLOUD = ((400, 1.00), (700, 0.98), (1000, 0.95), (1250, 0.88), (1600, 0.72),
+                (2200, 0.48), (2500, 0.40), (3000, 0.20))
+_ICE_CLOUD = ((400, 1.00), (700, 0.97), (1000, 0.92), (1250, 0.78), (1600, 0.42),
+              (2200, 0.24), (2500, 0.18), (3000, 0.08))
+# Strong water-vapour absorption windows (nm): low cloud is dark there, high cloud bright.
+_VAPOUR_WINDOWS = ((1330.0, 1450.0), (1800.0, 1960.0))
+
+
+def cloud_opacity_field(shape: tuple[int, int], rng: np.random.Generator, coverage: float,
+                        beta: float, sharpness: float, alpha_max: float) -> np.ndarray:
+    """A cloud opacity field (0..1) with a power-law spatial spectrum.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Height and width, pixels.
+    rng : numpy.random.Generator
+    coverage : float
+        Fraction of the field with any cloud (0..1).
+    beta : float
+        Spectral slope of the noise (about 2 broken cumulus .. 4 smooth stratus).
+    sharpness : float
+        Optical-thickness gain above the coverage threshold (higher: harder edges).
+    alpha_max : float
+        Opacity of the thickest cloud (thin veil ~0.3, thick cloud ~1).
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) float32 opacity.
+    """
+    h, w = shape
+    # Synthesise on a larger periodic canvas and crop, so the wrap-around of the FFT does
+    # not show at the patch edges.
+    ph, pw = 2 * h, 2 * w
+    ky = np.fft.fftfreq(ph)[:, None]
+    kx = np.fft.rfftfreq(pw)[None, :]
+    k = np.hypot(ky, kx)
+    k[0, 0] = np.inf  # no DC term: zero mean
+    spectrum = (rng.normal(size=k.shape) + 1j * rng.normal(size=k.shape)) * k ** (-beta / 2)
+    noise = np.fft.irfft2(spectrum, s=(ph, pw))[:h, :w]
+    noise = (noise - noise.mean()) / (noise.std() + 1e-12)
+    threshold = np.quantile(noise, 1.0 - coverage) if coverage > 0 else np.inf
+    tau = np.clip(noise - threshold, 0, None) * sharpness
+    return (alpha_max * (1.0 - np.exp(-tau))).astype(np.float32)
+
+
+def cloud_reflectance(descriptors: BandDescriptors, rng: np.random.Generator, high: bool,
+                      brightness: float) -> np.ndarray:
+    """Reflectance of an opaque cloud in each reflective band (thermal entries are NaN).
+
+    Parameters
+    ----------
+    descriptors : BandDescriptors
+        The bands (wavelengths in nm).
+    rng : numpy.random.Generator
+    high : bool
+        Ice cloud above the water vapour (bright at 1.38 um, darker at 1.6 / 2.2 um).
+    brightness : float
+        Visible reflectance of the opaque cloud (about 0.4..0.9).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) float32.
+    """
+    anchors = np.array(_ICE_CLOUD if high else _WATER_CLOUD)
+    centre = descriptors.wavelengths_nm[:, 1]
+    # Per-cloud spectral variability: each anchor jittered a little, shape kept.
+    jitter = 1.0 + rng.uniform(-0.08, 0.08, len(anchors))
+    relative = np.interp(centre, anchors[:, 0], anchors[:, 1] * jitter)
+    out = brightness * relative
+    in_vapour = np.zeros(len(centre), bool)
+    for lo, hi in _VAPOUR_WINDOWS:
+        in_vapour |= (centre >= lo) & (centre <= hi)
+    vapour_level = rng.uniform(0.35, 0.75) if high else rng.uniform(0.0, 0.04)
+    out = np.where(in_vapour, brightness * vapour_level, out)
+    out = np.where(descriptors.is_thermal, np.nan, out)
+    return out.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SyntheticClouds:
+    """Composite a random synthetic cloud over a real patch, for any sensor.
+
+    Call it as ``image, labels = synth(image, labels, descriptors, rng)`` with ``image``
+    (N, H, W) float32 reflectance (thermal bands: brightness temperature, K) and ``labels``
+    (H, W) int64 class indices (``IGNORE_INDEX`` at no data).
+
+    Attributes
+    ----------
+    probability : float
+        Chance that a patch gets a cloud at all.
+    coverage : (float, float)
+        Range of the cloud's area fraction.
+    thin_probability : float
+        Chance that the cloud is a thin veil (``alpha_max`` 0.25..0.6) rather than thick
+        (0.75..1).
+    high_probability : float
+        Chance that the cloud is high ice cloud (bright at 1.38 um, very cold).
+    beta : (float, float)
+        Range of the noise's spectral slope.
+    label_threshold : float
+        Opacity from which a pixel is labelled cloud.
+    ignore_below : float
+        Opacity from which (up to ``label_threshold``) a pixel is ignored by the loss.
+    cloud_class : int
+        Index of the cloud class in the model's classes.
+    """
+
+    probability: float = 0.5
+    coverage: tuple[float, float] = (0.05, 0.8)
+    thin_probability: float = 0.3
+    high_probability: float = 0.3
+    beta: tuple[float, float] = (2.0, 4.0)
+    label_threshold: float = 0.25
+    ignore_below: float = 0.1
+    cloud_class: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.probability <= 1:
+            raise ValueError(f"probability must be in 0..1, not {self.probability}")
+        lo, hi = self.coverage
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"coverage must be a range within (0, 1], not {self.coverage}")
+        if not 0 <= self.ignore_below <= self.label_threshold <= 1:
+            raise ValueError("need 0 <= ignore_below <= label_threshold <= 1")
+
+    def __call__(self, image: np.ndarray, labels: np.ndarray, descriptors: BandDescriptors,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if image.ndim != 3 or image.shape[0] != len(descriptors) or image.shape[1:] != labels.shape:
+            raise ValueError(f"image {image.shape} / labels {labels.shape} / {len(descriptors)} "
+                             "descriptors do not match: need (N, H, W), (H, W) and N descriptors")
+        if rng.random() >= self.probability:
+            return image, labels
+        thin = rng.random() < self.thin_probability
+        high = rng.random() < self.high_probability
+        alpha = cloud_opacity_field(
+            labels.shape, rng,
+            coverage=rng.uniform(*self.coverage),
+            beta=rng.uniform(*self.beta),
+            sharpness=rng.uniform(0.5, 4.0),
+            alpha_max=rng.uniform(0.25, 0.6) if thin else rng.uniform(0.75, 1.0),
+        )
+        cloud = cloud_reflectance(descriptors, rng, high, brightness=rng.uniform(0.45, 0.9))
+        out = np.array(image, dtype=np.float32)
+        reflective = ~descriptors.is_thermal
+        out[reflective] = (1 - alpha) * out[reflective] + alpha * cloud[reflective, None, None]
+        if (~reflective).any():
+            surface_t = np.nanmedian(out[~reflective]) if np.isfinite(out[~reflective]).any() else 285.0
+            top_t = rng.uniform(205.0, 240.0) if high else surface_t - rng.uniform(5.0, 30.0)
+            out[~reflective] = (1 - alpha) * out[~reflective] + alpha * np.float32(top_t)
+        new_labels = np.array(labels, copy=True)
+        keep = new_labels != IGNORE_INDEX  # no data stays no data
+        new_labels[keep & (alpha >= self.label_threshold)] = self.cloud_class
+        faint = keep & (alpha >= self.ignore_below) & (alpha < self.label_threshold)
+        # A faint veil over clear ground is ambiguous; over real cloud it is still cloud.
+        new_labels[faint & (new_labels != self.cloud_class)] = IGNORE_INDEX
+        return out, new_labels

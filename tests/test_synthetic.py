@@ -1,0 +1,132 @@
+"""Synthetic clouds: wavelength-aware spectra, structure, labels, any sensor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sensei_xr.bands import BandDescriptors
+from sensei_xr.training import load_dataset
+from sensei_xr.training.datasets import IGNORE_INDEX
+from sensei_xr.training.synthetic import SyntheticClouds, cloud_opacity_field, cloud_reflectance
+
+
+def _descriptors(sensor_id: str):
+    return BandDescriptors.from_sensor(sensor_id)
+
+
+def _index(desc, name):
+    return desc.names.index(name)
+
+
+@pytest.mark.parametrize("high", [False, True])
+def test_cloud_spectrum_follows_wavelength(high):
+    desc = _descriptors("sentinel2_msi")
+    ratios = []
+    for seed in range(20):
+        r = cloud_reflectance(desc, np.random.default_rng(seed), high=high, brightness=0.7)
+        vis = r[[_index(desc, b) for b in ("B02", "B03", "B04")]]
+        assert np.all(np.abs(vis - 0.7) < 0.1)  # bright and flat in the visible
+        b8a, b11, b12, b10 = (r[_index(desc, b)] for b in ("B8A", "B11", "B12", "B10"))
+        assert b12 < b11 < b8a  # lower at 1.6 um, lower again at 2.2 um
+        ratios.append(b10 / 0.7)
+    if high:
+        assert min(ratios) > 0.3  # high ice cloud is bright at 1.38 um
+    else:
+        assert max(ratios) < 0.06  # low cloud sits under the absorbing water vapour
+
+
+def test_ice_cloud_darker_than_water_cloud_in_swir():
+    desc = _descriptors("landsat8_oli_tirs")
+    b6 = _index(desc, "B6")
+    water = np.mean([cloud_reflectance(desc, np.random.default_rng(s), False, 0.7)[b6] for s in range(20)])
+    ice = np.mean([cloud_reflectance(desc, np.random.default_rng(s), True, 0.7)[b6] for s in range(20)])
+    assert ice < 0.75 * water
+    # Thermal bands have no reflectance: the compositor handles them as temperatures.
+    assert np.isnan(cloud_reflectance(desc, np.random.default_rng(0), False, 0.7)[_index(desc, "B10")])
+
+
+def test_opacity_field_coverage_and_structure():
+    rng = np.random.default_rng(0)
+    for coverage in (0.1, 0.5, 0.8):
+        a = cloud_opacity_field((128, 128), rng, coverage, beta=3.0, sharpness=2.0, alpha_max=1.0)
+        assert abs((a > 0).mean() - coverage) < 0.02
+        assert a.min() >= 0 and a.max() <= 1.0
+    # Higher beta: smoother fields (less energy at small scales).
+    rough = [np.abs(np.diff(cloud_opacity_field((128, 128), np.random.default_rng(s), 0.5, 2.0, 2.0, 1.0))).mean()
+             for s in range(5)]
+    smooth = [np.abs(np.diff(cloud_opacity_field((128, 128), np.random.default_rng(s), 0.5, 4.0, 2.0, 1.0))).mean()
+              for s in range(5)]
+    assert np.mean(smooth) < 0.5 * np.mean(rough)
+    thin = cloud_opacity_field((64, 64), np.random.default_rng(1), 0.5, 3.0, 4.0, alpha_max=0.4)
+    assert thin.max() <= 0.4 + 1e-6
+
+
+@pytest.fixture(scope="module")
+def clear_patch(shared_data):
+    samples = load_dataset("biome_patches", root=shared_data / "l8_biome_patches", split="train")
+    # A real patch with no cloud in its human label.
+    return next(s for s in samples if (s.labels == 0).all() and s.image[:3].mean() < 0.2)
+
+
+def test_composite_over_real_landsat8_patch(clear_patch):
+    s = clear_patch
+    synth = SyntheticClouds(probability=1.0, coverage=(0.4, 0.4), thin_probability=0.0)
+    image, labels = synth(s.image, s.labels, s.descriptors, np.random.default_rng(3))
+    assert image.shape == s.image.shape and image.dtype == np.float32
+    cloud = labels == 1
+    assert 0.1 < cloud.mean() < 0.45
+    blue, tir = _index(s.descriptors, "B2"), _index(s.descriptors, "B10")
+    # Under the labelled cloud: brighter in the visible, colder in the thermal.
+    assert (image[blue][cloud] - s.image[blue][cloud]).mean() > 0.2
+    assert (image[tir][cloud] - s.image[tir][cloud]).mean() < -3.0
+    # Where there is no synthetic cloud the pixels are untouched.
+    untouched = (labels == 0) & np.isclose(image[blue], s.image[blue])
+    assert untouched.mean() > 0.4
+    # Faint veils over clear ground are ignored, not labelled either way.
+    assert (labels == IGNORE_INDEX).any()
+
+
+def test_label_rules_keep_no_data_and_real_cloud():
+    desc = _descriptors("sentinel2_msi")
+    rng = np.random.default_rng(0)
+    image = np.full((len(desc), 64, 64), 0.05, np.float32)
+    labels = np.zeros((64, 64), np.int64)
+    labels[:8] = IGNORE_INDEX  # no data
+    labels[8:16] = 1  # real cloud
+    image[:, :8] = np.nan
+    synth = SyntheticClouds(probability=1.0, coverage=(0.9, 0.9))
+    out, new = synth(image, labels, desc, rng)
+    assert (new[:8] == IGNORE_INDEX).all() and np.isnan(out[:, :8]).all()
+    assert (new[8:16] == 1).all()  # real cloud stays cloud, even under a faint veil
+    assert set(np.unique(new)) <= {IGNORE_INDEX, 0, 1}
+
+
+def test_probability_zero_and_determinism(clear_patch):
+    s = clear_patch
+    img, lab = SyntheticClouds(probability=0.0)(s.image, s.labels, s.descriptors, np.random.default_rng(0))
+    assert np.array_equal(img, s.image) and np.array_equal(lab, s.labels)
+    synth = SyntheticClouds(probability=1.0)
+    a = synth(s.image, s.labels, s.descriptors, np.random.default_rng(7))
+    b = synth(s.image, s.labels, s.descriptors, np.random.default_rng(7))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_any_sensor_band_subset():
+    # A 4-band RGB+NIR smallsat: no SWIR, no thermal; still composites.
+    desc = _descriptors("planetscope_4band")
+    image = np.full((len(desc), 32, 32), 0.08, np.float32)
+    out, labels = SyntheticClouds(probability=1.0, coverage=(0.5, 0.5), thin_probability=0.0)(
+        image, np.zeros((32, 32), np.int64), desc, np.random.default_rng(2))
+    # Labelled cloud has opacity >= 0.25 of a cloud at least 0.45 bright: >= 0.08 + 0.25 * 0.37.
+    assert (out[:, labels == 1] > 0.17).all()
+    assert out[:, labels == 1].mean() > 0.3
+
+
+def test_bad_input_is_explained():
+    desc = _descriptors("sentinel2_msi")
+    with pytest.raises(ValueError, match="do not match"):
+        SyntheticClouds()(np.zeros((3, 8, 8), np.float32), np.zeros((8, 8), np.int64), desc,
+                          np.random.default_rng(0))
+    with pytest.raises(ValueError, match="coverage"):
+        SyntheticClouds(coverage=(0.5, 0.2))
