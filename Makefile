@@ -14,7 +14,7 @@ CONSTRAINTS := .ci/constraints.txt
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c $(CONSTRAINTS) -e ".[test,notebooks]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[test,notebooks,peers]"
 	$(PY) -c "import torch, sys; sys.exit('a CUDA build of torch got installed: reinstall with -c $(CONSTRAINTS)' if torch.version.cuda else 0)"
 	touch $@
 
@@ -30,4 +30,4 @@ bench: setup
 	$(PY) -m benchmarks.bench_model --size 256 --repeats 3
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) .pytest_cache

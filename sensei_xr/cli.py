@@ -16,12 +16,22 @@ Commands
     The main job on the embedded default data: builds a STAC catalog from the real
     sample scenes, serves it with a local rustac STAC API on 127.0.0.1, searches it,
     masks what it finds and writes COGs and quicklooks; the server is always stopped.
+``evaluate --dataset D [--split S] [--bands ALL,RGB,...] [--peers ...] [--out DIR]``
+    The paper's metrics of a model on a labelled dataset
+    (:func:`sensei_xr.training.datasets.load_dataset`) for the band sets of Table III and
+    peer methods on the same pixels (:func:`sensei_xr.evaluation.evaluate_model`);
+    writes ``evaluation.json`` and ``evaluation.md``.
+``train --config FILE [--data-dir DIR] [--out STEM]``
+    Train a model (:func:`sensei_xr.training.train.train`), resuming from checkpoints.
+``bench [--quick] [--out DIR]``
+    Run the source checkout's ``benchmarks/`` scripts as subprocesses.
 
 Outputs are never left looking complete when a scene fails: COGs are written under a
 temporary name and renamed (:func:`sensei_xr.outputs.write_mask_cog`), a scene whose
 writing fails has its COG and quicklook removed, and Zarr regions count as done only once
-written. Existing outputs are refused unless ``--overwrite`` (``demo`` replaces its own
-previous outputs). Errors print one line, ``sensei-xr <command>: error: ...``, to stderr
+written; ``evaluate`` writes its report files under temporary names and renames them once
+both are complete. Existing outputs are refused unless ``--overwrite`` (``demo`` and
+``bench`` replace their own previous outputs). Errors print one line, ``sensei-xr <command>: error: ...``, to stderr
 and exit with status 2.
 """
 
@@ -39,10 +49,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["main", "build_parser", "DEMO_SEARCHES", "DEFAULT_DEMO_OUT"]
+__all__ = ["main", "build_parser", "DEMO_SEARCHES", "DEFAULT_DEMO_OUT", "DEFAULT_EVALUATION_OUT",
+           "DEFAULT_BENCH_OUT"]
 
 #: Default output folder of ``sensei-xr demo``.
 DEFAULT_DEMO_OUT = "sensei-xr-demo"
+#: Default output folders of ``sensei-xr evaluate`` and ``sensei-xr bench``.
+DEFAULT_EVALUATION_OUT = "sensei-xr-evaluation"
+DEFAULT_BENCH_OUT = "sensei-xr-bench"
 
 #: The demo's searches: (collection, bbox, datetime). Each finds real sample scenes in the
 #: demo catalog (sensei_xr.stac_server.build_demo_catalog): a bbox search over the five
@@ -500,6 +514,125 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from .evaluation import BAND_SETS, evaluate_model, write_report
+    from .inference.runtime import resolve_device
+    from .peers import get_peer
+    from .training.datasets import load_dataset
+
+    # Options first, then the outputs, the model and the data: cheap checks fail first.
+    known_sets = {b.casefold(): b for b in BAND_SETS}
+    band_sets = []
+    for name in _split_bands(args.bands) or ["ALL"]:
+        if name.casefold() not in known_sets:
+            raise CliError(f"unknown band set {name!r} in --bands; known: {', '.join(BAND_SETS)}")
+        band_sets.append(known_sets[name.casefold()])
+    peers = [get_peer(p).name for p in (_split_bands(args.peers) or [])]
+    out_dir = Path(args.out)
+    _check_targets([out_dir / "evaluation.json", out_dir / "evaluation.md"], args.overwrite)
+    model = _load_model(args.model)
+    device = resolve_device(args.device)
+    samples = load_dataset(args.dataset, args.root, args.split, tuple(model.classes))
+    if not samples:
+        raise CliError(f"dataset {args.dataset!r} (split {args.split}) has no samples")
+    what = f"{args.dataset}" + (f" ({args.split})" if args.split else "")
+    _say(f"evaluating {_model_label(model)!r} on {what}: {len(samples)} images, band sets "
+         f"{', '.join(band_sets)}" + (f", peers {', '.join(peers)}" if peers else ""))
+    report = evaluate_model(model, samples, band_sets, peers, threshold=args.threshold, device=device,
+                            n_bootstrap=args.bootstrap, seed=args.seed, dataset=what,
+                            progress=(lambda line: _say(f"  {line}")) if _show_progress(args.progress) else None)
+    for row in report["rows"]:
+        if "skipped" in row:
+            _say(f"{row['method']} {row['band_set']}: not run: {row['skipped']}")
+        else:
+            m = row["pooled"]
+            _say(f"{row['method']} {row['band_set']}: OA {m['overall_accuracy']:.3f} "
+                 f"F1 {m['f1']:.3f} ({len(row['bands']) if isinstance(row['bands'], list) else '?'} bands)")
+    json_path, md_path = write_report(report, out_dir, overwrite=args.overwrite)
+    _say(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def _model_stem(path: str) -> Path:
+    """The output stem of a model: ``m``, ``m.safetensors`` and ``m.json`` all mean ``m``."""
+    p = Path(path)
+    for suffix in (".safetensors", ".json"):
+        if p.name.endswith(suffix):
+            return p.with_name(p.name[: -len(suffix)])
+    return p
+
+
+def _cmd_train(args) -> int:
+    from .sample_data import data_dir
+    from .training.train import load_config, train
+
+    config = load_config(args.config)
+    if args.device:
+        config = {**config, "device": args.device}
+    data = Path(args.data_dir) if args.data_dir else data_dir()
+    if not data.is_dir():
+        raise CliError(f"--data-dir {data} is not a folder")
+    out = _model_stem(args.out) if args.out else Path(_safe_name(str(config.get("name") or Path(args.config).stem)))
+    weights, card = out.with_name(out.name + ".safetensors"), out.with_name(out.name + ".json")
+    _check_targets([weights, card], args.overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _say(f"training from {args.config} on {data} -> {weights} (checkpoints in {out.with_suffix('.ckpt')})")
+    result = train(config, data, out, resume=args.resume, log=_say)
+    val = result.get("validation_metrics", {})
+    summary = ", ".join(f"{k} OA {v['overall_accuracy']:.3f} F1 {v['f1']:.3f}" for k, v in val.items())
+    _say(f"wrote {weights} and {card}" + (f"; held-out {summary}" if summary else ""))
+    return 0
+
+
+#: The benchmark scripts ``sensei-xr bench`` runs (those present in benchmarks/), with
+#: their arguments: ``(module, quick, full, outputs)``; ``quick=None`` skips it with --quick.
+_BENCHMARKS: tuple[tuple[str, list[str] | None, list[str], Any], ...] = (
+    ("bench_model", ["--size", "64", "--repeats", "1", "--threads", "1"], ["--size", "256", "--repeats", "3"],
+     lambda out: ["--json", str(out / "bench_model.json")]),
+    ("bench_inference", ["--size", "256", "--repeats", "1"], [],
+     lambda out: ["--json", str(out / "bench_inference.json")]),
+    ("bench_speed", ["--quick"], [], lambda out: ["--out", str(out / "bench_speed")]),
+    ("bench_scale", ["--quick"], [], lambda out: ["--out", str(out / "bench_scale")]),
+    ("scene_report", None, [], lambda out: ["--out", str(out / "scenes")]),
+)
+
+
+def _benchmarks_dir() -> Path | None:
+    """The source checkout's benchmarks/ folder (not part of the installed wheel)."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    return folder if (folder / "__init__.py").is_file() else None
+
+
+def _cmd_bench(args) -> int:
+    import subprocess
+
+    folder = _benchmarks_dir()
+    if folder is None:
+        raise CliError("bench needs a source checkout: the benchmarks/ folder is not installed with "
+                       "the package; clone the repository and run it there")
+    root = folder.parent
+    out_dir = Path(args.out).resolve()
+    runs = [(name, (quick if args.quick else full) + outputs(out_dir))
+            for name, quick, full, outputs in _BENCHMARKS
+            if (folder / f"{name}.py").is_file() and not (args.quick and quick is None)]
+    if not runs:
+        raise CliError(f"no benchmark scripts found in {folder} (looked for "
+                       f"{', '.join(n + '.py' for n, *_ in _BENCHMARKS)})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
+    failed = []
+    for name, extra in runs:
+        cmd = [sys.executable, "-m", f"benchmarks.{name}", *extra]
+        _say(f"== {name}: {' '.join(cmd[1:])}")
+        code = subprocess.run(cmd, cwd=root, env=env).returncode
+        if code:
+            failed.append(f"{name} (exit {code})")
+    if failed:
+        raise CliError(f"benchmark(s) failed: {', '.join(failed)}; their output is above")
+    _say(f"benchmarks done: {', '.join(n for n, _ in runs)}; outputs in {out_dir}")
+    return 0
+
+
 # ------------------------------------------------------------------------------ parser
 
 
@@ -520,6 +653,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
     return v
 
 
@@ -590,6 +733,56 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cache", help="folder for the demo catalog's COGs (default OUT/.demo-stac; reused)")
     _add_model_options(d)
     d.set_defaults(func=_cmd_demo)
+
+    e = sub.add_parser(
+        "evaluate", help="accuracy of a model (and peer methods) on a labelled dataset",
+        description="Score a model on a labelled dataset with the paper's metrics (OA, balanced "
+                    "accuracy, precision, recall, F1 of cloud), pooled and per image, with bootstrap "
+                    "intervals over images and a breakdown by tags; for each band set of Table III "
+                    "(resolved by wavelength) and for peer methods on the same pixels. Writes "
+                    "evaluation.json and evaluation.md into --out.")
+    e.add_argument("--dataset", required=True, help="labelled dataset name, e.g. biome_patches")
+    e.add_argument("--split", help="split, e.g. val (default: the dataset's default, often all)")
+    e.add_argument("--root", help="the dataset's folder (default: its place in the sample data)")
+    e.add_argument("--bands", nargs="+", metavar="SET",
+                   help="band sets, comma- or space-separated: ALL, COMMON, RGB, RGBNIR, AeroRGBNIR, "
+                        "NoRGB (default ALL)")
+    e.add_argument("--peers", nargs="+", metavar="PEER",
+                   help="peer methods on the same pixels: s2cloudless, ukis-csmask, ukis-csmask-4b "
+                        "(pip install 'sensei_xr[peers]')")
+    e.add_argument("--bootstrap", type=_non_negative_int, default=1000, metavar="N",
+                   help="bootstrap resamples of the images for 95%% intervals (0: none; default 1000)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    e.add_argument("--out", default=DEFAULT_EVALUATION_OUT,
+                   help=f"output folder (default ./{DEFAULT_EVALUATION_OUT})")
+    e.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_model_options(e)
+    e.set_defaults(func=_cmd_evaluate)
+
+    t = sub.add_parser(
+        "train", help="train a model from a config file",
+        description="Train a model as a TOML or JSON config says (keys of "
+                    "sensei_xr.training.train.DEFAULT_CONFIG; data paths relative to --data-dir). "
+                    "Writes STEM.safetensors and STEM.json, checkpoints in STEM.ckpt/; an "
+                    "interrupted run resumes from its last checkpoint unless --no-resume.")
+    t.add_argument("--config", required=True, help="training config, .toml or .json")
+    t.add_argument("--data-dir", help="folder the config's data paths are relative to "
+                                      "(default: the sample data, $SENSEI_XR_DATA or ../shared/data)")
+    t.add_argument("--out", metavar="STEM", help="output stem (default: the config's name, else its file stem)")
+    t.add_argument("--device", help="auto, cpu or cuda (default: the config's, else auto)")
+    t.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="start from scratch even if checkpoints exist")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing STEM.safetensors / .json")
+    t.set_defaults(func=_cmd_train)
+
+    b = sub.add_parser(
+        "bench", help="run the benchmark scripts (source checkout only)",
+        description="Run the scripts in the repository's benchmarks/ folder as subprocesses; they "
+                    "print numbers and write results into --out (replacing their own earlier ones). "
+                    "Needs a source checkout: benchmarks/ is not installed with the package.")
+    b.add_argument("--quick", action="store_true", help="small sizes, one repeat (a smoke run)")
+    b.add_argument("--out", default=DEFAULT_BENCH_OUT, help=f"output folder (default ./{DEFAULT_BENCH_OUT})")
+    b.set_defaults(func=_cmd_bench)
     return p
 
 

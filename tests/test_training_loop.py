@@ -26,7 +26,7 @@ def test_train_writes_loadable_model_with_card(shared_data, tmp_path):
     assert set(card["validation_metrics"]) == {"all", "rgb_nir"}
     for m in card["validation_metrics"].values():
         assert 0.0 <= m["overall_accuracy"] <= 1.0 and m["pixels"] > 0
-    assert "8 patches" in card["training"]["validation_data"]
+    assert "8 images of landsat8_oli_tirs" in card["training"]["validation_data"]
     model = load_model(tmp_path / "m.safetensors")
     assert model.card["name"] == "tiny-loop-test"
     # Resume: asking for more steps continues from the checkpoint, not from scratch.
@@ -51,3 +51,40 @@ def test_finish_from_checkpoint(shared_data, tmp_path):
     card = finish_from_checkpoint(TINY, shared_data, tmp_path / "m")
     assert card["training"]["steps_done"] == 4
     assert load_model(tmp_path / "m.safetensors").num_classes == 2
+
+
+def test_dataset_tables_synthetic_clouds_and_table3_band_sets(shared_data, tmp_path):
+    config = {**TINY, "name": "tables",
+              "train_data": [{"dataset": "biome_patches", "split": "train", "weight": 1.0}],
+              "val_data": [{"dataset": "biome_patches", "split": "val"}],
+              "synthetic_clouds": {"probability": 1.0}, "schedule": "cosine", "steps": 2,
+              "val_band_sets": {"all": None, "rgbnir": "RGBNIR", "no_thermal": "no_thermal"}}
+    card = train(config, shared_data, tmp_path / "t", log=lambda m: None)
+    assert card["training"]["data"].startswith("biome_patches (train): 16 images")
+    assert "synthetic clouds" in card["training"]["augmentation"]
+    assert card["training"]["recipe"]["synthetic_clouds"] == {"probability": 1.0}
+    assert set(card["validation_metrics"]) == {"all", "rgbnir", "no_thermal"}
+    # Cosine schedule: the last step ran at (almost) lr_min.
+    assert card["training"]["history"][-1]["lr"] < 1e-3
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"train_data": [{"dataset": "biome_patches", "splt": "train"}]}, "unknown key"),
+    ({"train_data": [{"dataset": "nope"}]}, "unknown dataset"),
+    ({"schedule": "linear"}, "schedule must be"),
+    ({"synthetic_clouds": {"probability": 2.0}}, "probability"),
+])
+def test_bad_training_configs_are_explained(shared_data, tmp_path, bad, message):
+    with pytest.raises(ValueError, match=message):
+        train({**TINY, **bad}, shared_data, tmp_path / "bad", log=lambda m: None)
+
+
+def test_resolve_bands():
+    from sensei_xr.bands import BandDescriptors
+    from sensei_xr.training.train import resolve_bands
+
+    desc = BandDescriptors.from_sensor("landsat8_oli_tirs")
+    assert resolve_bands(desc) == list(desc.names)
+    assert resolve_bands(desc, "RGBNIR") == ["B2", "B3", "B4", "B5"]
+    assert "B10" not in resolve_bands(desc, "no_thermal") and "B9" in resolve_bands(desc, "no_thermal")
+    assert resolve_bands(desc, ["B4", "B3"]) == ["B4", "B3"]

@@ -17,10 +17,10 @@ import numpy as np
 
 from ..bands import to_model_input
 from ..evaluation import Confusion
-from .datasets import IGNORE_INDEX, LabelledSample, load_biome_patches
+from .datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
 from .samplers import Augmentation, RandomPatchBatches
 
-__all__ = ["DEFAULT_CONFIG", "load_config", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
+__all__ = ["DEFAULT_CONFIG", "load_config", "resolve_bands", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
 
 #: The paper's recipe (SGD, momentum 0.99, lr 1e-3 / 4 on plateau down to 2e-5, patch 257 (256 here),
 #: batch 8); ``optimizer="adamw"`` is the short-budget alternative used on CPU.
@@ -48,8 +48,8 @@ DEFAULT_CONFIG = {
     "seed": 0,
     "device": "auto",
     "num_workers": 0,
-    "val_band_sets": {"all": None, "rgb_nir": ["B2", "B3", "B4", "B5"], "rgb": ["B2", "B3", "B4"],
-                      "no_thermal": ["B2", "B3", "B4", "B5", "B6", "B7", "B9"]},
+    # name -> bands: None (all), "no_thermal", a Table III set ("RGB", "RGBNIR", ...) or names.
+    "val_band_sets": {"all": None, "rgb_nir": "RGBNIR", "rgb": "RGB", "no_thermal": "no_thermal"},
 }
 
 
@@ -77,11 +77,73 @@ def load_config(path: str | PathLike) -> dict:
     return config
 
 
+def resolve_bands(descriptors, bands=None) -> list[str]:
+    """Band names of ``bands`` in a sample: ``None`` all, ``"no_thermal"`` the reflective
+    bands, another string a Table III set resolved by wavelength (``"RGB"``, ``"RGBNIR"``,
+    ...; see :func:`sensei_xr.evaluation.band_set`), or a list of band names."""
+    if bands is None:
+        return list(descriptors.names)
+    if isinstance(bands, str):
+        if bands.lower() == "no_thermal":
+            return [n for n, t in zip(descriptors.names, descriptors.is_thermal) if not t]
+        from ..evaluation import band_set
+
+        return band_set(descriptors, bands)
+    return list(bands)
+
+
+def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[list[LabelledSample]], list[float], list[str]]:
+    """Samples of a config's ``train_data`` / ``val_data``.
+
+    ``spec`` is a path to a Biome-patches ``.npz`` (relative to ``data_dir``), or one or a
+    list of ``{dataset = NAME, root = PATH, split = S, weight = W}`` tables naming datasets
+    of :func:`sensei_xr.training.datasets.load_dataset` (root relative to ``data_dir``).
+
+    Returns
+    -------
+    sources, weights, descriptions
+        One list of samples per source (a source has one band set), its sampling weight,
+        and a line describing it for the model card.
+    """
+    specs = spec if isinstance(spec, list) else [spec]
+    sources, weights, described = [], [], []
+    for item in specs:
+        if isinstance(item, str):
+            samples = load_biome_patches(data_dir / item, classes)
+            label, weight = item, 1.0
+        elif isinstance(item, dict) and "dataset" in item:
+            unknown = set(item) - {"dataset", "root", "split", "weight"}
+            if unknown:
+                raise ValueError(f"data source {item}: unknown key(s) {sorted(unknown)}; "
+                                 "use dataset, root, split, weight")
+            root = item.get("root")
+            samples = load_dataset(item["dataset"], None if root is None else data_dir / root,
+                                   item.get("split"), classes)
+            label = f"{item['dataset']}" + (f" ({item['split']})" if item.get("split") else "")
+            weight = float(item.get("weight", 1.0))
+        else:
+            raise ValueError(f"a data source must be a .npz path or a table with 'dataset'; got {item!r}")
+        if not samples:
+            raise ValueError(f"data source {label} has no samples")
+        # One source per band set: a batch needs one band count.
+        by_bands: dict[tuple, list[LabelledSample]] = {}
+        for smp in samples:
+            by_bands.setdefault(smp.descriptors.key, []).append(smp)
+        for group in by_bands.values():
+            sources.append(group)
+            weights.append(weight * len(group) / len(samples))
+            sensors = sorted({g.sensor for g in group})
+            size = "x".join(str(v) for v in group[0].image.shape[-2:])
+            described.append(f"{label}: {len(group)} images of {', '.join(sensors)} "
+                             f"(first {size} px at {group[0].resolution_m:g} m, {len(group[0].descriptors)} bands)")
+    return sources, weights, described
+
+
 def predict_sample(model, sample: LabelledSample, bands=None, device: str = "cpu") -> np.ndarray:
     """Cloud probability (H, W) of a whole labelled sample (no tiling: samples are small)."""
     import torch
 
-    desc = sample.descriptors if bands is None else sample.descriptors.select(bands)
+    desc = sample.descriptors.select(resolve_bands(sample.descriptors, bands))
     idx = [sample.descriptors.names.index(n) for n in desc.names]
     x = to_model_input(np.nan_to_num(sample.image[idx], nan=0.0), desc)
     with torch.inference_mode():
@@ -145,8 +207,10 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     device = _device(cfg["device"])
     classes = tuple(cfg["model"]["classes"])
     data_dir = Path(data_dir)
-    train_samples = load_biome_patches(data_dir / cfg["train_data"], classes)
-    val_samples = load_biome_patches(data_dir / cfg["val_data"], classes)
+    train_sources, train_weights, train_described = _load_data(cfg["train_data"], data_dir, classes)
+    val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
+    train_samples = [smp for src in train_sources for smp in src]
+    val_samples = [smp for src in val_sources for smp in src]
     model = build_model(cfg["model"]).to(device)
     if cfg.get("init_encoder"):
         model.encoder.load_state_dict(_encoder_state(cfg["init_encoder"], data_dir))
@@ -174,8 +238,10 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     extra = {}
     if cfg["synthetic_clouds"] is not None:
         extra["synthetic"] = _synthetic_clouds(cfg["synthetic_clouds"], classes)
-    batches = RandomPatchBatches(train_samples, cfg["patch_size"], cfg["batch_size"], cfg["steps"],
-                                 cfg["min_bands"], cfg["seed"], Augmentation(), **extra)
+    batches = RandomPatchBatches(train_sources if len(train_sources) > 1 else train_sources[0],
+                                 cfg["patch_size"], cfg["batch_size"], cfg["steps"], cfg["min_bands"],
+                                 cfg["seed"], Augmentation(),
+                                 weights=train_weights if len(train_sources) > 1 else None, **extra)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     t0 = time.time()
     model.train()
@@ -215,7 +281,8 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
             _save_checkpoint(ckpt_dir, model, opt, {
                 "step": step + 1, "history": history, "lr": opt.param_groups[0]["lr"],
                 "best": best if math.isfinite(best) else None, "bad_epochs": bad_epochs})
-    return _finish(model, cfg, config, out, train_samples, val_samples, history, device, time.time() - t0)
+    return _finish(model, cfg, config, out, (train_samples, train_described), (val_samples, val_described),
+                   history, device, time.time() - t0)
 
 
 def _synthetic_clouds(options: dict, classes: tuple[str, ...]):
@@ -280,7 +347,8 @@ def _load_optimizer(opt, tensors: dict, lr: float) -> None:
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def _finish(model, cfg, config, out, train_samples, val_samples, history, device, seconds) -> dict:
+def _finish(model, cfg, config, out, train, val, history, device, seconds) -> dict:
+    (train_samples, train_described), (val_samples, val_described) = train, val
     from ..models import save_model
 
     model.eval()
@@ -290,8 +358,8 @@ def _finish(model, cfg, config, out, train_samples, val_samples, history, device
     card = {
         "name": config.get("name", Path(out).name),
         "training": {
-            "data": f"{cfg['train_data']} ({len(train_samples)} Landsat 8 Biome patches, 256x256, 30 m; human labels)",
-            "validation_data": f"{cfg['val_data']} ({len(val_samples)} patches, held out: never trained on or used for model selection)",
+            "data": "; ".join(train_described),
+            "validation_data": "; ".join(val_described) + " (held out: never trained on)",
             "recipe": {k: cfg[k] for k in ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum",
                                             "weight_decay", "lr_min", "schedule", "min_bands", "seed",
                                             "synthetic_clouds")},
@@ -327,8 +395,10 @@ def finish_from_checkpoint(config: dict, data_dir: str | PathLike, out: str | Pa
     state = json.loads((ckpt_dir / "state.json").read_text())
     model = build_model(cfg["model"])
     model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
-    train_samples = load_biome_patches(data_dir / cfg["train_data"], classes)
-    val_samples = load_biome_patches(data_dir / cfg["val_data"], classes)
+    train_sources, _, train_described = _load_data(cfg["train_data"], data_dir, classes)
+    val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
+    train = ([smp for src in train_sources for smp in src], train_described)
+    val = ([smp for src in val_sources for smp in src], val_described)
     seconds = state["history"][-1]["seconds"] if state["history"] else 0.0
     with torch.no_grad():
-        return _finish(model, cfg, config, out, train_samples, val_samples, state["history"], "cpu", seconds)
+        return _finish(model, cfg, config, out, train, val, state["history"], "cpu", seconds)
