@@ -584,6 +584,40 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_pretrain(args) -> int:
+    import json as _json
+    import tomllib
+
+    from .sample_data import data_dir
+    from .training.pretrain import PRETRAIN_DEFAULTS, pretrain_encoder
+
+    config: dict = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.exists():
+            raise CliError(f"--config {path} not found")
+        config = tomllib.loads(path.read_text()) if path.suffix != ".json" else _json.loads(path.read_text())
+        unknown = sorted(set(config) - set(PRETRAIN_DEFAULTS))
+        if unknown:
+            raise CliError(f"{path}: unknown pre-training option(s) {unknown}; known: {sorted(PRETRAIN_DEFAULTS)}")
+    for key in ("steps", "device", "seed"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    library = Path(args.library) if args.library else \
+        data_dir() / "spectral_library_earthlib" / "earthlib_surfaces_10nm.npz"
+    if not library.is_file():
+        raise CliError(f"spectral library {library} not found: pass --library earthlib_surfaces_10nm.npz")
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise CliError(f"--out {out} must end in .safetensors")
+    _check_targets([out], args.overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _say(f"pre-training SEnSeI on random band sets ({library.name}) -> {out}")
+    _, history = pretrain_encoder(library, out, config, log=_say)
+    _say(f"wrote {out}; use it as init_encoder = \"{out}\" in a training config")
+    return 0
+
+
 #: The benchmark scripts ``sensei-xr bench`` runs (those present in benchmarks/), with
 #: their arguments: ``(module, quick, full, outputs)``; ``quick=None`` skips it with --quick.
 _BENCHMARKS: tuple[tuple[str, list[str] | None, list[str], Any], ...] = (
@@ -774,6 +808,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from scratch even if checkpoints exist")
     t.add_argument("--overwrite", action="store_true", help="replace an existing STEM.safetensors / .json")
     t.set_defaults(func=_cmd_train)
+
+    pt = sub.add_parser(
+        "pretrain", help="pre-train the SEnSeI encoder as a spectral autoencoder",
+        description="Self-supervised pre-training of SEnSeI on random band sets (paper section III-B): "
+                    "random sensors (3-14 bands, 400 nm - 20 um) observing spectra of the EarthLib "
+                    "library and generated snow, water and cloud; writes the encoder's weights for "
+                    "init_encoder in a training config.")
+    pt.add_argument("--out", required=True, help="encoder weights to write (.safetensors)")
+    pt.add_argument("--config", help="TOML/JSON with keys of sensei_xr.training.pretrain.PRETRAIN_DEFAULTS")
+    pt.add_argument("--library", help="earthlib_surfaces_10nm.npz (default: in the sample data)")
+    pt.add_argument("--steps", type=_positive_int, help="optimizer steps (overrides the config)")
+    pt.add_argument("--device", help="auto, cpu or cuda")
+    pt.add_argument("--seed", type=int, help="random seed")
+    pt.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    pt.set_defaults(func=_cmd_pretrain)
 
     b = sub.add_parser(
         "bench", help="run the benchmark scripts (source checkout only)",

@@ -45,6 +45,8 @@ DEFAULT_CONFIG = {
     # arguments of sensei_xr.training.synthetic.SyntheticClouds.
     "synthetic_clouds": None,
     "min_bands": 3,
+    # False: every batch has all of its source's bands (the paper's fixed-band baseline).
+    "band_subsets": True,
     "seed": 0,
     "device": "auto",
     "num_workers": 0,
@@ -239,7 +241,8 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     if cfg["synthetic_clouds"] is not None:
         extra["synthetic"] = _synthetic_clouds(cfg["synthetic_clouds"], classes)
     batches = RandomPatchBatches(train_sources if len(train_sources) > 1 else train_sources[0],
-                                 cfg["patch_size"], cfg["batch_size"], cfg["steps"], cfg["min_bands"],
+                                 cfg["patch_size"], cfg["batch_size"], cfg["steps"],
+                                 cfg["min_bands"] if cfg["band_subsets"] else None,
                                  cfg["seed"], Augmentation(),
                                  weights=train_weights if len(train_sources) > 1 else None, **extra)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
@@ -361,7 +364,7 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
             "data": "; ".join(train_described),
             "validation_data": "; ".join(val_described) + " (held out: never trained on)",
             "recipe": {k: cfg[k] for k in ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum",
-                                            "weight_decay", "lr_min", "schedule", "min_bands", "seed",
+                                            "weight_decay", "lr_min", "schedule", "min_bands", "band_subsets", "seed",
                                             "synthetic_clouds")},
             "steps_done": steps_done,
             "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation; random band subsets (>= 3 bands) per batch"

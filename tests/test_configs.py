@@ -1,0 +1,57 @@
+"""The shipped training configs parse, name registered datasets and known options."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from sensei_xr.cli import main
+from sensei_xr.training import list_datasets
+from sensei_xr.training.pretrain import PRETRAIN_DEFAULTS
+from sensei_xr.training.train import DEFAULT_CONFIG, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.toml") if p.name != "pretrain_encoder.toml")
+
+
+def test_configs_ship():
+    names = {p.name for p in TRAIN_CONFIGS}
+    assert {"paper_s2.toml", "paper_s2_l8.toml", "paper_fixed_bands.toml", "default_model_cpu.toml"} <= names
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_training_config_is_valid(path):
+    config = load_config(path)  # unknown keys raise
+    assert set(config) <= set(DEFAULT_CONFIG) | {"name", "init_encoder"}
+    for key in ("train_data", "val_data"):
+        sources = config[key] if isinstance(config[key], list) else [config[key]]
+        for src in sources:
+            if isinstance(src, dict):
+                assert src["dataset"] in list_datasets(), src
+                assert set(src) <= {"dataset", "root", "split", "weight"}
+    assert config["model"]["head"] in ("deeplabv3plus", "pixelnet")
+
+
+def test_paper_configs_follow_the_paper_recipe():
+    for name in ("paper_s2.toml", "paper_s2_l8.toml", "paper_fixed_bands.toml"):
+        c = load_config(CONFIGS / name)
+        assert (c["optimizer"], c["momentum"], c["lr"], c["lr_min"], c["batch_size"], c["patch_size"]) == \
+            ("sgd", 0.99, 1e-3, 2e-5, 8, 257)
+        assert c["schedule"] == "plateau"
+    assert load_config(CONFIGS / "paper_fixed_bands.toml")["band_subsets"] is False
+
+
+def test_pretrain_config_and_cli(tmp_path, capsys):
+    config = tomllib.loads((CONFIGS / "pretrain_encoder.toml").read_text())
+    assert set(config) <= set(PRETRAIN_DEFAULTS)
+    out = tmp_path / "enc.safetensors"
+    assert main(["pretrain", "--out", str(out), "--steps", "2", "--device", "cpu"]) == 0
+    assert out.is_file()
+    # Existing output without --overwrite, a wrong suffix: exit 2 with one line.
+    assert main(["pretrain", "--out", str(out), "--steps", "2"]) == 2
+    assert main(["pretrain", "--out", str(tmp_path / "enc.pt"), "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err or "exists" in err
+    assert "must end in .safetensors" in err
