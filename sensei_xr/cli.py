@@ -577,7 +577,7 @@ def _cmd_train(args) -> int:
     _check_targets([weights, card], args.overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     _say(f"training from {args.config} on {data} -> {weights} (checkpoints in {out.with_suffix('.ckpt')})")
-    result = train(config, data, out, resume=args.resume, log=_say)
+    result = train(config, data, out, resume=args.resume, log=_say, progress=_show_progress(None))
     val = result.get("validation_metrics", {})
     summary = ", ".join(f"{k} OA {v['overall_accuracy']:.3f} F1 {v['f1']:.3f}" for k, v in val.items())
     _say(f"wrote {weights} and {card}" + (f"; held-out {summary}" if summary else ""))

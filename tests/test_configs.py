@@ -24,7 +24,7 @@ def test_configs_ship():
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
 def test_training_config_is_valid(path):
     config = load_config(path)  # unknown keys raise
-    assert set(config) <= set(DEFAULT_CONFIG) | {"name", "init_encoder"}
+    assert set(config) <= set(DEFAULT_CONFIG) | {"name", "init_encoder", "init_model"}
     for key in ("train_data", "val_data"):
         sources = config[key] if isinstance(config[key], list) else [config[key]]
         for src in sources:

@@ -84,3 +84,18 @@ def test_training_starts_from_the_pretrained_encoder(library, shared_data, tmp_p
     assert trained.keys() == state.keys()
     for k, v in state.items():
         assert torch.equal(trained[k], v), k
+
+
+def test_training_core_needs_only_torch_and_numpy():
+    """A bare GPU machine has torch and NumPy, not Dask, rasterio or pystac."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "for m in ['dask', 'rasterio', 'rioxarray', 'xarray', 'pystac', 'pystac_client', 'stackstac', 'zarr']:\n"
+            "    sys.modules[m] = None\n"
+            "from sensei_xr.training import train, pretrain_encoder, SyntheticClouds, load_dataset\n"
+            "from sensei_xr.models import build_model, save_model, load_model\n"
+            "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -88,3 +88,24 @@ def test_resolve_bands():
     assert resolve_bands(desc, "RGBNIR") == ["B2", "B3", "B4", "B5"]
     assert "B10" not in resolve_bands(desc, "no_thermal") and "B9" in resolve_bands(desc, "no_thermal")
     assert resolve_bands(desc, ["B4", "B3"]) == ["B4", "B3"]
+
+
+def test_cosine_run_resumes_and_fine_tunes_from_a_model(shared_data, tmp_path):
+    cosine = {**TINY, "schedule": "cosine", "steps": 2}
+    train(cosine, shared_data, tmp_path / "c", log=lambda m: None)
+    logs = []
+    card = train({**cosine, "steps": 4}, shared_data, tmp_path / "c", log=logs.append)
+    assert any("resumed at step 2" in line for line in logs)
+    assert [h["step"] for h in card["training"]["history"]] == [2, 4]
+    # Fine-tuning starts from the trained model's weights (lr 0: nothing moves).
+    tuned = train({**TINY, "name": "tuned", "steps": 1, "steps_per_epoch": 1, "lr": 0.0, "lr_min": 0.0,
+                   "init_model": str(tmp_path / "c.safetensors")}, shared_data, tmp_path / "t", log=lambda m: None)
+    assert tuned["training"]["initial_model"] == str(tmp_path / "c.safetensors")
+    # (Parameters only: batch-norm running statistics move in any training step.)
+    start = dict(load_model(tmp_path / "c.safetensors").named_parameters())
+    end = dict(load_model(tmp_path / "t.safetensors").named_parameters())
+    for k, v in start.items():
+        assert torch.equal(v, end[k]), k
+    with pytest.raises(ValueError, match="same classes"):
+        train({**TINY, "model": {**TINY["model"], "classes": ["clear", "cloud", "shadow"]},
+               "init_model": str(tmp_path / "c.safetensors")}, shared_data, tmp_path / "x", log=lambda m: None)

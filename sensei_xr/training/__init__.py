@@ -13,7 +13,10 @@ from .datasets import (
     load_dataset,
     register_dataset,
 )
-from .samplers import Augmentation, RandomPatchBatches, grid_patches
+from .samplers import Augmentation, GridPatches, RandomPatchBatches, grid_patches, make_loader
+from .synthetic import SyntheticClouds
+from .pretrain import pretrain_encoder
+from .train import DEFAULT_CONFIG, evaluate, load_config, predict_sample, train
 
 # Importing the module registers the public-dataset loaders with load_dataset().
 from .public_datasets import (
@@ -41,6 +44,15 @@ __all__ = [
     "Augmentation",
     "RandomPatchBatches",
     "grid_patches",
+    "GridPatches",
+    "make_loader",
+    "SyntheticClouds",
+    "pretrain_encoder",
+    "DEFAULT_CONFIG",
+    "train",
+    "evaluate",
+    "predict_sample",
+    "load_config",
     "DatasetLayoutError",
     "load_s2_cloud_mask_catalogue",
     "load_biome_scenes",

@@ -73,7 +73,7 @@ def load_config(path: str | PathLike) -> dict:
             config = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{path} is not valid TOML: {e}") from None
-    unknown = sorted(set(config) - set(DEFAULT_CONFIG) - {"name", "init_encoder"})
+    unknown = sorted(set(config) - set(DEFAULT_CONFIG) - {"name", "init_encoder", "init_model"})
     if unknown:
         raise ValueError(f"{path}: unknown training option(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
     return config
@@ -178,7 +178,7 @@ def _device(name: str) -> str:
 
 
 def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: bool = True,
-          log=print) -> dict:
+          log=print, progress: bool = False) -> dict:
     """Train a model as ``config`` says; write checkpoints and the final weights + card.
 
     Parameters
@@ -192,6 +192,10 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         for checkpoints (safetensors too).
     resume : bool
         Continue from the latest checkpoint if there is one.
+    log : callable
+        Receives one line per epoch (loss, validation metrics, learning rate).
+    progress : bool
+        Show a tqdm progress bar over the steps.
 
     Returns
     -------
@@ -214,7 +218,16 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     train_samples = [smp for src in train_sources for smp in src]
     val_samples = [smp for src in val_sources for smp in src]
     model = build_model(cfg["model"]).to(device)
-    if cfg.get("init_encoder"):
+    if cfg.get("init_model"):
+        # Fine-tuning: start from a whole trained model (same architecture and classes).
+        from ..models import load_model
+
+        start = load_model(cfg["init_model"])
+        if tuple(start.classes) != classes:
+            raise ValueError(f"init_model {cfg['init_model']!r} has classes {tuple(start.classes)}, "
+                             f"the config asks for {classes}: use the same classes to fine-tune")
+        model.load_state_dict(start.state_dict())
+    elif cfg.get("init_encoder"):
         model.encoder.load_state_dict(_encoder_state(cfg["init_encoder"], data_dir))
     if cfg["optimizer"] == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
@@ -233,7 +246,9 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
         start_step, history = state["step"], state["history"]
         _load_optimizer(opt, load_file(ckpt_dir / "optimizer.safetensors"), state["lr"])
-        best, bad_epochs = state.get("best", math.inf), state.get("bad_epochs", 0)
+        # A cosine run never sets a best loss (saved as null).
+        best = math.inf if state.get("best") is None else state["best"]
+        bad_epochs = state.get("bad_epochs", 0)
         log(f"resumed at step {start_step}")
     else:
         best, bad_epochs = math.inf, 0
@@ -249,7 +264,12 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     t0 = time.time()
     model.train()
     running = []
-    for step in range(start_step, cfg["steps"]):
+    steps = range(start_step, cfg["steps"])
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, initial=start_step, total=cfg["steps"], desc="training", unit="step")
+    for step in steps:
         if cfg["schedule"] == "cosine":
             for g in opt.param_groups:
                 g["lr"] = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * step / cfg["steps"]))
@@ -371,6 +391,7 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
                             + ("; synthetic clouds composited over the training patches (sensei_xr.training.synthetic)"
                                if cfg["synthetic_clouds"] is not None else ""),
             "encoder_initialisation": cfg.get("init_encoder") or "random",
+            "initial_model": cfg.get("init_model"),
             "device": device,
             "seconds": seconds,
             "history": history,
