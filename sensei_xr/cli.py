@@ -297,36 +297,14 @@ def _search_all(url: str, searches: Sequence[dict], announce: bool) -> list[dict
 
 
 def _zarr_state(store: Path, stack) -> str:
-    """``"new"``, ``"resume"`` (an unfinished store of this very stack) or ``"complete"``.
+    """``"new"``, ``"resume"`` or ``"complete"``; a foreign store is a CliError."""
+    from .inference.batch import zarr_store_state
 
-    Raises
-    ------
-    CliError
-        If ``store`` exists but is not an unfinished store of this stack.
-    """
-    import numpy as np
-    import xarray as xr
-
-    if not store.exists():
-        return "new"
-    done_file = store / "sensei_done.json"
-    if not store.is_dir() or not done_file.is_file():
-        raise CliError(f"{store} exists and is not a sensei_xr Zarr store; pass --overwrite to replace it")
     try:
-        done = set(json.loads(done_file.read_text())["time_indices"])
-        with xr.open_zarr(store) as old:
-            same = (old.sizes.get("time") == stack.sizes["time"]
-                    and old.sizes.get("y") == stack.sizes["y"] and old.sizes.get("x") == stack.sizes["x"]
-                    and np.array_equal(old["time"].values, stack["time"].values)
-                    and np.allclose(old["x"].values, stack["x"].values)
-                    and np.allclose(old["y"].values, stack["y"].values))
-    except Exception as e:  # noqa: BLE001 - any unreadable store is "not ours"
-        raise CliError(f"{store} exists but cannot be read as a sensei_xr Zarr store ({_one_line(e)}); "
-                       "pass --overwrite to replace it") from e
-    if not same:
-        raise CliError(f"{store} exists and holds a different stack (other scenes or grid); "
-                       "pass --overwrite to replace it or choose another --out")
-    return "complete" if len(done) >= stack.sizes["time"] else "resume"
+        return zarr_store_state(store, stack)
+    except ValueError as e:
+        raise CliError(str(e).replace("remove it or choose another store",
+                                      "pass --overwrite to replace it or choose another --out")) from e
 
 
 def _stac_to_zarr(items: Sequence[dict], out_dir: Path, args, model, url: str) -> None:

@@ -248,3 +248,29 @@ def test_pointwise_and_in_memory_models(l8):
     assert model.training  # the caller's module stays as it was
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+def test_zarr_batch_resumes_and_refuses_another_stack(l8, model_path, tmp_path):
+    from sensei_xr.inference.batch import mask_stack_to_zarr, zarr_store_state
+
+    small = l8.isel(y=slice(0, 64), x=slice(0, 64))
+    stack = xr.concat([small, small * 1.1], dim="time").assign_coords(time=[0, 1])
+    kw = dict(model=model_path, patch_size=32, overlap=8, progress=False)
+    store = tmp_path / "m.zarr"
+    assert zarr_store_state(store, stack) == "new"
+    ds = mask_stack_to_zarr(stack, store, **kw)
+    # Read back undecoded: the uint8 mask as computed, 255 = no data.
+    assert ds["cloudmask"].dtype == np.uint8
+    np.testing.assert_array_equal(ds["cloudmask"].values[0], small.sensei.cloudmask(model=model_path,
+                                  patch_size=32, overlap=8).values)
+    assert zarr_store_state(store, stack) == "complete"
+    (store / "sensei_done.json").write_text('{"time_indices": [0]}')
+    assert zarr_store_state(store, stack) == "resume"
+    again = mask_stack_to_zarr(stack, store, **kw)
+    np.testing.assert_array_equal(again["cloudmask"].values, ds["cloudmask"].values)
+    # Another stack (other times) must not be completed into this store.
+    other = stack.assign_coords(time=[5, 6])
+    with pytest.raises(ValueError, match="different stack"):
+        mask_stack_to_zarr(other, store, **kw)
+    with pytest.raises(ValueError, match="not a sensei_xr Zarr store"):
+        zarr_store_state(tmp_path, stack)

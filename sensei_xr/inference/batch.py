@@ -18,7 +18,7 @@ import numpy as np
 
 from .engine import cloudmask
 
-__all__ = ["mask_scenes_to_cogs", "mask_stack_to_zarr"]
+__all__ = ["mask_scenes_to_cogs", "mask_stack_to_zarr", "zarr_store_state"]
 
 _DONE = "sensei_done.json"
 
@@ -113,7 +113,7 @@ def mask_stack_to_zarr(
     ds["cloudmask"].encoding = {"_FillValue": np.uint8(255)}
     ds["cloudmask"].attrs.pop("_FillValue", None)
     done_file = store / _DONE
-    if not done_file.exists():
+    if zarr_store_state(store, stack) == "new":
         ds.to_zarr(store, mode="w", compute=False)
         _write_done(done_file, [])
     done = set(json.loads(done_file.read_text())["time_indices"])
@@ -124,7 +124,43 @@ def mask_stack_to_zarr(
         region.to_zarr(store, region={"time": slice(t, t + 1)})
         done.add(t)
         _write_done(done_file, sorted(done))
-    return xr.open_zarr(store)
+    # Undecoded, so the mask reads back as the uint8 it was (255 = no data), not as floats.
+    return xr.open_zarr(store, mask_and_scale=False)
+
+
+def zarr_store_state(store: str | PathLike, stack: "xarray.DataArray") -> str:  # noqa: F821
+    """Whether ``store`` is ``"new"``, an unfinished store of this very stack (``"resume"``)
+    or a finished one (``"complete"``).
+
+    Raises
+    ------
+    ValueError
+        If ``store`` exists but is not a sensei_xr store of this stack (other scenes, times
+        or grid): resuming into it would mix two stacks.
+    """
+    import xarray as xr
+
+    store = Path(store)
+    if not store.exists():
+        return "new"
+    done_file = store / _DONE
+    if not store.is_dir() or not done_file.is_file():
+        raise ValueError(f"{store} exists and is not a sensei_xr Zarr store; remove it or choose another store")
+    try:
+        done = set(json.loads(done_file.read_text())["time_indices"])
+        with xr.open_zarr(store) as old:
+            same = (old.sizes.get("time") == stack.sizes["time"]
+                    and old.sizes.get("y") == stack.sizes["y"] and old.sizes.get("x") == stack.sizes["x"]
+                    and np.array_equal(old["time"].values, stack["time"].values)
+                    and np.allclose(old["x"].values, stack["x"].values)
+                    and np.allclose(old["y"].values, stack["y"].values))
+    except Exception as e:  # noqa: BLE001 - any unreadable store is "not ours"
+        raise ValueError(f"{store} exists but cannot be read as a sensei_xr Zarr store "
+                         f"({type(e).__name__}: {e}); remove it or choose another store") from e
+    if not same:
+        raise ValueError(f"{store} exists and holds a different stack (other scenes, times or grid); "
+                         "remove it or choose another store")
+    return "complete" if len(done) >= stack.sizes["time"] else "resume"
 
 
 def _write_done(path: Path, indices: list[int]) -> None:
