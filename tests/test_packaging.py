@@ -54,8 +54,9 @@ def test_environment_yml_mirrors_pyproject():
         entry = next(c for c in conda if _name(c) == name)
         if lower:
             assert lower.group(1) in entry, f"{req}: environment.yml has {entry!r}"
-    for req in project["optional-dependencies"]["test"]:
-        assert _name(req) in pip_names | conda_names, f"test extra {req} missing from environment.yml"
+    for extra, reqs in project["optional-dependencies"].items():
+        for req in reqs:
+            assert _name(req) in pip_names | conda_names, f"{extra} extra {req} missing from environment.yml"
     listed = conda_names - {"python", "pip", "distributed"}
     declared = {CONDA_NAMES.get(_name(r), _name(r)) for r in project["dependencies"]}
     assert listed <= declared, f"environment.yml lists {listed - declared} not in pyproject"
