@@ -9,11 +9,16 @@ the raw folded model on the same pixels (same patch grid, no Dask), and their ra
 cost of the halo, blending and Dask). With ``--large N`` it masks a lazy N x N x 13 Zarr-
 backed scene chunk by chunk into a Zarr store and prints the process's peak RSS next to
 the scene's and one chunk's size. Numbers only; nothing is asserted.
+
+The scene builders (:func:`s2_scene`, :func:`lazy_s2_scene`) and the raw-model timing
+(:func:`folded_input`, :func:`patch_grid_seconds`) are shared with ``bench_speed`` and
+``bench_scale``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import statistics
@@ -28,44 +33,147 @@ import sensei_xr
 from sensei_xr.sample_data import data_dir
 
 S2_NAMES = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+#: Pixel size (m) and CRS given to the synthetic-extent scenes (the source is 10 m UTM 33N).
+_PIXEL_M = 10.0
+_CRS = "EPSG:32633"
+
+
+@functools.lru_cache(maxsize=1)
+def _period() -> np.ndarray:
+    """One period of the tiled scene, (13, 202, 100) float32 TOA reflectance.
+
+    The real 101 x 100 eo-learn scene (date 0) over its vertical mirror image, so that
+    tiling it repeats real pixels with a seam only every 100 columns.
+    """
+    ref = np.load(data_dir() / "s2_l1c_eolearn" / "REFERENCE_SCENES.npy")[0]  # (101, 100, 13)
+    img = np.moveaxis(ref, -1, 0)
+    return np.ascontiguousarray(np.concatenate([img, img[:, ::-1]], axis=1), dtype=np.float32)
+
+
+def s2_pixels(rows: slice, cols: slice) -> np.ndarray:
+    """Pixels ``[rows, cols]`` of the infinitely tiled real scene, (13, h, w) float32."""
+    period = _period()
+    r = np.arange(rows.start, rows.stop) % period.shape[1]
+    c = np.arange(cols.start, cols.stop) % period.shape[2]
+    return period[:, r[:, None], c[None, :]]
+
+
+def _as_scene(data, size: int) -> xr.DataArray:
+    """Wrap (13, size, size) reflectance in a georeferenced DataArray with wavelengths."""
+    da = xr.DataArray(data, dims=("band", "y", "x"), coords={
+        "band": S2_NAMES, "y": 5e6 - _PIXEL_M * np.arange(size), "x": 5e5 + _PIXEL_M * np.arange(size)})
+    return sensei_xr.attach_wavelengths(da, "sentinel2_msi").rio.write_crs(_CRS)
 
 
 def s2_scene(size: int) -> xr.DataArray:
-    """The real 13-band scene, mirrored up to size x size (reflectance)."""
-    ref = np.load(data_dir() / "s2_l1c_eolearn" / "REFERENCE_SCENES.npy")[0]  # (101, 100, 13)
-    img = np.moveaxis(ref, -1, 0)
-    reps = (1, -(-size // img.shape[1]), -(-size // img.shape[2]))
-    tiles = np.tile(np.concatenate([img, img[:, ::-1]], axis=1), (1, reps[1], reps[2]))
-    img = np.ascontiguousarray(tiles[:, :size, :size]).astype(np.float32)
-    da = xr.DataArray(img, dims=("band", "y", "x"), coords={"band": S2_NAMES,
-                      "y": 5e6 - 10.0 * np.arange(size), "x": 5e5 + 10.0 * np.arange(size)})
-    return sensei_xr.attach_wavelengths(da, "sentinel2_msi").rio.write_crs("EPSG:32633")
+    """The real 13-band scene, tiled up to size x size (reflectance, in memory)."""
+    return _as_scene(s2_pixels(slice(0, size), slice(0, size)), size)
 
 
-def raw_model_ms_per_mp(model, scene: xr.DataArray, patch: int, overlap: int) -> float:
-    """The folded model over the scene's patch grid, no Dask, no blending (ms / MP)."""
+def lazy_s2_scene(size: int, chunk: int) -> xr.DataArray:
+    """The same pixels as :func:`s2_scene`, as a lazy Dask array of ``chunk``-square blocks.
+
+    Each block is cut from the real scene where it is computed (in the worker), so the
+    graph stays small however large the scene.
+    """
+    import dask.array as dsa
+
+    def block(block_info=None) -> np.ndarray:
+        (_, _), (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        return s2_pixels(slice(r0, r1), slice(c0, c1))
+
+    data = dsa.map_blocks(block, chunks=((13,), *dsa.core.normalize_chunks(chunk, (size, size))),
+                          dtype=np.float32, meta=np.array((), np.float32))
+    return _as_scene(data, size)
+
+
+def model_input(scene: xr.DataArray):
+    """The scene as the network takes it: (N, H, W) float32 torch tensor."""
     import torch
 
     from sensei_xr.bands import band_descriptors, to_model_input
 
-    desc = band_descriptors(scene)
-    net = model.for_bands(torch.from_numpy(desc.normalised())).eval()
-    x = torch.from_numpy(to_model_input(scene.values, desc))
-    stride = patch - overlap
-    n = x.shape[-1]
+    return torch.from_numpy(to_model_input(np.asarray(scene.values), band_descriptors(scene)))
+
+
+def folded_input(model, scene: xr.DataArray):
+    """The model folded for the scene's bands and the scene as model input.
+
+    Returns
+    -------
+    net : torch.nn.Module
+        The folded network (eval mode), mapping (B, N, P, P) to (B, C, P, P) logits.
+    x : torch.Tensor
+        (N, H, W) float32 model input (:func:`model_input`).
+    """
+    import torch
+
+    from sensei_xr.bands import band_descriptors
+
+    net = model.for_bands(torch.from_numpy(band_descriptors(scene).normalised())).eval()
+    return net, model_input(scene)
+
+
+def grid_starts(n: int, patch: int, stride: int) -> list[int]:
+    """Patch origins (pixels) along one axis of ``n`` pixels, the last one flush with the edge."""
     starts = list(range(0, max(n - patch, 0) + 1, stride))
+    if starts[-1] + patch < n:
+        starts.append(n - patch)
+    return starts
+
+
+def patch_grid_seconds(net, x, patch: int, stride: int, batch_size: int = 8) -> float:
+    """Seconds for ``net`` over every patch of a grid covering ``x`` (no Dask, no blending).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        Folded network.
+    x : torch.Tensor
+        (N, H, W) model input on the network's device (CPU or CUDA).
+    patch, stride : int
+        Patch side and step between patches, pixels (``stride == patch``: no overlap).
+    batch_size : int
+        Patches per forward pass.
+    """
+    import torch
+
+    origins = [(a, b) for a in grid_starts(x.shape[-2], patch, stride)
+               for b in grid_starts(x.shape[-1], patch, stride)]
+    # On CUDA as the accessor runs it (sensei_xr.inference.runtime): float16 autocast,
+    # and the clock stops only when the device has finished.
     t = time.perf_counter()
-    with torch.inference_mode():
-        batch = []
-        for a in starts:
-            for b in starts:
-                batch.append(x[:, a:a + patch, b:b + patch])
-                if len(batch) == 8:
-                    net(torch.stack(batch))
-                    batch = []
-        if batch:
-            net(torch.stack(batch))
-    return (time.perf_counter() - t) * 1000 / (n * n / 1e6)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=x.is_cuda):
+        for i in range(0, len(origins), batch_size):
+            net(torch.stack([x[:, a:a + patch, b:b + patch] for a, b in origins[i:i + batch_size]]))
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def raw_model_ms_per_mp(model, scene: xr.DataArray, patch: int, overlap: int) -> float:
+    """The folded model over the scene's patch grid, no Dask, no blending (ms / MP)."""
+    net, x = folded_input(model, scene)
+    return patch_grid_seconds(net, x, patch, patch - overlap) * 1e3 / (x.shape[-2] * x.shape[-1] / 1e6)
+
+
+def accessor_patches(shape: tuple[int, int], chunk: int, patch: int, overlap: int) -> int:
+    """Patches the accessor runs on a ``shape`` scene in ``chunk``-square blocks.
+
+    Every block predicts each patch of the scene-anchored grid that touches it, so a patch
+    straddling a block boundary is computed once per block it touches (the price of
+    chunking-independent results); compare with ``len(grid_starts(...)) ** 2``.
+    """
+    from sensei_xr.inference.engine import _merge_small_chunks
+    from sensei_xr.inference.tiling import _origins
+
+    stride = patch - min(overlap, patch // 2)
+    counts = []
+    for n in shape:
+        chunks = _merge_small_chunks(tuple(min(chunk, n - a) for a in range(0, n, chunk)), patch - 1)
+        edges = np.concatenate([[0], np.cumsum(chunks)])
+        counts.append(sum(len(_origins(int(a), int(b), patch, stride)) for a, b in zip(edges[:-1], edges[1:])))
+    return counts[0] * counts[1]
 
 
 def main(argv=None) -> int:
@@ -111,12 +219,8 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             n = args.large
             src = Path(tmp) / "scene.zarr"
-            tile = s2_scene(args.chunk).values
-            arr = dsa.tile(dsa.from_array(tile, chunks=(13, args.chunk, args.chunk)), (1, -(-n // args.chunk), -(-n // args.chunk)))[:, :n, :n]
-            arr.rechunk((13, args.chunk, args.chunk)).to_zarr(str(src))
-            big = xr.DataArray(dsa.from_zarr(str(src)), dims=("band", "y", "x"),
-                               coords={"band": S2_NAMES, "y": 5e6 - 10.0 * np.arange(n), "x": 5e5 + 10.0 * np.arange(n)})
-            big = sensei_xr.attach_wavelengths(big, "sentinel2_msi").rio.write_crs("EPSG:32633")
+            lazy_s2_scene(n, args.chunk).data.to_zarr(str(src))
+            big = _as_scene(dsa.from_zarr(str(src)), n)
             mask = big.sensei.cloudmask(**kw)
             t = time.perf_counter()
             mask.to_dataset(name="mask").to_zarr(Path(tmp) / "mask.zarr")
