@@ -27,7 +27,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) -m benchmarks.bench_model --size 256 --repeats 3
+	$(VENV)/bin/sensei-xr bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache
