@@ -109,3 +109,13 @@ def test_cosine_run_resumes_and_fine_tunes_from_a_model(shared_data, tmp_path):
     with pytest.raises(ValueError, match="same classes"):
         train({**TINY, "model": {**TINY["model"], "classes": ["clear", "cloud", "shadow"]},
                "init_model": str(tmp_path / "c.safetensors")}, shared_data, tmp_path / "x", log=lambda m: None)
+
+
+def test_loader_workers_give_the_same_training(shared_data, tmp_path):
+    base = {**TINY, "steps": 2, "steps_per_epoch": 2, "val_band_sets": {"all": None}}
+    train(base, shared_data, tmp_path / "w0", log=lambda m: None)
+    train({**base, "num_workers": 2}, shared_data, tmp_path / "w2", log=lambda m: None)
+    a = load_model(tmp_path / "w0.safetensors").state_dict()
+    b = load_model(tmp_path / "w2.safetensors").state_dict()
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k

@@ -269,11 +269,22 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, initial=start_step, total=cfg["steps"], desc="training", unit="step")
+    if cfg["num_workers"] > 0:
+        # Items are pure functions of (seed, step): workers give the same batches, in order.
+        from torch.utils.data import Subset
+
+        from .samplers import make_loader
+
+        loader = iter(make_loader(Subset(batches, range(start_step, cfg["steps"])), cfg["num_workers"],
+                                  seed=cfg["seed"]))
+        next_batch = lambda step: next(loader)  # noqa: E731
+    else:
+        next_batch = batches.__getitem__
     for step in steps:
         if cfg["schedule"] == "cosine":
             for g in opt.param_groups:
                 g["lr"] = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * step / cfg["steps"]))
-        batch = batches[step]
+        batch = next_batch(step)
         logits = model(batch["images"].to(device), batch["descriptors"].to(device))
         loss = loss_fn(logits, batch["labels"].to(device))
         opt.zero_grad(set_to_none=True)
