@@ -119,3 +119,26 @@ def test_loader_workers_give_the_same_training(shared_data, tmp_path):
     b = load_model(tmp_path / "w2.safetensors").state_dict()
     for k, v in a.items():
         assert torch.equal(v, b[k]), k
+
+
+def test_batchnorm_recalibration_averages_training_batches(shared_data):
+    from sensei_xr.models import build_model
+    from sensei_xr.training import load_dataset
+    from sensei_xr.training.train import recalibrate_batchnorm
+
+    train_samples = load_dataset("biome_patches", root=shared_data / "l8_biome_patches", split="train")
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    params = {k: v.clone() for k, v in model.named_parameters()}
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert torch.all(bn.running_mean == 0)  # fresh: never updated
+    recalibrate_batchnorm(model, train_samples, batches=3, patch_size=64, batch_size=2)
+    assert not model.training and bn.momentum == 0.1  # momentum restored
+    assert not torch.all(bn.running_mean == 0) and int(bn.num_batches_tracked) == 3
+    for k, v in model.named_parameters():  # buffers only
+        assert torch.equal(v, params[k]), k
+    # Deterministic: the same seed gives the same statistics.
+    again = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    again.load_state_dict({**model.state_dict()})
+    recalibrate_batchnorm(again, train_samples, batches=3, patch_size=64, batch_size=2)
+    bn2 = next(m for m in again.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert torch.allclose(bn.running_mean, bn2.running_mean) and torch.allclose(bn.running_var, bn2.running_var)

@@ -20,7 +20,7 @@ from ..evaluation import Confusion
 from .datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
 from .samplers import Augmentation, RandomPatchBatches
 
-__all__ = ["DEFAULT_CONFIG", "load_config", "resolve_bands", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
+__all__ = ["DEFAULT_CONFIG", "load_config", "resolve_bands", "recalibrate_batchnorm", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
 
 #: The paper's recipe (SGD, momentum 0.99, lr 1e-3 / 4 on plateau down to 2e-5, patch 257 (256 here),
 #: batch 8); ``optimizer="adamw"`` is the short-budget alternative used on CPU.
@@ -50,6 +50,9 @@ DEFAULT_CONFIG = {
     "seed": 0,
     "device": "auto",
     "num_workers": 0,
+    # After training, re-estimate batch-norm statistics as an average over this many batches
+    # of training patches with random band subsets (0: keep the running averages).
+    "bn_recalibration_batches": 40,
     # name -> bands: None (all), "no_thermal", a Table III set ("RGB", "RGBNIR", ...) or names.
     "val_band_sets": {"all": None, "rgb_nir": "RGBNIR", "rgb": "RGB", "no_thermal": "no_thermal"},
 }
@@ -169,6 +172,51 @@ def evaluate(model, samples: list[LabelledSample], bands=None, threshold: float 
         pooled.add(p, truth, valid)
         per_image[s.name] = Confusion().add(p, truth, valid).metrics()
     return {"pooled": pooled.metrics(), "confusion": pooled.as_dict(), "per_image": per_image}
+
+
+def recalibrate_batchnorm(model, samples: list[LabelledSample], batches: int = 40, patch_size: int = 256,
+                          batch_size: int = 8, min_bands: int | None = 3, seed: int = 123,
+                          device: str = "cpu") -> None:
+    """Re-estimate batch-norm statistics as an equal-weight average over training batches.
+
+    During training the running statistics are exponential averages dominated by the last few
+    batches, each with its own random band subset; the features behind the encoder differ
+    between band sets, so those statistics fit whichever subsets came last. Averaging over
+    many batches with random subsets (no gradient, no parameter change) fits them all. On the
+    Biome validation patches this moved RGB+NIR OA of the v1 model from 0.780 to 0.899 with
+    all bands unchanged (0.870 -> 0.866); only training patches are used.
+
+    Parameters
+    ----------
+    model : CloudModel
+        Changed in place (batch-norm buffers only); left in eval mode.
+    samples : list of LabelledSample
+        Training samples (one band set).
+    batches, patch_size, batch_size, min_bands, seed
+        The batches averaged over; patches no larger than the smallest sample.
+    """
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    patch = min([patch_size] + [min(s.image.shape[-2:]) for s in samples])
+    source = RandomPatchBatches(samples, patch, batch_size, batches, min_bands, seed,
+                                Augmentation(max_translation=0, resolution_probability=0))
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative (equal-weight) average
+    model.train()
+    try:
+        with torch.no_grad():
+            for i in range(batches):
+                b = source[i]
+                model(b["images"].to(device), b["descriptors"].to(device))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()
 
 
 def _device(name: str) -> str:
@@ -383,6 +431,14 @@ def _load_optimizer(opt, tensors: dict, lr: float) -> None:
 
 def _finish(model, cfg, config, out, train, val, history, device, seconds) -> dict:
     (train_samples, train_described), (val_samples, val_described) = train, val
+    if cfg["bn_recalibration_batches"]:
+        # One band set per call: recalibrate on the largest source's samples.
+        by_bands: dict = {}
+        for smp in train_samples:
+            by_bands.setdefault(smp.descriptors.key, []).append(smp)
+        largest = max(by_bands.values(), key=len)
+        recalibrate_batchnorm(model, largest, cfg["bn_recalibration_batches"],
+                              min_bands=cfg["min_bands"] if cfg["band_subsets"] else None, device=device)
     from ..models import save_model
 
     model.eval()
@@ -396,6 +452,7 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
             "validation_data": "; ".join(val_described) + " (held out: never trained on)",
             "recipe": {k: cfg[k] for k in ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum",
                                             "weight_decay", "lr_min", "schedule", "min_bands", "band_subsets", "seed",
+                                            "bn_recalibration_batches",
                                             "synthetic_clouds")},
             "steps_done": steps_done,
             "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation; random band subsets (>= 3 bands) per batch"
