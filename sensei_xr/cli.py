@@ -563,21 +563,11 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
-    import json as _json
-    import tomllib
-
     from .sample_data import data_dir
     from .training.pretrain import PRETRAIN_DEFAULTS, pretrain_encoder
+    from .training.train import read_config
 
-    config: dict = {}
-    if args.config:
-        path = Path(args.config)
-        if not path.exists():
-            raise CliError(f"--config {path} not found")
-        config = tomllib.loads(path.read_text()) if path.suffix != ".json" else _json.loads(path.read_text())
-        unknown = sorted(set(config) - set(PRETRAIN_DEFAULTS))
-        if unknown:
-            raise CliError(f"{path}: unknown pre-training option(s) {unknown}; known: {sorted(PRETRAIN_DEFAULTS)}")
+    config = read_config(args.config, set(PRETRAIN_DEFAULTS), "pre-training") if args.config else {}
     for key in ("steps", "device", "seed"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
@@ -658,24 +648,23 @@ def _threshold(text: str) -> float:
     return v
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+def _int_at_least(minimum: int, wording: str):
+    """An argparse type: an integer >= ``minimum`` ("must be {wording}, got ...")."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be {wording}, got {v}")
+        return v
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
+_positive_int = _int_at_least(1, "at least 1")
+_non_negative_int = _int_at_least(0, "0 or more")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:

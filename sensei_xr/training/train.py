@@ -20,7 +20,7 @@ from ..evaluation import Confusion
 from .datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
 from .samplers import Augmentation, RandomPatchBatches
 
-__all__ = ["DEFAULT_CONFIG", "load_config", "resolve_bands", "recalibrate_batchnorm", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
+__all__ = ["DEFAULT_CONFIG", "read_config", "load_config", "resolve_bands", "recalibrate_batchnorm", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
 
 #: The paper's recipe (SGD, momentum 0.99, lr 1e-3 / 4 on plateau down to 2e-5, patch 257 (256 here),
 #: batch 8); ``optimizer="adamw"`` is the short-budget alternative used on CPU.
@@ -58,14 +58,12 @@ DEFAULT_CONFIG = {
 }
 
 
-def load_config(path: str | PathLike) -> dict:
-    """Read a training config (TOML or JSON) into a dict for :func:`train`.
-
-    Unknown keys are an error (a typo would otherwise silently train with a default).
-    """
+def read_config(path: str | PathLike, known: set[str], what: str = "training") -> dict:
+    """Read a TOML or JSON config; keys outside ``known`` are an error (a typo would
+    otherwise silently run with a default)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"training config {path} not found")
+        raise FileNotFoundError(f"{what} config {path} not found")
     text = path.read_text()
     if path.suffix == ".json":
         config = json.loads(text)
@@ -76,10 +74,18 @@ def load_config(path: str | PathLike) -> dict:
             config = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{path} is not valid TOML: {e}") from None
-    unknown = sorted(set(config) - set(DEFAULT_CONFIG) - {"name", "init_encoder", "init_model"})
+    unknown = sorted(set(config) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown training option(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
+        raise ValueError(f"{path}: unknown {what} option(s) {unknown}; known: {sorted(known)}")
     return config
+
+
+def load_config(path: str | PathLike) -> dict:
+    """Read a training config (TOML or JSON) into a dict for :func:`train`.
+
+    Unknown keys are an error (a typo would otherwise silently train with a default).
+    """
+    return read_config(path, set(DEFAULT_CONFIG) | {"name", "init_encoder", "init_model"})
 
 
 def resolve_bands(descriptors, bands=None) -> list[str]:
@@ -263,7 +269,6 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     data_dir = Path(data_dir)
     train_sources, train_weights, train_described = _load_data(cfg["train_data"], data_dir, classes)
     val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
-    train_samples = [smp for src in train_sources for smp in src]
     val_samples = [smp for src in val_sources for smp in src]
     model = build_model(cfg["model"]).to(device)
     if cfg.get("init_model"):
@@ -363,7 +368,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
             _save_checkpoint(ckpt_dir, model, opt, {
                 "step": step + 1, "history": history, "lr": opt.param_groups[0]["lr"],
                 "best": best if math.isfinite(best) else None, "bad_epochs": bad_epochs})
-    return _finish(model, cfg, config, out, (train_samples, train_described), (val_samples, val_described),
+    return _finish(model, cfg, config, out, (train_sources, train_described), (val_samples, val_described),
                    history, device, time.time() - t0)
 
 
@@ -430,13 +435,10 @@ def _load_optimizer(opt, tensors: dict, lr: float) -> None:
 
 
 def _finish(model, cfg, config, out, train, val, history, device, seconds) -> dict:
-    (train_samples, train_described), (val_samples, val_described) = train, val
+    (train_sources, train_described), (val_samples, val_described) = train, val
     if cfg["bn_recalibration_batches"]:
-        # One band set per call: recalibrate on the largest source's samples.
-        by_bands: dict = {}
-        for smp in train_samples:
-            by_bands.setdefault(smp.descriptors.key, []).append(smp)
-        largest = max(by_bands.values(), key=len)
+        # One band set per call (a source has one): recalibrate on the largest source.
+        largest = max(train_sources, key=len)
         recalibrate_batchnorm(model, largest, cfg["bn_recalibration_batches"],
                               min_bands=cfg["min_bands"] if cfg["band_subsets"] else None, device=device)
     from ..models import save_model
@@ -489,7 +491,7 @@ def finish_from_checkpoint(config: dict, data_dir: str | PathLike, out: str | Pa
     model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
     train_sources, _, train_described = _load_data(cfg["train_data"], data_dir, classes)
     val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
-    train = ([smp for src in train_sources for smp in src], train_described)
+    train = (train_sources, train_described)
     val = ([smp for src in val_sources for smp in src], val_described)
     seconds = state["history"][-1]["seconds"] if state["history"] else 0.0
     with torch.no_grad():
