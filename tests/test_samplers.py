@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from sensei_xr.bands import to_model_input
+from sensei_xr.bands import BandDescriptors, to_model_input
 from sensei_xr.training import load_dataset
 from sensei_xr.training.datasets import IGNORE_INDEX
 from sensei_xr.training.samplers import (
@@ -217,6 +217,31 @@ def test_saturation_clips_visible_bands_only(biome):
     level = out[visible].max()
     assert 0.3 <= level <= 0.8 and s.image[visible, :64, :64].max() > level  # bright snow clipped
     np.testing.assert_array_equal(out[~visible], s.image[~visible, :64, :64])
+
+
+def test_thermal_shift_moves_all_thermal_bands_together(biome):
+    s = biome[3]
+    # A split-window sensor: real B2 and B10 pixels, B11 as B10 - 2 K.
+    desc = BandDescriptors.from_sensor("landsat8_oli_tirs", ["B2", "B10", "B11"])
+    b10 = s.image[s.descriptors.names.index("B10"), :32, :32]
+    image = np.stack([s.image[0, :32, :32], b10, b10 - 2.0])
+    labels = s.labels[:32, :32]
+    shifts = []
+    for seed in range(40):
+        out, lab = Augmentation(**{**NONE, "thermal_shift": 15.0})(image, labels, desc, np.random.default_rng(seed))
+        np.testing.assert_array_equal(out[0], image[0])  # reflectance untouched
+        np.testing.assert_array_equal(lab, labels)
+        d = out[1:] - image[1:]
+        assert np.ptp(d) < 1e-3  # one shift for both bands and every pixel
+        np.testing.assert_allclose(out[1] - out[2], 2.0, atol=1e-3)  # split-window difference kept
+        shifts.append(float(d.mean()))
+    assert max(np.abs(shifts)) <= 15.0 + 1e-3 and min(shifts) < -5 and max(shifts) > 5
+    # Off (the default): no random draw, so batches stay what they were before the option.
+    a = Augmentation(**NONE)(image, labels, desc, np.random.default_rng(1))[0]
+    b = Augmentation(**{**NONE, "thermal_shift": 0.0})(image, labels, desc, np.random.default_rng(1))[0]
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="thermal_shift"):
+        Augmentation(thermal_shift=-1.0)
 
 
 def test_synthetic_sees_all_bands_before_the_subset(biome):

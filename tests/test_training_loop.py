@@ -58,11 +58,13 @@ def test_dataset_tables_synthetic_clouds_and_table3_band_sets(shared_data, tmp_p
               "train_data": [{"dataset": "biome_patches", "split": "train", "weight": 1.0}],
               "val_data": [{"dataset": "biome_patches", "split": "val"}],
               "synthetic_clouds": {"probability": 1.0}, "schedule": "cosine", "steps": 2,
+              "augmentation": {"thermal_shift": 10.0},
               "val_band_sets": {"all": None, "rgbnir": "RGBNIR", "no_thermal": "no_thermal"}}
     card = train(config, shared_data, tmp_path / "t", log=lambda m: None)
     assert card["training"]["data"].startswith("biome_patches (train): 16 images")
     assert "synthetic clouds" in card["training"]["augmentation"]
     assert card["training"]["recipe"]["synthetic_clouds"] == {"probability": 1.0}
+    assert card["training"]["recipe"]["augmentation"] == {"thermal_shift": 10.0}
     assert set(card["validation_metrics"]) == {"all", "rgbnir", "no_thermal"}
     # Cosine schedule: the last step ran at (almost) lr_min.
     assert card["training"]["history"][-1]["lr"] < 1e-3
@@ -73,6 +75,8 @@ def test_dataset_tables_synthetic_clouds_and_table3_band_sets(shared_data, tmp_p
     ({"train_data": [{"dataset": "nope"}]}, "unknown dataset"),
     ({"schedule": "linear"}, "schedule must be"),
     ({"synthetic_clouds": {"probability": 2.0}}, "probability"),
+    ({"augmentation": {"thermal_shfit": 15.0}}, r"augmentation option\(s\) \['thermal_shfit'\] unknown"),
+    ({"augmentation": {"thermal_shift": -1.0}}, "thermal_shift must be"),
 ])
 def test_bad_training_configs_are_explained(shared_data, tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):

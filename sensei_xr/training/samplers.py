@@ -104,6 +104,11 @@ class Augmentation:
         Chance that a patch gets artificial saturation: its visible bands (centre below
         :data:`VISIBLE_MAX_NM`) clipped at a random reflectance in 0.3..0.8, as Landsat 7
         ETM+ saturates over bright cloud.
+    thermal_shift : float
+        Largest absolute shift (K) added to all thermal bands of a patch together
+        (uniform; 0: off). Absolute brightness temperature depends on season and latitude,
+        so a cold clear scene must not look like cloud; one shift for all thermal bands keeps
+        their differences (split window) intact.
     """
 
     flips_rotations: bool = True
@@ -114,13 +119,14 @@ class Augmentation:
     salt_pepper_fraction: float = 0.001
     band_shift: float = 0.02
     saturation_probability: float = 0.05
+    thermal_shift: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("resolution_probability", "saturation_probability", "salt_pepper_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"Augmentation.{name} must be in 0..1, got {v!r}")
-        for name in ("max_translation", "white_noise_std", "band_shift"):
+        for name in ("max_translation", "white_noise_std", "band_shift", "thermal_shift"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"Augmentation.{name} must be a finite number >= 0, got {v!r}")
@@ -188,6 +194,8 @@ class Augmentation:
             visible = descriptors.wavelengths_nm[reflective, 1] < VISIBLE_MAX_NM
             refl[visible] = np.minimum(refl[visible], level)
         image[reflective] = refl
+        if self.thermal_shift and not reflective.all():
+            image[~reflective] += np.float32(rng.uniform(-self.thermal_shift, self.thermal_shift))
         return image, labels
 
 

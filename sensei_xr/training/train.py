@@ -44,6 +44,8 @@ DEFAULT_CONFIG = {
     # Synthetic clouds composited over the training patches (None: off); keyword
     # arguments of sensei_xr.training.synthetic.SyntheticClouds.
     "synthetic_clouds": None,
+    # Keyword arguments of sensei_xr.training.samplers.Augmentation ({}: its defaults).
+    "augmentation": {},
     "min_bands": 3,
     # False: every batch has all of its source's bands (the paper's fixed-band baseline).
     "band_subsets": True,
@@ -311,7 +313,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     batches = RandomPatchBatches(train_sources if len(train_sources) > 1 else train_sources[0],
                                  cfg["patch_size"], cfg["batch_size"], cfg["steps"],
                                  cfg["min_bands"] if cfg["band_subsets"] else None,
-                                 cfg["seed"], Augmentation(),
+                                 cfg["seed"], _augmentation(cfg["augmentation"]),
                                  weights=train_weights if len(train_sources) > 1 else None, **extra)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     t0 = time.time()
@@ -370,6 +372,16 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
                 "best": best if math.isfinite(best) else None, "bad_epochs": bad_epochs})
     return _finish(model, cfg, config, out, (train_sources, train_described), (val_samples, val_described),
                    history, device, time.time() - t0)
+
+
+def _augmentation(options: dict) -> Augmentation:
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(Augmentation)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"augmentation option(s) {unknown} unknown; known: {sorted(known)}")
+    return Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
 
 
 def _synthetic_clouds(options: dict, classes: tuple[str, ...]):
@@ -455,11 +467,13 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
             "recipe": {k: cfg[k] for k in ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum",
                                             "weight_decay", "lr_min", "schedule", "min_bands", "band_subsets", "seed",
                                             "bn_recalibration_batches",
-                                            "synthetic_clouds")},
+                                            "synthetic_clouds", "augmentation")},
             "steps_done": steps_done,
             "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation; random band subsets (>= 3 bands) per batch"
                             + ("; synthetic clouds composited over the training patches (sensei_xr.training.synthetic)"
-                               if cfg["synthetic_clouds"] is not None else ""),
+                               if cfg["synthetic_clouds"] is not None else "")
+                            + (f"; a random thermal shift of up to +-{cfg['augmentation']['thermal_shift']} K per patch"
+                               if cfg["augmentation"].get("thermal_shift") else ""),
             "encoder_initialisation": cfg.get("init_encoder") or "random",
             "initial_model": cfg.get("init_model"),
             "device": device,
