@@ -405,8 +405,15 @@ def attach_wavelengths(da, sensor: str, band_dim: str = "band"):
     return out
 
 
+#: Pixels per band above which :func:`check_band_values` looks at a regular subsample.
+_CHECK_PIXELS = 1 << 18
+
+
 def check_band_values(values: np.ndarray, descriptors: BandDescriptors, where: str = "") -> None:
     """Refuse values that are clearly not reflectance / brightness temperature.
+
+    Bands of more than 2**18 pixels (2-D) are checked on a regular subsample of about that
+    many pixels.
 
     Parameters
     ----------
@@ -433,6 +440,11 @@ def check_band_values(values: np.ndarray, descriptors: BandDescriptors, where: s
         )
     for i, (name, kind) in enumerate(zip(descriptors.names, descriptors.kinds)):
         band = values[i]
+        if band.ndim == 2 and band.size > _CHECK_PIXELS:
+            # A regular subsample is plenty to tell DN or Celsius from reflectance or K,
+            # and a full-block percentile costs more than the rest of the preprocessing.
+            step = int(np.ceil(np.sqrt(band.size / _CHECK_PIXELS)))
+            band = band[::step, ::step]
         finite = band[np.isfinite(band)]
         if finite.size == 0:
             continue

@@ -152,6 +152,18 @@ def test_values_checks():
     nan = np.full_like(good, np.nan)
     B.check_band_values(nan, d)  # all no data: nothing to judge
 
+    # Large blocks are judged on a regular subsample: DN and Celsius are still caught.
+    big = np.stack([np.full((700, 700), 0.12), np.full((700, 700), 290.0)]).astype("float32")
+    B.check_band_values(big, d)
+    big_dn = big.copy()
+    big_dn[0, 100:, :] = 8500.0  # DN over most of the block
+    with pytest.raises(BandError, match=r"band 'B02'.*DN"):
+        B.check_band_values(big_dn, d)
+    big_c = big.copy()
+    big_c[1] -= 273.15
+    with pytest.raises(BandError, match="Celsius"):
+        B.check_band_values(big_c, d)
+
     x = B.to_model_input(good, d)
     assert x.dtype == np.float32
     assert x[0, 0, 0] == pytest.approx(0.12)

@@ -189,8 +189,9 @@ def test_blend_window_and_grid_tiling_are_exact():
     plan = TilingPlan(patch=16, stride=12, batch_size=3)
     x = np.random.default_rng(0).random((2, 40 + 30, 50 + 30)).astype("float32")
 
-    def run(batch):
-        return np.stack([np.broadcast_to(b.mean(axis=0, keepdims=True), (1, 16, 16)) * 0 + 0.25 for b in batch])
+    def run(batch):  # torch in, torch out (predict_block's contract)
+        assert batch.shape[1:] == (2, 16, 16)
+        return batch.mean(dim=1, keepdim=True) * 0 + 0.25
 
     out = predict_block(x, run, plan, origin=(-15, -15), core=(slice(15, 55), slice(15, 65)))
     assert out.shape == (1, 40, 50)
@@ -274,3 +275,42 @@ def test_zarr_batch_resumes_and_refuses_another_stack(l8, model_path, tmp_path):
         mask_stack_to_zarr(other, store, **kw)
     with pytest.raises(ValueError, match="not a sensei_xr Zarr store"):
         zarr_store_state(tmp_path, stack)
+
+
+def test_threads_load_and_fold_a_model_once(model_path, monkeypatch):
+    """Dask threads starting together wait for one load and one fold instead of each
+    loading its own copy (on a GPU that was 16 loads at the first pass)."""
+    import threading
+
+    from sensei_xr.bands import BandDescriptors
+    from sensei_xr.inference import runtime
+    from sensei_xr.models import load_model
+
+    loads = []
+    real = runtime._load_uncached
+
+    def counting(ref, device):
+        loads.append(threading.get_ident())
+        return real(ref, device)
+
+    monkeypatch.setattr(runtime, "_load_uncached", counting)
+    monkeypatch.setattr(runtime, "_MODELS", {})
+    monkeypatch.setattr(runtime, "_FOLDED", {})
+    ref = runtime.ModelRef.from_model(load_model(model_path))
+    desc = BandDescriptors.from_sensor("landsat8_oli_tirs", ["B2", "B3", "B4", "B5"])
+    barrier = threading.Barrier(6)
+    runners = []
+
+    def task():
+        barrier.wait()
+        runners.append(runtime.get_runner(ref, desc.normalised(), desc.key, "cpu"))
+
+    threads = [threading.Thread(target=task) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and len(runners) == 6
+    assert len(runtime._FOLDED) == 1
+    x = torch.rand(1, 4, 32, 32)
+    torch.testing.assert_close(runners[0](x), runners[5](x))

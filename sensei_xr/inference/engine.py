@@ -174,7 +174,7 @@ def class_probabilities(
     device: str = "auto",
     patch_size: int = 256,
     overlap: int = 64,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     nodata: float | None = None,
     band_dim: str = "band",
     resolution: float | None = None,
@@ -198,8 +198,8 @@ def class_probabilities(
         ``"auto"`` (CUDA with half precision when present, else CPU), ``"cpu"``, ``"cuda"``.
     patch_size, overlap : int
         Patch size and overlap between neighbouring patches, pixels.
-    batch_size : int
-        Patches per forward pass.
+    batch_size : int, optional
+        Patches per forward pass; default 8 on CPU, 32 on CUDA.
     nodata : float, optional
         Fill value marking no data (besides NaN); default the DataArray's declared nodata.
     band_dim : str
@@ -245,6 +245,9 @@ def class_probabilities(
     if time_dim is None:
         data = data[None]
     ny, nx = data.shape[-2:]
+    device = resolve_device(device)
+    if batch_size is None:
+        batch_size = 32 if device.startswith("cuda") else 8
     plan = _plan_for(model_obj, (ny, nx), patch_size, overlap, batch_size)
     halo = halo_for(plan)
     data = data.astype(np.float32).rechunk({0: 1, 1: -1})
@@ -252,7 +255,6 @@ def class_probabilities(
         data = data.rechunk({2: _merge_small_chunks(data.chunks[2], halo),
                              3: _merge_small_chunks(data.chunks[3], halo)})
     classes = tuple(model_obj.classes)
-    device = resolve_device(device)
     fn = _BlockPredictor(ref, desc, plan, fill, device, data.chunks, halo, len(classes))
     out_chunks = (data.chunks[0], (len(classes),), data.chunks[2], data.chunks[3])
     if halo:
@@ -394,13 +396,14 @@ class _BlockPredictor:
             if invalid[core].all():
                 out.append(np.full((self.n_classes, r1 - r0, c1 - c0), np.nan, np.float32))
                 continue
-            x = np.where(invalid[None], np.nan, x)
+            if invalid.any():
+                x = np.where(invalid[None], np.float32(np.nan), x)
             _bands.check_band_values(x[:, core[0], core[1]], desc, where=where)
             x = _bands.to_model_input(x, desc)
             x = fill_nodata(x, ~invalid)
             configure_torch_threads()
             run = get_runner(self.ref, desc.normalised(), desc.key, self.device)
-            probs = predict_block(x, run, self.plan, (r0 - h, c0 - h), core)
+            probs = predict_block(x, run, self.plan, (r0 - h, c0 - h), core, self.device)
             probs[:, invalid[core]] = np.nan
             out.append(probs.astype(np.float32))
         return np.stack(out)

@@ -16,6 +16,9 @@ import numpy as np
 __all__ = ["ModelRef", "resolve_device", "get_runner", "configure_torch_threads"]
 
 _LOCK = threading.Lock()
+# One lock per cache key: the first task of a process loads (and folds) a model while the
+# others wait for it, instead of every Dask thread loading its own copy at once.
+_KEY_LOCKS: dict[tuple, threading.Lock] = {}
 _MODELS: dict[tuple, object] = {}
 _FOLDED: dict[tuple, object] = {}
 # Models handed over as Python objects (not loadable by name in another process).
@@ -103,12 +106,24 @@ def configure_torch_threads() -> int:
     return threads
 
 
+def _key_lock(key: tuple) -> threading.Lock:
+    with _LOCK:
+        return _KEY_LOCKS.setdefault(key, threading.Lock())
+
+
 def _load(ref: ModelRef, device: str):
     key = (ref.source, ref.sha256, device)
-    with _LOCK:
-        model = _MODELS.get(key)
-    if model is not None:
-        return model
+    with _key_lock(key):
+        with _LOCK:
+            model = _MODELS.get(key)
+        if model is None:
+            model = _load_uncached(ref, device)
+            with _LOCK:
+                _MODELS[key] = model
+    return model
+
+
+def _load_uncached(ref: ModelRef, device: str):
     if ref.source.startswith("memory:"):
         import copy
 
@@ -130,45 +145,41 @@ def _load(ref: ModelRef, device: str):
                 f"the weights of {ref.source!r} changed since the graph was built "
                 f"(sha256 {getattr(model, 'sha256', '?')[:12]} != {ref.sha256[:12]})"
             )
-    model = model.to(device).eval()
-    with _LOCK:
-        _MODELS[key] = model
-    return model
+    return model.to(device).eval()
 
 
-def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, device: str,
-               output: str = "probs"):
-    """A function from a (B, N, P, P) float32 batch to (B, C, P, P) float32 probabilities.
+def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, device: str):
+    """A function from a (B, N, P, P) float32 torch batch on ``device`` to (B, C, P, P)
+    float32 probabilities on ``device`` (float16 autocast on CUDA).
 
     The folded network for this band set is built once per process and reused.
     """
     import torch
 
     key = (ref.source, ref.sha256, device, band_key)
-    with _LOCK:
-        net = _FOLDED.get(key)
-    if net is None:
-        model = _load(ref, device)
-        desc = torch.as_tensor(descriptors_norm, dtype=torch.float32, device=device)
-        with torch.no_grad():
-            if getattr(model, "encoder", None) is not None:
-                net = model.for_bands(desc).to(device).eval()
-            else:
-                net = _Baseline(model, desc)
+    with _key_lock(key):
         with _LOCK:
-            _FOLDED[key] = net
+            net = _FOLDED.get(key)
+        if net is None:
+            model = _load(ref, device)
+            desc = torch.as_tensor(descriptors_norm, dtype=torch.float32, device=device)
+            with torch.no_grad():
+                if getattr(model, "encoder", None) is not None:
+                    net = model.for_bands(desc).to(device).eval()
+                else:
+                    net = _Baseline(model, desc)
+            with _LOCK:
+                _FOLDED[key] = net
     use_half = device.startswith("cuda")
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch):
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
             if use_half:
                 with torch.autocast("cuda", dtype=torch.float16):
-                    logits = net(x)
+                    logits = net(batch)
             else:
-                logits = net(x)
-            probs = torch.softmax(logits.float(), dim=1)
-        return probs.cpu().numpy()
+                logits = net(batch)
+            return torch.softmax(logits.float(), dim=1)
 
     return run
 

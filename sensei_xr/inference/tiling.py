@@ -1,4 +1,4 @@
-"""Patch tiling and smooth blending inside one block (NumPy + torch; no Dask).
+"""Patch tiling and smooth blending inside one block (torch, on the model's device; no Dask).
 
 Patches sit on a grid anchored at the scene's origin, not at the block's: patch ``k``
 along an axis covers global pixels ``[k * stride, k * stride + patch)``. A pixel's
@@ -82,11 +82,11 @@ def fill_nodata(x: np.ndarray, valid: np.ndarray, iterations: int = 8) -> np.nda
     Returns
     -------
     numpy.ndarray
-        Filled copy of ``x``.
+        Filled copy of ``x``; ``x`` itself (as float32) where every pixel is valid.
     """
-    out = np.where(valid[None], x, 0.0).astype(np.float32)
     if valid.all():
-        return out
+        return np.asarray(x, dtype=np.float32)
+    out = np.where(valid[None], x, np.float32(0.0)).astype(np.float32, copy=False)
     known = valid.astype(np.float32)
     for _ in range(iterations):
         if known.all():
@@ -117,65 +117,76 @@ def _box3(a: np.ndarray) -> np.ndarray:
 
 def predict_block(
     x: np.ndarray,
-    run: Callable[[np.ndarray], np.ndarray],
+    run: Callable,
     plan: TilingPlan,
     origin: tuple[int, int],
     core: tuple[slice, slice],
+    device: str = "cpu",
 ) -> np.ndarray:
     """Predict class probabilities for the core of a block with halo.
+
+    The block goes to ``device`` once; patches are cut, predicted and blended there, and
+    only the core's probabilities come back (on a GPU, per-patch copies to and from the
+    host and NumPy blending would leave the GPU idle most of the time).
 
     Parameters
     ----------
     x : numpy.ndarray
         (N, H, W) float32 model input of the block including its halo, no NaN.
     run : callable
-        Maps a (B, N, P, P) float32 batch to (B, C, P, P) float32 probabilities.
+        Maps a (B, N, P, P) float32 torch tensor on ``device`` to (B, C, P, P) float32
+        probabilities on ``device``.
     plan : TilingPlan
     origin : tuple of int
         Global (row, col) of ``x[:, 0, 0]`` in the scene (may be negative in the halo).
     core : tuple of slice
         The block's own pixels within ``x``.
+    device : str
+        Torch device the block is predicted on (``run``'s device).
 
     Returns
     -------
     numpy.ndarray
         (C, core_h, core_w) float32 probabilities.
     """
-    if plan.pointwise:
-        probs = run(x[None, :, core[0], core[1]])[0]
-        return probs.astype(np.float32)
-    p, s = plan.patch, plan.stride
-    h, w = x.shape[-2:]
-    if h < p or w < p:
-        raise ValueError(f"block of {h}x{w} pixels is smaller than the patch {p}: enlarge the halo")
-    r0, r1 = core[0].start, core[0].stop
-    c0, c1 = core[1].start, core[1].stop
-    # Global patch origins (multiples of stride) whose patch overlaps the core.
-    g_rows = _origins(origin[0] + r0, origin[0] + r1, p, s)
-    g_cols = _origins(origin[1] + c0, origin[1] + c1, p, s)
-    window = blend_window(p)
-    acc = None
-    weight = np.zeros((r1 - r0, c1 - c0), np.float32)
-    jobs = [(gr - origin[0], gc - origin[1]) for gr in g_rows for gc in g_cols]
-    for start in range(0, len(jobs), plan.batch_size):
-        batch_jobs = jobs[start:start + plan.batch_size]
-        for (lr, lc) in batch_jobs:
+    import torch
+
+    with torch.inference_mode():
+        if plan.pointwise:
+            xt = torch.from_numpy(np.ascontiguousarray(x[None, :, core[0], core[1]])).to(device)
+            return run(xt)[0].float().cpu().numpy()
+        p, s = plan.patch, plan.stride
+        h, w = x.shape[-2:]
+        if h < p or w < p:
+            raise ValueError(f"block of {h}x{w} pixels is smaller than the patch {p}: enlarge the halo")
+        r0, r1 = core[0].start, core[0].stop
+        c0, c1 = core[1].start, core[1].stop
+        # Global patch origins (multiples of stride) whose patch overlaps the core.
+        g_rows = _origins(origin[0] + r0, origin[0] + r1, p, s)
+        g_cols = _origins(origin[1] + c0, origin[1] + c1, p, s)
+        jobs = [(gr - origin[0], gc - origin[1]) for gr in g_rows for gc in g_cols]
+        for (lr, lc) in jobs:
             if lr < 0 or lc < 0 or lr + p > h or lc + p > w:
                 raise AssertionError("patch outside the block: halo too small")
-        batch = np.stack([x[:, lr:lr + p, lc:lc + p] for lr, lc in batch_jobs])
-        probs = run(batch)
-        if acc is None:
-            acc = np.zeros((probs.shape[1], r1 - r0, c1 - c0), np.float32)
-        for (lr, lc), pr in zip(batch_jobs, probs):
-            # Intersection of the patch with the core, in core coordinates.
-            ar0, ar1 = max(lr, r0), min(lr + p, r1)
-            ac0, ac1 = max(lc, c0), min(lc + p, c1)
-            if ar0 >= ar1 or ac0 >= ac1:
-                continue
-            wsub = window[ar0 - lr:ar1 - lr, ac0 - lc:ac1 - lc]
-            acc[:, ar0 - r0:ar1 - r0, ac0 - c0:ac1 - c0] += pr[:, ar0 - lr:ar1 - lr, ac0 - lc:ac1 - lc] * wsub
-            weight[ar0 - r0:ar1 - r0, ac0 - c0:ac1 - c0] += wsub
-    return acc / weight[None]
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+        window = torch.from_numpy(blend_window(p)).to(device)
+        acc = None
+        weight = torch.zeros((r1 - r0, c1 - c0), dtype=torch.float32, device=device)
+        for start in range(0, len(jobs), plan.batch_size):
+            batch_jobs = jobs[start:start + plan.batch_size]
+            probs = run(torch.stack([xt[:, lr:lr + p, lc:lc + p] for lr, lc in batch_jobs]))
+            if acc is None:
+                acc = torch.zeros((probs.shape[1], r1 - r0, c1 - c0), dtype=torch.float32, device=device)
+            for (lr, lc), pr in zip(batch_jobs, probs):
+                # Intersection of the patch with the core, in core coordinates.
+                ar0, ar1 = max(lr, r0), min(lr + p, r1)
+                ac0, ac1 = max(lc, c0), min(lc + p, c1)
+                if ar0 >= ar1 or ac0 >= ac1:
+                    continue
+                wsub = window[ar0 - lr:ar1 - lr, ac0 - lc:ac1 - lc]
+                acc[:, ar0 - r0:ar1 - r0, ac0 - c0:ac1 - c0] += pr[:, ar0 - lr:ar1 - lr, ac0 - lc:ac1 - lc] * wsub
+                weight[ar0 - r0:ar1 - r0, ac0 - c0:ac1 - c0] += wsub
+        return (acc / weight[None]).cpu().numpy()
 
 
 def _origins(a: int, b: int, p: int, s: int) -> list[int]:
