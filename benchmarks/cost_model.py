@@ -1,9 +1,11 @@
 """The cost of masking one year of global Sentinel-2 L1C, from the measured benchmarks.
 
-    python -m benchmarks.cost_model --speed results/speed/speed.json --scale results/scale/scale.json
+    python -m benchmarks.cost_model --speed results/speed/speed.json --scale results/scale/scale.json \
+        --gpu results/speed/gpu.json
 
-Reads ``speed.json`` (CPU-time rates, FLOPs, GPU section) and ``scale.json`` (worker
-memory) and prints the cost model of ``docs/benchmarks.md`` as markdown. Every assumption
+Reads ``speed.json`` (CPU-time rates, FLOPs, GPU section), ``scale.json`` (worker
+memory) and, where present, ``gpu.json`` (the GPU section of a run of ``bench_speed``'s
+GPU part on a GPU machine; it replaces the CPU run's unmeasured one) and prints the cost model of ``docs/benchmarks.md`` as markdown. Every assumption
 is a named constant below; the archive size is approximate and the results scale linearly
 with it.
 """
@@ -33,8 +35,9 @@ ASSUMED_UTILISATIONS = (0.10, 0.01)
 HOURS_PER_YEAR = 365 * 24
 
 
-def cost_model(speed: dict, scale: dict | None) -> dict:
-    """The numbers of the cost model (see the module docstring)."""
+def cost_model(speed: dict, scale: dict | None, gpu: dict | None = None) -> dict:
+    """The numbers of the cost model (see the module docstring); ``gpu`` replaces
+    ``speed["gpu"]`` (the CPU machine's run has none measured)."""
     s = speed["settings"]
     patch, overlap = s["patch"], s["overlap"]
     n13 = "13"
@@ -50,7 +53,7 @@ def cost_model(speed: dict, scale: dict | None) -> dict:
     net_ms_patch = cpu["model"][n13] * patch_mp  # non-overlapping patches: ms per patch
     cpu_tile_s = acc_ms_patch * tile_patches / 1e3
     host_tile_s = max(acc_ms_patch - net_ms_patch, 0.0) * tile_patches / 1e3  # non-network work
-    gpu = speed["gpu"]
+    gpu = gpu if gpu is not None else speed["gpu"]
     peak = GPU_PEAK_TFLOPS[(gpu["flop_bound"] or {}).get("gpu", "H200")]
     at_peak_h = TILES_PER_YEAR * gflop_tile / (peak * 1e3) / 3600
     out = {
@@ -61,6 +64,8 @@ def cost_model(speed: dict, scale: dict | None) -> dict:
         "gpu_hours_at_flop_bound": at_peak_h,
         "gpu_hours_at_assumed_utilisation": {str(u): at_peak_h / u for u in ASSUMED_UTILISATIONS},
         "gpu_hours_measured": (TILES_PER_YEAR * gpu["full_tile_seconds"] / 3600) if gpu.get("measured") else None,
+        "gpu_measured_on": gpu.get("device") if gpu.get("measured") else None,
+        "gpu_full_tile_seconds": gpu.get("full_tile_seconds") if gpu.get("measured") else None,
         "cpu_accessor_ms_per_patch": acc_ms_patch, "cpu_network_ms_per_patch": net_ms_patch,
         "cpu_core_seconds_per_tile": cpu_tile_s,
         "cpu_core_hours_per_year": TILES_PER_YEAR * cpu_tile_s / 3600,
@@ -93,7 +98,8 @@ def markdown(c: dict) -> str:
          f"{c['gpu_hours_at_flop_bound']:.0f}"],
         *[[f"GPU-hours at {float(k):.0%} of that peak - assumption", f"{v:.0f}"] for k, v in u.items()],
         ["GPU-hours at a measured GPU rate",
-         f"{c['gpu_hours_measured']:.0f}" if c["gpu_hours_measured"] else "not measured: no GPU"],
+         f"{c['gpu_hours_measured']:.0f} ({c['gpu_measured_on']}: {c['gpu_full_tile_seconds']:.1f} s per tile "
+         "through the accessor, warm)" if c["gpu_hours_measured"] else "not measured: no GPU"],
         ["CPU: accessor, ms per patch (measured, 1 thread)", f"{c['cpu_accessor_ms_per_patch']:.0f}"],
         ["CPU: network alone, ms per patch (measured)", f"{c['cpu_network_ms_per_patch']:.0f}"],
         ["CPU core-seconds per tile (projected)", f"{c['cpu_core_seconds_per_tile']:.0f}"],
@@ -118,10 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--speed", type=Path, default=Path("results/speed/speed.json"))
     p.add_argument("--scale", type=Path, default=Path("results/scale/scale.json"))
+    p.add_argument("--gpu", type=Path, default=Path("results/speed/gpu.json"),
+                   help="GPU measurements (used where present)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = p.parse_args(argv)
     scale = json.loads(args.scale.read_text()) if args.scale.exists() else None
-    c = cost_model(json.loads(args.speed.read_text()), scale)
+    gpu = json.loads(args.gpu.read_text())["gpu"] if args.gpu.exists() else None
+    c = cost_model(json.loads(args.speed.read_text()), scale, gpu)
     print(markdown(c))
     if args.json is not None:
         args.json.write_text(json.dumps(c, indent=1) + "\n")
