@@ -18,8 +18,8 @@ TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.toml") if p.name != "pretrain_
 
 def test_configs_ship():
     names = {p.name for p in TRAIN_CONFIGS}
-    assert {"paper_s2.toml", "paper_s2_l8.toml", "paper_fixed_bands.toml", "default_model_cpu.toml",
-            "default_model_cpu_stage1.toml"} <= names
+    assert {"paper_s2.toml", "paper_s2_l8.toml", "paper_fixed_bands.toml", "default_model_gpu.toml",
+            "default_model_cpu.toml", "default_model_cpu_stage1.toml"} <= names
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
