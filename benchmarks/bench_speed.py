@@ -215,6 +215,12 @@ def tiling_work(tiling: Tiling, chunks: Sequence[int] = (512, 1024, 2048, 4096))
     return {str(c): accessor_patches((side, side), c, tiling.patch, tiling.overlap) / ideal for c in chunks}
 
 
+def tile_gflop(flops: dict, tiling: Tiling, bands: str, chunk: int = 2048) -> float:
+    """GFLOP the accessor spends on a full Sentinel-2 tile at ``chunk``-px chunks."""
+    return (flops["gflop_per_mp_network_input"][bands] * tiling.patch ** 2 / 1e6
+            * accessor_patches((S2_TILE_PIXELS, S2_TILE_PIXELS), chunk, tiling.patch, tiling.overlap))
+
+
 def gpu_section(model, gflop_tile: float, gflop_per_mp_13: float, size: int, full_tile: bool,
                 chunk: int, repeats: int, tiling: Tiling, log=print) -> dict:
     """Megapixels per second on CUDA, the full-tile time, and the FLOP-based bound.
@@ -323,8 +329,7 @@ def run_gpu(gpu_size: int, repeats: int, quick: bool = False, log=print) -> dict
     bands = tuple(BAND_SETS)
     last = str(bands[-1])
     flops = flop_counts(model, bands, side, side, tiling)
-    gflop_tile = (flops["gflop_per_mp_network_input"][last] * tiling.patch ** 2 / 1e6
-                  * accessor_patches((S2_TILE_PIXELS, S2_TILE_PIXELS), 2048, tiling.patch, tiling.overlap))
+    gflop_tile = tile_gflop(flops, tiling, last)
     gpu = gpu_section(model, gflop_tile, flops["gflop_per_mp_network_input"][last], gpu_size,
                       not quick, 2048, max(1, repeats), tiling, log)
     return {"benchmark": "speed-gpu", "environment": environment(), "model": model.card.get("name"),
@@ -365,8 +370,7 @@ def run(size: int, chunk: int, repeats: int, threads: int, gpu_size: int, quick:
     flops["achieved_gflop_per_s"] = {
         v: {n: flops["gflop_per_scene_mp"][v][n] / (medians[v][n] / 1e3) for n in medians[v]} for v in VARIANTS}
     work = tiling_work(tiling)
-    gflop_tile = (flops["gflop_per_mp_network_input"][last] * tiling.patch ** 2 / 1e6
-                  * accessor_patches((S2_TILE_PIXELS, S2_TILE_PIXELS), 2048, tiling.patch, tiling.overlap))
+    gflop_tile = tile_gflop(flops, tiling, last)
     log("GPU:")
     gpu = gpu_section(model, gflop_tile, flops["gflop_per_mp_network_input"][last], gpu_size,
                       not quick, 2048, max(1, repeats), tiling, log)

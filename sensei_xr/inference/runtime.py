@@ -106,21 +106,22 @@ def configure_torch_threads() -> int:
     return threads
 
 
-def _key_lock(key: tuple) -> threading.Lock:
+def _cached(cache: dict, key: tuple, make):
+    """``cache[key]``, made by ``make()`` once per process however many threads ask at once."""
     with _LOCK:
-        return _KEY_LOCKS.setdefault(key, threading.Lock())
+        lock = _KEY_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        with _LOCK:
+            value = cache.get(key)
+        if value is None:
+            value = make()
+            with _LOCK:
+                cache[key] = value
+    return value
 
 
 def _load(ref: ModelRef, device: str):
-    key = (ref.source, ref.sha256, device)
-    with _key_lock(key):
-        with _LOCK:
-            model = _MODELS.get(key)
-        if model is None:
-            model = _load_uncached(ref, device)
-            with _LOCK:
-                _MODELS[key] = model
-    return model
+    return _cached(_MODELS, (ref.source, ref.sha256, device), lambda: _load_uncached(ref, device))
 
 
 def _load_uncached(ref: ModelRef, device: str):
@@ -156,20 +157,15 @@ def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, dev
     """
     import torch
 
-    key = (ref.source, ref.sha256, device, band_key)
-    with _key_lock(key):
-        with _LOCK:
-            net = _FOLDED.get(key)
-        if net is None:
-            model = _load(ref, device)
-            desc = torch.as_tensor(descriptors_norm, dtype=torch.float32, device=device)
-            with torch.no_grad():
-                if getattr(model, "encoder", None) is not None:
-                    net = model.for_bands(desc).to(device).eval()
-                else:
-                    net = _Baseline(model, desc)
-            with _LOCK:
-                _FOLDED[key] = net
+    def fold():
+        model = _load(ref, device)
+        desc = torch.as_tensor(descriptors_norm, dtype=torch.float32, device=device)
+        with torch.no_grad():
+            if getattr(model, "encoder", None) is not None:
+                return model.for_bands(desc).to(device).eval()
+            return _Baseline(model, desc)
+
+    net = _cached(_FOLDED, (ref.source, ref.sha256, device, band_key), fold)
     use_half = device.startswith("cuda")
 
     def run(batch):
