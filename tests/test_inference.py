@@ -86,13 +86,9 @@ def test_chunking_invariance(l8, model_path):
     whole = l8.sensei.cloud_probability(**kw).compute(scheduler="sync")
     # Chunks smaller than the patch and an uneven last chunk; rechunked for the halo.
     small = l8.chunk({"y": 37, "x": 50}).sensei.cloud_probability(**kw).compute(scheduler="threads")
-    diff = np.abs(whole.values - small.values)
-    assert np.median(diff) < 1e-3
-    assert diff.max() < 1e-3
+    # Exact: every patch is predicted from the same pixels in a pass of the same size.
+    np.testing.assert_array_equal(small.values, whole.values)
     assert np.std(whole.values) > 1e-3  # the test model's output varies in space
-    thr = float(np.median(whole.values))
-    agree = ((whole.values >= thr) == (small.values >= thr)).mean()
-    assert agree >= 0.999
 
 
 def test_nodata_masked_without_leaking(l8, model_path):

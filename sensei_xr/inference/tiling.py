@@ -174,7 +174,12 @@ def predict_block(
         weight = torch.zeros((r1 - r0, c1 - c0), dtype=torch.float32, device=device)
         for start in range(0, len(jobs), plan.batch_size):
             batch_jobs = jobs[start:start + plan.batch_size]
-            probs = run(torch.stack([xt[:, lr:lr + p, lc:lc + p] for lr, lc in batch_jobs]))
+            patches = [xt[:, lr:lr + p, lc:lc + p] for lr, lc in batch_jobs]
+            # Every forward pass gets exactly batch_size patches (the last padded with
+            # zeros): convolution kernels pick their algorithm by batch size, so a patch's
+            # prediction, and with it the result, would otherwise depend on the chunking.
+            patches += [torch.zeros_like(patches[0])] * (plan.batch_size - len(patches))
+            probs = run(torch.stack(patches))
             if acc is None:
                 acc = torch.zeros((probs.shape[1], r1 - r0, c1 - c0), dtype=torch.float32, device=device)
             for (lr, lc), pr in zip(batch_jobs, probs):
