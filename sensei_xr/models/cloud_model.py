@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .deeplab import DeepLabV3Plus
+from .deeplab import DeepLabV3Plus, DeepLabV3PlusWide
 from .pixelnet import PixelNet
 from .sensei import SEnSeI
 
@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 #: Segmentation heads by config name.
-HEADS: dict[str, type[nn.Module]] = {"deeplabv3plus": DeepLabV3Plus, "pixelnet": PixelNet}
+HEADS: dict[str, type[nn.Module]] = {"deeplabv3plus": DeepLabV3Plus, "deeplabv3plus_wide": DeepLabV3PlusWide,
+                                     "pixelnet": PixelNet}
 #: Encoders by config name (``None``: fixed bands, no encoder).
 ENCODERS: dict[str, type[nn.Module]] = {"sensei": SEnSeI}
 DEFAULT_CLASSES: tuple[str, ...] = ("clear", "cloud")
@@ -317,7 +318,7 @@ def build_model(config: Mapping[str, Any]) -> CloudModel:
     Parameters
     ----------
     config : dict
-        ``{"encoder": "sensei" | None, "head": "deeplabv3plus" | "pixelnet",
+        ``{"encoder": "sensei" | None, "head": "deeplabv3plus" | "deeplabv3plus_wide" | "pixelnet",
         "classes": [...], "in_bands": int}``; ``in_bands`` only (and then required)
         without encoder. Missing keys default to SEnSeI + DeepLabv3+ and
         ``["clear", "cloud"]``.

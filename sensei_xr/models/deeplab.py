@@ -4,17 +4,22 @@ Backbone: MobileNetV2 inverted residuals (ReLU6, BatchNorm) without the final 1x
 1280-channel layer. For output stride 8 the strides of the 64- and 160-channel stages
 are removed and later layers dilated instead (rates 2 then 4), as in DeepLab.
 
-ASPP: a 1x1 branch, three atrous 3x3 branches (rates 12, 24, 36: the rates for output
-stride 8) and image pooling, 256 channels each, projected to 256 with dropout. The
-atrous branches and the decoder's 3x3 convolutions are depthwise-separable, as in
-DeepLabv3+ and the MobileNetV2 variant of the reference Keras code.
+Two heads on that backbone:
 
-Decoder: the stride-4 low-level features (24 channels) projected to 48, concatenated
-with the upsampled ASPP output, two 3x3 (separable) convolutions of 256, a 1x1
-classifier, then bilinear upsampling to the input's full size - any H, W, not only
-multiples of 8.
+* :class:`DeepLabV3Plus` (config name ``"deeplabv3plus"``) is the network of the SEnSeI
+  paper: the MobileNetV2 variant of the Keras DeepLabv3+ that its reference code
+  (aliFrancis/SEnSeI, ``deeplabv3p.py``) builds. Its ASPP has two branches only, image
+  pooling and a 1x1 convolution (256 channels each), projected to 256 with dropout; a 1x1
+  classifier at stride 8 is upsampled bilinearly to the input size. There is no
+  low-level decoder. 2.11e6 trainable parameters with 13 input bands and 2.34e6 with
+  SEnSeI in front (2,111,554 and 2,336,786 for two classes), as in the paper's Table VII.
+* :class:`DeepLabV3PlusWide` (``"deeplabv3plus_wide"``) adds the three depthwise-separable
+  atrous ASPP branches (rates 12, 24, 36) and the DeepLabv3+ decoder (stride-4 features
+  projected to 48, two separable 3x3 convolutions of 256) of the Xception variant: 2.73e6
+  parameters in the head; kept as a named option.
 
-Heads expose ``first_conv`` and ``forward_from_first(y, size)`` so that
+Both take any H, W (not only multiples of 8) and expose ``first_conv`` and
+``forward_from_first(y, size)`` so that
 :class:`~sensei_xr.models.cloud_model.FoldedCloudModel` can fold the SEnSeI encoder into
 the first convolution.
 """
@@ -27,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["DeepLabV3Plus", "MobileNetV2Backbone", "ASPP", "ATROUS_RATES"]
+__all__ = ["DeepLabV3Plus", "DeepLabV3PlusWide", "MobileNetV2Backbone", "ASPP", "ATROUS_RATES"]
 
 #: ASPP rates at output stride 8 (twice the rates used at output stride 16).
 ATROUS_RATES: tuple[int, int, int] = (12, 24, 36)
@@ -149,7 +154,8 @@ class _ImagePooling(nn.Module):
 
 
 class ASPP(nn.Module):
-    """Atrous spatial pyramid pooling (1x1, three atrous 3x3, image pooling) -> 256."""
+    """Atrous spatial pyramid pooling -> 256: a 1x1 branch, one separable atrous 3x3
+    branch per rate (none in the paper's MobileNetV2 variant), image pooling."""
 
     def __init__(self, cin: int, cout: int = 256, rates: tuple[int, ...] = ATROUS_RATES,
                  dropout: float = 0.1) -> None:
@@ -166,8 +172,23 @@ class ASPP(nn.Module):
         return self.project(torch.cat(outs, dim=1))
 
 
+def _reset_parameters(net: nn.Module) -> None:
+    """He-normal convolutions, unit BN, zero biases."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class DeepLabV3Plus(nn.Module):
-    """DeepLabv3+ / MobileNetV2 (width 1.0), output stride 8.
+    """The SEnSeI paper's DeepLabv3+ / MobileNetV2 (width 1.0), output stride 8.
+
+    Backbone -> ASPP of image pooling and a 1x1 branch (256 each) -> 1x1 projection to
+    256 -> dropout -> 1x1 classifier at stride 8 -> bilinear upsampling to the input size.
 
     Parameters
     ----------
@@ -192,22 +213,64 @@ class DeepLabV3Plus(nn.Module):
         # The first convolution is a separate attribute so that it can be folded.
         self.first_conv = nn.Conv2d(in_channels, _STEM_CHANNELS, 3, 2, 1, bias=False)
         self.backbone = MobileNetV2Backbone()
+        self.aspp = ASPP(self.backbone.out_channels, 256, (), dropout)
+        self.classifier = nn.Conv2d(256, num_classes, 1)
+        _reset_parameters(self)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stride-4 low-level and stride-8 deep backbone features of an input."""
+        return self.backbone(self.first_conv(x))
+
+    def forward_from_first(self, y: torch.Tensor, size: List[int]) -> torch.Tensor:
+        """The network after its first convolution.
+
+        Parameters
+        ----------
+        y : torch.Tensor
+            Output of the first convolution (B, 32, ceil(H/2), ceil(W/2)).
+        size : list of int
+            (H, W) of the input, the size of the output.
+        """
+        _, deep = self.backbone(y)
+        x = self.classifier(self.aspp(deep))
+        return F.interpolate(x, size=[size[0], size[1]], mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, H, W) -> (B, num_classes, H, W) logits."""
+        return self.forward_from_first(self.first_conv(x), [x.shape[-2], x.shape[-1]])
+
+
+class DeepLabV3PlusWide(nn.Module):
+    """DeepLabv3+ / MobileNetV2 with three atrous ASPP branches and the v3+ decoder.
+
+    Parameters
+    ----------
+    in_channels : int
+        64 after SEnSeI, or the number of raw bands for a fixed-band baseline.
+    num_classes : int
+        Output channels (logits).
+    dropout : float
+        Dropout after the ASPP projection.
+
+    Examples
+    --------
+    >>> net = DeepLabV3PlusWide(64, 2).eval()
+    >>> net(torch.rand(1, 64, 37, 53)).shape
+    torch.Size([1, 2, 37, 53])
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        # The first convolution is a separate attribute so that it can be folded.
+        self.first_conv = nn.Conv2d(in_channels, _STEM_CHANNELS, 3, 2, 1, bias=False)
+        self.backbone = MobileNetV2Backbone()
         self.aspp = ASPP(self.backbone.out_channels, 256, ATROUS_RATES, dropout)
         self.low_project = _ConvBNAct(_LOW_LEVEL_CHANNELS, 48, 1, act="relu")
         self.decoder = nn.Sequential(_SeparableConv(256 + 48, 256), _SeparableConv(256, 256))
         self.classifier = nn.Conv2d(256, num_classes, 1)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """He-normal convolutions, unit BN, zero biases."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        _reset_parameters(self)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Stride-4 low-level and stride-8 deep backbone features of an input."""
