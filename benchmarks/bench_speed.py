@@ -19,7 +19,7 @@ falls on all of them alike; medians over the rounds, ratios as medians of per-ro
 - ``accessor``: ``da.sensei.cloudmask(...).compute()`` on the in-memory scene in
   ``--chunk``-square chunks, Dask's synchronous scheduler: graph, halo, no-data checks,
   blending and thresholding included;
-- the peers (:mod:`sensei_xr.peers`) at 13 bands when they are installed.
+- the peers (:mod:`sensei_xr.evaluation.peers`) at 13 bands when they are installed.
 
 All CPU variants run with ``--threads`` torch threads (default 1: on a machine shared with
 other jobs, more threads are often slower). FLOPs per megapixel are counted with
@@ -73,14 +73,14 @@ QUICK_TILING = Tiling(patch=64, overlap=16)
 
 def _peer_runners(scene, threads: int) -> tuple[dict[str, Callable[[], object]], str | None]:
     """Callables masking ``scene`` (13 bands, in memory) with each installed peer
-    (:mod:`sensei_xr.peers`), each choosing its own bands from the 13.
+    (:mod:`sensei_xr.evaluation.peers`), each choosing its own bands from the 13.
 
     Returns the runners by peer name and why the others are left out (None if none is).
     """
     try:
-        from sensei_xr import peers
+        from sensei_xr.evaluation import peers
     except ImportError as e:
-        return {}, f"not measured: sensei_xr.peers cannot be imported ({e})"
+        return {}, f"not measured: sensei_xr.evaluation.peers cannot be imported ({e})"
     from sensei_xr.bands import band_descriptors
 
     image, desc = np.asarray(scene.values), band_descriptors(scene)
@@ -435,7 +435,7 @@ def markdown(res: dict) -> str:
         f"- `model`: folded network on non-overlapping {s['patch']}-px patches; `model_patch_grid`: the "
         f"accessor's patch grid ({s['patch']} px, {s['overlap']} overlap) without Dask; `accessor`: "
         f"`da.sensei.cloudmask().compute()`, {s['chunk']}-px chunks, synchronous scheduler; peers: "
-        f"`sensei_xr.peers`, each on its own bands of the {last}.", "",
+        f"`sensei_xr.evaluation.peers`, each on its own bands of the {last}.", "",
         "## Ratios (median of per-round ratios)", "",
         md_table(["ratio"] + [f"{n} bands, CPU time" for n in bands] + [f"{last} bands, wall"], ratio_rows),
         "",

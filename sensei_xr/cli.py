@@ -495,7 +495,7 @@ def _cmd_demo(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .evaluation import BAND_SETS, evaluate_model, write_report
     from .inference.runtime import resolve_device
-    from .peers import get_peer
+    from .evaluation.peers import get_peer
     from .training.datasets import load_dataset
 
     # Options first, then the outputs, the model and the data: cheap checks fail first.

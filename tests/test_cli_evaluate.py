@@ -35,7 +35,7 @@ def assert_one_line_error(code: int, err: str, command: str, *fragments: str) ->
 def test_evaluate_default_model_on_real_biome_val(shared_data, tmp_path, capsys, one_torch_thread):
     from sensei_xr.models import load_model
     from sensei_xr.training import load_dataset
-    from sensei_xr.training.train import evaluate
+    from sensei_xr.evaluation import pooled_confusion, score_model
 
     out = tmp_path / "acc"
     code, stdout, err = run(capsys, "evaluate", "--dataset", "biome_patches", "--split", "val",
@@ -49,8 +49,8 @@ def test_evaluate_default_model_on_real_biome_val(shared_data, tmp_path, capsys,
     assert report["n_images"] == 8 and report["bootstrap"]["resamples"] == 100
     # The same pixels and numbers as the training loop's own evaluation.
     val = load_dataset("biome_patches", shared_data / "l8_biome_patches", "val")
-    expected = evaluate(load_model("default"), val, ["B2", "B3", "B4"])
-    assert rows["RGB"]["confusion"] == expected["confusion"]
+    expected = pooled_confusion(score_model(load_model("default"), val, ["B2", "B3", "B4"]))
+    assert rows["RGB"]["confusion"] == expected.as_dict()
     assert rows["RGB"]["bands"] == ["B2", "B3", "B4"]
     for metric, (lo, hi) in rows["ALL"]["ci"].items():
         assert lo <= rows["ALL"]["pooled"][metric] <= hi

@@ -11,7 +11,7 @@ import pytest
 import sensei_xr
 from sensei_xr.models import list_models, load_model
 from sensei_xr.training.datasets import load_biome_patches
-from sensei_xr.training.train import evaluate
+from sensei_xr.evaluation import pooled_metrics
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_card_validation_metrics_reproduce(default_model, shared_data):
     val = load_biome_patches(shared_data / "l8_biome_patches" / "val.npz")
     card = default_model.card["validation_metrics"]
     for name, bands in (("all", None), ("rgb_nir", ["B2", "B3", "B4", "B5"])):
-        got = evaluate(default_model, val, bands)["pooled"]
+        got = pooled_metrics(default_model, val, bands)
         for metric in ("overall_accuracy", "f1", "precision", "recall", "balanced_accuracy"):
             assert got[metric] == pytest.approx(card[name][metric], abs=1e-4), (name, metric)
 

@@ -85,7 +85,7 @@ def test_bad_training_configs_are_explained(shared_data, tmp_path, bad, message)
 
 def test_resolve_bands():
     from sensei_xr.bands import BandDescriptors
-    from sensei_xr.training.train import resolve_bands
+    from sensei_xr.evaluation import resolve_bands
 
     desc = BandDescriptors.from_sensor("landsat8_oli_tirs")
     assert resolve_bands(desc) == list(desc.names)

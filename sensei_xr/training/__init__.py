@@ -16,7 +16,7 @@ from .datasets import (
 from .samplers import Augmentation, GridPatches, RandomPatchBatches, grid_patches, make_loader
 from .synthetic import SyntheticClouds
 from .pretrain import pretrain_encoder
-from .train import DEFAULT_CONFIG, evaluate, load_config, predict_sample, train
+from .train import DEFAULT_CONFIG, load_config, train
 
 # Importing the module registers the public-dataset loaders with load_dataset().
 from .public_datasets import (
@@ -50,8 +50,6 @@ __all__ = [
     "pretrain_encoder",
     "DEFAULT_CONFIG",
     "train",
-    "evaluate",
-    "predict_sample",
     "load_config",
     "DatasetLayoutError",
     "load_s2_cloud_mask_catalogue",

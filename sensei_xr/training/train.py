@@ -1,8 +1,8 @@
 """Supervised training and evaluation on labelled samples (torch and NumPy only).
 
 ``train(config)`` runs the loop described by a plain dict (JSON-able), with checkpoints,
-resume, a seed and per-epoch validation; ``evaluate(model, samples, bands)`` gives the
-paper's metrics for a band subset.
+resume, a seed and per-epoch validation. Validation predicts through the inference engine
+behind ``da.sensei.*`` (:func:`sensei_xr.evaluation.pooled_metrics`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import to_model_input
-from ..evaluation import Confusion
+from ..evaluation import pooled_metrics
 from .datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
 from .samplers import Augmentation, RandomPatchBatches
 
-__all__ = ["DEFAULT_CONFIG", "read_config", "load_config", "resolve_bands", "recalibrate_batchnorm", "train", "finish_from_checkpoint", "evaluate", "predict_sample"]
+__all__ = ["DEFAULT_CONFIG", "read_config", "load_config", "recalibrate_batchnorm", "train", "finish_from_checkpoint"]
 
 #: The paper's recipe (SGD, momentum 0.99, lr 1e-3 / 4 on plateau down to 2e-5, patch 257 (256 here),
 #: batch 8); ``optimizer="adamw"`` is the short-budget alternative used on CPU.
@@ -90,21 +89,6 @@ def load_config(path: str | PathLike) -> dict:
     return read_config(path, set(DEFAULT_CONFIG) | {"name", "init_encoder", "init_model"})
 
 
-def resolve_bands(descriptors, bands=None) -> list[str]:
-    """Band names of ``bands`` in a sample: ``None`` all, ``"no_thermal"`` the reflective
-    bands, another string a Table III set resolved by wavelength (``"RGB"``, ``"RGBNIR"``,
-    ...; see :func:`sensei_xr.evaluation.band_set`), or a list of band names."""
-    if bands is None:
-        return list(descriptors.names)
-    if isinstance(bands, str):
-        if bands.lower() == "no_thermal":
-            return [n for n, t in zip(descriptors.names, descriptors.is_thermal) if not t]
-        from ..evaluation import band_set
-
-        return band_set(descriptors, bands)
-    return list(bands)
-
-
 def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[list[LabelledSample]], list[float], list[str]]:
     """Samples of a config's ``train_data`` / ``val_data``.
 
@@ -138,48 +122,25 @@ def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[lis
             raise ValueError(f"a data source must be a .npz path or a table with 'dataset'; got {item!r}")
         if not samples:
             raise ValueError(f"data source {label} has no samples")
-        # One source per band set: a batch needs one band count.
-        by_bands: dict[tuple, list[LabelledSample]] = {}
-        for smp in samples:
-            by_bands.setdefault(smp.descriptors.key, []).append(smp)
-        for group in by_bands.values():
-            sources.append(group)
-            weights.append(weight * len(group) / len(samples))
-            sensors = sorted({g.sensor for g in group})
-            size = "x".join(str(v) for v in group[0].image.shape[-2:])
-            described.append(f"{label}: {len(group)} images of {', '.join(sensors)} "
-                             f"(first {size} px at {group[0].resolution_m:g} m, {len(group[0].descriptors)} bands)")
+        for part, out in zip((sources, weights, described), _group_by_bands(samples, label, weight)):
+            part += out
     return sources, weights, described
 
 
-def predict_sample(model, sample: LabelledSample, bands=None, device: str = "cpu") -> np.ndarray:
-    """Cloud probability (H, W) of a whole labelled sample (no tiling: samples are small)."""
-    import torch
-
-    desc = sample.descriptors.select(resolve_bands(sample.descriptors, bands))
-    idx = [sample.descriptors.names.index(n) for n in desc.names]
-    x = to_model_input(np.nan_to_num(sample.image[idx], nan=0.0), desc)
-    with torch.inference_mode():
-        logits = model(torch.from_numpy(x)[None].to(device),
-                       torch.from_numpy(desc.normalised()).to(device))
-        probs = torch.softmax(logits.float(), 1)[0, list(model.cloud_class_indices)].sum(0)
-    return probs.cpu().numpy()
-
-
-def evaluate(model, samples: list[LabelledSample], bands=None, threshold: float = 0.5,
-             device: str = "cpu") -> dict:
-    """Pooled metrics (OA, balanced accuracy, precision, recall, F1) over ``samples``."""
-    cloud_idx = set(model.cloud_class_indices)
-    model.eval()
-    pooled = Confusion()
-    per_image = {}
-    for s in samples:
-        p = predict_sample(model, s, bands, device) >= threshold
-        valid = s.labels != IGNORE_INDEX
-        truth = np.isin(s.labels, list(cloud_idx))
-        pooled.add(p, truth, valid)
-        per_image[s.name] = Confusion().add(p, truth, valid).metrics()
-    return {"pooled": pooled.metrics(), "confusion": pooled.as_dict(), "per_image": per_image}
+def _group_by_bands(samples: list[LabelledSample], label: str, weight: float):
+    """One source per band set (a batch needs one band count), weights by image count."""
+    sources, weights, described = [], [], []
+    by_bands: dict[tuple, list[LabelledSample]] = {}
+    for smp in samples:
+        by_bands.setdefault(smp.descriptors.key, []).append(smp)
+    for group in by_bands.values():
+        sources.append(group)
+        weights.append(weight * len(group) / len(samples))
+        sensors = sorted({g.sensor for g in group})
+        size = "x".join(str(v) for v in group[0].image.shape[-2:])
+        described.append(f"{label}: {len(group)} images of {', '.join(sensors)} "
+                         f"(first {size} px at {group[0].resolution_m:g} m, {len(group[0].descriptors)} bands)")
+    return sources, weights, described
 
 
 def recalibrate_batchnorm(model, samples: list[LabelledSample], batches: int = 40, patch_size: int = 256,
@@ -234,7 +195,8 @@ def _device(name: str) -> str:
 
 
 def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: bool = True,
-          log=print, progress: bool = False) -> dict:
+          log=print, progress: bool = False, *, train_samples: list[LabelledSample] | None = None,
+          val_samples: list[LabelledSample] | None = None) -> dict:
     """Train a model as ``config`` says; write checkpoints and the final weights + card.
 
     Parameters
@@ -252,6 +214,9 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         Receives one line per epoch (loss, validation metrics, learning rate).
     progress : bool
         Show a tqdm progress bar over the steps.
+    train_samples, val_samples : list of LabelledSample, optional
+        Samples to train / validate on instead of the config's ``train_data`` /
+        ``val_data`` (e.g. the folds of a cross-validation).
 
     Returns
     -------
@@ -269,9 +234,15 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     device = _device(cfg["device"])
     classes = tuple(cfg["model"]["classes"])
     data_dir = Path(data_dir)
-    train_sources, train_weights, train_described = _load_data(cfg["train_data"], data_dir, classes)
-    val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
-    val_samples = [smp for src in val_sources for smp in src]
+    if train_samples is None:
+        train_sources, train_weights, train_described = _load_data(cfg["train_data"], data_dir, classes)
+    else:
+        train_sources, train_weights, train_described = _group_by_bands(train_samples, "given samples", 1.0)
+    if val_samples is None:
+        val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
+        val_samples = [smp for src in val_sources for smp in src]
+    else:
+        val_described = [f"given samples: {', '.join(s.name for s in val_samples)}"]
     model = build_model(cfg["model"]).to(device)
     if cfg.get("init_model"):
         # Fine-tuning: start from a whole trained model (same architecture and classes).
@@ -349,7 +320,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         if (step + 1) % cfg["steps_per_epoch"] == 0 or step + 1 == cfg["steps"]:
             train_loss = float(np.mean(running))
             running = []
-            val = evaluate(model, val_samples, None, device=device)["pooled"]
+            val = pooled_metrics(model, val_samples, None, device=device)
             model.train()
             history.append({"step": step + 1, "train_loss": train_loss, "val": val,
                             "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0})
@@ -451,12 +422,13 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
     if cfg["bn_recalibration_batches"]:
         # One band set per call (a source has one): recalibrate on the largest source.
         largest = max(train_sources, key=len)
-        recalibrate_batchnorm(model, largest, cfg["bn_recalibration_batches"],
+        recalibrate_batchnorm(model, largest, cfg["bn_recalibration_batches"], patch_size=cfg["patch_size"],
+                              batch_size=cfg["batch_size"],
                               min_bands=cfg["min_bands"] if cfg["band_subsets"] else None, device=device)
     from ..models import save_model
 
     model.eval()
-    metrics = {name: evaluate(model, val_samples, bands, device=device)["pooled"]
+    metrics = {name: pooled_metrics(model, val_samples, bands, device=device)
                for name, bands in cfg["val_band_sets"].items()}
     steps_done = history[-1]["step"] if history else 0
     card = {

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bands import BandDescriptors, check_band_values
-from .evaluation import REGIONS, MissingBandError, region_band
+from ..bands import BandDescriptors, check_band_values
+from .bandsets import REGIONS, MissingBandError, region_band
 
 __all__ = ["Peer", "S2Cloudless", "UkisCsmask", "PEERS", "get_peer", "list_peers"]
 
@@ -117,7 +117,7 @@ class S2Cloudless(Peer):
     dilation_size: int = 1
 
     def bands(self, descriptors: BandDescriptors) -> list[str]:
-        from . import catalogs
+        from .. import catalogs
 
         s2 = catalogs.get_sensor("sentinel2_msi")
         lo, mid, hi = descriptors.wavelengths_nm.T
