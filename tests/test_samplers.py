@@ -369,3 +369,33 @@ def test_stac_patches_mix_sensors_and_load_deterministically_with_workers(rustac
         assert b["band_names"] == list(w.bands) and b["image"].shape == (len(w.bands), 32, 32)
         assert b["valid"].any() and b["window"]["item_id"] == w.item_id
         assert torch.isfinite(b["image"]).all()
+
+
+def test_stac_reads_leave_the_threads_gdal_environment_as_it_was(demo_catalog, tmp_path):
+    """Reading warped assets (Sentinel-2's 20 and 60 m bands on the 10 m grid) on this
+    thread leaves no GDAL environment behind: an ENVI write (Biome's label format) then
+    works, and a caller's own environment keeps its options."""
+    import rasterio
+    from rasterio.env import get_gdal_config, hasenv
+
+    from sensei_xr.training.stac_sampler import StacPatchSampler
+
+    def envi_write(path):
+        with rasterio.open(path, "w", driver="ENVI", height=4, width=4, count=1, dtype="uint8", crs="EPSG:32633",
+                           transform=rasterio.transform.from_origin(500000, 5080000, 10, 10)) as dst:
+            dst.write(np.arange(16, dtype=np.uint8).reshape(1, 4, 4))
+        with rasterio.open(path) as src:
+            return src.read(1)
+
+    sampler = StacPatchSampler([demo_catalog.item("S2_EOLEARN_20170405_L1C")], patch_size=32, patches=2, seed=2)
+    assert not hasenv()
+    patch = sampler[0]  # read synchronously, on this thread
+    assert patch["valid"].any() and len(patch["band_names"]) == 13
+    assert not hasenv() and get_gdal_config("GDAL_DISABLE_READDIR_ON_OPEN") is None
+    np.testing.assert_array_equal(envi_write(tmp_path / "after.img")[3], [12, 13, 14, 15])
+
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE", CPL_DEBUG=False):
+        sampler[1]
+        assert get_gdal_config("GDAL_DISABLE_READDIR_ON_OPEN") == "FALSE"
+        np.testing.assert_array_equal(envi_write(tmp_path / "inside.img")[0], [0, 1, 2, 3])
+    assert not hasenv()

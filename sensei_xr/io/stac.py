@@ -991,6 +991,22 @@ def _normalised_item(item: dict, keys: Sequence[str],
     return out
 
 
+def _gdal_env():
+    """stackstac's GDAL options, with an ``open_vrt`` layer of its own.
+
+    stackstac's default has no ``open_vrt`` options, so its ``open_vrt`` environment is the
+    very ``rasterio.Env`` object of ``open``, entered again inside itself when an asset is
+    warped (another grid or resolution): the inner entry overwrites what the outer one
+    saved, and the outer exit then leaves the open options (``EMPTY_DIR`` directory
+    listing among them) installed on the reading thread for good; a later ENVI write on
+    that thread fails with "Unknown GDAL Error". The same options in a distinct
+    environment nest and unwind as they should.
+    """
+    from stackstac.rio_reader import DEFAULT_GDAL_ENV
+
+    return DEFAULT_GDAL_ENV.updated(open_vrt=dict(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", VSI_CACHE=True))
+
+
 class _SenseiReader(_AutoParallelRioReader):
     """stackstac's reader, with errors that name the asset href and say what to check."""
 
@@ -1280,7 +1296,7 @@ def stack_items(
         assets=keys, epsg=epsg, resolution=resolution, bounds=bounds, snap_bounds=False,
         resampling=getattr(Resampling, resampling), chunksize=(1, -1, chunksize, chunksize),
         dtype=np.dtype("float32"), fill_value=np.float32(np.nan), rescale=calibrate,
-        xy_coords="center", errors_as_nodata=(), reader=_SenseiReader,
+        xy_coords="center", errors_as_nodata=(), reader=_SenseiReader, gdal_env=_gdal_env(),
     )
     try:
         da = stackstac.stack(norm, **stack_kw)
