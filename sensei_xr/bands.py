@@ -45,6 +45,9 @@ __all__ = [
     "band_descriptors",
     "attach_wavelengths",
     "check_band_values",
+    "REFLECTANCE_LIMITS",
+    "REFLECTANCE_PLAUSIBLE",
+    "BT_LIMITS_K",
     "to_model_input",
 ]
 
@@ -405,21 +408,98 @@ def attach_wavelengths(da, sensor: str, band_dim: str = "band"):
     return out
 
 
-#: Pixels per band above which :func:`check_band_values` looks at a regular subsample.
+#: Pixels per band above which :func:`check_band_values` takes its statistics (medians,
+#: percentiles) on a regular subsample; minima, maxima and counts always see every pixel.
 _CHECK_PIXELS = 1 << 18
+
+#: Reflectance that no pixel of a real scene reaches: a value outside is a fill value, a
+#: corrupt pixel or another unit. The ceiling is generous because saturated pixels are
+#: real: Sentinel-2 L1C stores them as DN 65535 (reflectance 6.55), and Landsat OLI's
+#: saturation divided by the sine of a 5 degree sun elevation is about 14.
+REFLECTANCE_LIMITS = (-0.5, 20.0)
+#: Reflectance of natural surfaces. Products quantised with an offset go slightly negative
+#: over dark water (Sentinel-2 from baseline 04.00 and Landsat L1 down to -0.1, Landsat
+#: Collection 2 surface reflectance a little below 0); bright cloud and snow at low sun
+#: reach 1.5-2. Only saturated, sun-glint or fire pixels fall outside, so a small share of
+#: a block (:data:`PLAUSIBLE_SHARE`) is tolerated there.
+REFLECTANCE_PLAUSIBLE = (-0.15, 2.0)
+#: Largest share of a block's valid pixels allowed outside :data:`REFLECTANCE_PLAUSIBLE`.
+PLAUSIBLE_SHARE = 1e-3
+#: Brightness temperature that no pixel of an Earth scene reaches, kelvin: the coldest cloud
+#: tops are near 180 K (Landsat 8 TIRS at DN 1 reads 148 K); fires saturate thermal
+#: sensors well below 450 K.
+BT_LIMITS_K = (100.0, 450.0)
+#: Green vegetation (NDVI above :data:`VEGETATION_NDVI`) reflects at most about 0.7 in the
+#: near infrared, at the top of the atmosphere as at the surface (the real Landsat 8 Biome
+#: patches, Sentinel-2 and Landsat scenes of the sample data and the EarthLib spectra all
+#: top out at 0.70). Where more than :data:`VEGETATION_SHARE` of a block's vegetated pixels
+#: exceed :data:`VEGETATION_NIR_MAX`, the scene's reflectance is scaled wrong (a scene x4
+#: stays within the plausible range elsewhere when it holds no bright cloud).
+VEGETATION_NDVI = 0.5
+VEGETATION_NIR_MAX = 1.0
+VEGETATION_SHARE = 0.01
+# Band centres (nm) that count as red and near infrared for the vegetation check.
+_RED_NM = (620.0, 690.0)
+_NIR_NM = (760.0, 900.0)
+_VEGETATION_MIN_PIXELS = 50
+
+def _nodata_hint(fill: float | None = None) -> str:
+    """How to declare or mask a no-data value (``fill`` when known)."""
+    v = "value" if fill is None else f"{fill:g}"
+    return (f"declare the no-data value (nodata={v if fill is not None else '...'} in "
+            f"cloudmask/cloud_probability, or da.rio.write_nodata({v})) or mask it first "
+            f"(da.where(da != {v}))")
+
+
+def _subsample(band: np.ndarray) -> np.ndarray:
+    """A regular subsample of about ``_CHECK_PIXELS`` pixels (a view, not a copy)."""
+    if band.size <= _CHECK_PIXELS:
+        return band
+    if band.ndim == 2:
+        # Strided in both directions: a flat stride that is a multiple of the width would
+        # sample a few columns only.
+        step = int(np.ceil(np.sqrt(band.size / _CHECK_PIXELS)))
+        return band[::step, ::step]
+    step = int(np.ceil(band.size / _CHECK_PIXELS))
+    return band.reshape(-1)[::step]
+
+
+def _finite(band: np.ndarray) -> np.ndarray:
+    flat = np.asarray(band).reshape(-1)
+    return flat[np.isfinite(flat)]
+
+
+def _describe_outliers(band: np.ndarray, bad: np.ndarray, n_valid: int) -> tuple[str, float | None]:
+    """``("1,234 pixels (0.5 %) at -9999", -9999.0)`` or ``("... from -3.2e+04 to 1e+30", None)``:
+    the second item is the value that dominates the outliers (a fill value), if one does."""
+    values = band[bad]
+    n = int(values.size)
+    share = f"{n:,} pixel{'s' if n != 1 else ''} ({100.0 * n / max(n_valid, 1):.2g} %)"
+    uniq, counts = np.unique(values[:100_000], return_counts=True)
+    top = uniq[np.argmax(counts)]
+    if counts.max() >= 0.5 * min(n, 100_000):
+        # One value dominates: almost certainly a fill value; name it for nodata=.
+        return f"{share} at {float(top):.6g}", float(top)
+    return f"{share} from {float(values.min()):.4g} to {float(values.max()):.4g}", None
 
 
 def check_band_values(values: np.ndarray, descriptors: BandDescriptors, where: str = "") -> None:
-    """Refuse values that are clearly not reflectance / brightness temperature.
+    """Refuse values that are not reflectance / brightness temperature, naming the fix.
 
-    Bands of more than 2**18 pixels (2-D) are checked on a regular subsample of about that
-    many pixels.
+    Reflective bands must hold reflectance (unitless, about 0 to 1) and thermal bands
+    brightness temperature in kelvin. Every pixel is checked against the limits no real
+    scene reaches (:data:`REFLECTANCE_LIMITS`, :data:`BT_LIMITS_K`): a value beyond them is
+    an undeclared fill value (e.g. -9999), a corrupt pixel or another unit. Values outside
+    the range of natural surfaces (:data:`REFLECTANCE_PLAUSIBLE`) are allowed only in a
+    small share of the pixels (saturation, glint, fires). A scene whose green vegetation is
+    brighter than vegetation can be (:data:`VEGETATION_NIR_MAX`) is scaled wrong. Medians
+    and percentiles are taken on a regular subsample of bands above 2**18 pixels.
 
     Parameters
     ----------
     values : numpy.ndarray
-        (N, ...) array, bands first: reflectance (0 to about 1) for reflective bands,
-        brightness temperature in kelvin for thermal bands. NaN marks no data.
+        (N, ...) array, bands first: reflectance for reflective bands, brightness
+        temperature (K) for thermal bands. NaN (and infinity) marks no data.
     descriptors : BandDescriptors
         The bands of ``values``.
     where : str
@@ -428,8 +508,10 @@ def check_band_values(values: np.ndarray, descriptors: BandDescriptors, where: s
     Raises
     ------
     BandError
-        For integer DN (reflective values far above 1) or thermal bands in degrees Celsius
-        or already scaled.
+        For integer DN; reflectance far above 1 (DN), mostly negative, beyond the physical
+        limits (undeclared no-data values, spikes) or scaled wrong; thermal bands in degrees
+        Celsius (even in part of the scene), scaled, or as radiance; thermal values in a
+        band marked reflective. The message says what to do.
     """
     at = f" {where}" if where else ""
     if np.issubdtype(values.dtype, np.integer):
@@ -440,43 +522,154 @@ def check_band_values(values: np.ndarray, descriptors: BandDescriptors, where: s
         )
     for i, (name, kind) in enumerate(zip(descriptors.names, descriptors.kinds)):
         band = values[i]
-        if band.ndim == 2 and band.size > _CHECK_PIXELS:
-            # A regular subsample is plenty to tell DN or Celsius from reflectance or K,
-            # and a full-block percentile costs more than the rest of the preprocessing.
-            step = int(np.ceil(np.sqrt(band.size / _CHECK_PIXELS)))
-            band = band[::step, ::step]
-        finite = band[np.isfinite(band)]
-        if finite.size == 0:
+        if band.size == 0:
             continue
+        # fmin/fmax skip NaN without warnings; one pass each over the full band, so a
+        # single spike or a small block of fill cannot hide between subsample points.
+        lo = float(np.fmin.reduce(band, axis=None))
+        hi = float(np.fmax.reduce(band, axis=None))
+        if np.isnan(lo):
+            continue  # all no data: nothing to judge
         if kind == "reflective":
-            # Clouds and snow reach about 1.5 in TOA reflectance; DN are in the thousands.
-            high = np.percentile(finite, 99)
-            if high > 5.0:
-                raise BandError(
-                    f"band {name!r}{at} has values up to {high:.4g}, far above reflectance 1: "
-                    "it looks like integer DN (e.g. reflectance x 10000); scale it to "
-                    "reflectance first (e.g. da / 10000, with the -1000 offset of Sentinel-2 "
-                    "baseline 04.00+: see sensei_xr.radiometry)"
-                )
+            if REFLECTANCE_PLAUSIBLE[0] <= lo and hi <= REFLECTANCE_PLAUSIBLE[1]:
+                continue
+            _check_reflective(band, name, at, lo, hi)
         else:
-            med = float(np.median(finite))
-            if med < 100.0:
-                hint = (
-                    "degrees Celsius? add 273.15; spectral radiance (W/(m2 sr um))? "
-                    "convert with sensei_xr.radiometry.brightness_temperature(L, K1, K2)"
-                    if -90.0 < med < 70.0
-                    else "give brightness temperature in kelvin"
-                )
-                raise BandError(
-                    f"thermal band {name!r}{at} has median {med:.4g}: expected brightness "
-                    f"temperature in kelvin (about 180-340 K); {hint}"
-                )
-            if med > 400.0:
-                raise BandError(
-                    f"thermal band {name!r}{at} has median {med:.4g}: expected brightness "
-                    "temperature in kelvin; it looks like DN or radiance: use "
-                    "sensei_xr.radiometry.brightness_temperature"
-                )
+            if BT_LIMITS_K[0] <= lo and hi <= BT_LIMITS_K[1]:
+                continue
+            _check_thermal(band, name, at)
+    _check_vegetation(values, descriptors, at)
+
+
+def _check_reflective(band: np.ndarray, name: str, at: str, lo: float, hi: float) -> None:
+    sub = _finite(_subsample(band))
+    med = float(np.median(sub)) if sub.size else 0.0
+    if med > 5.0:
+        p1, p99 = np.percentile(sub, [1, 99])
+        if BT_LIMITS_K[0] < p1 and p99 < BT_LIMITS_K[1]:
+            raise BandError(
+                f"band {name!r}{at} is marked reflective but holds values of {p1:.4g}-{p99:.4g} "
+                "(1st-99th percentile), like brightness temperature in kelvin: if it is a "
+                "thermal band, say so with its band_kind coordinate ('thermal') or its "
+                "wavelengths (thermal bands are centred above 3.5 um), e.g. "
+                "sensei_xr.attach_wavelengths(da, sensor)"
+            )
+        raise BandError(
+            f"band {name!r}{at} has a median of {med:.4g}, far above reflectance 1: it looks "
+            "like integer DN (e.g. reflectance x 10000); scale it to reflectance first (e.g. "
+            "da / 10000, with the -1000 offset of Sentinel-2 baseline 04.00+: see "
+            "sensei_xr.radiometry)"
+        )
+    flat = np.asarray(band).reshape(-1)
+    n_valid = int(np.count_nonzero(np.isfinite(flat)))
+    if med < -0.05:
+        raise BandError(
+            f"band {name!r}{at} is mostly negative (median {med:.4g}), which reflectance never "
+            "is (L2A dark water dips to about -0.1 at most). Check the sign and the offset of the "
+            f"conversion to reflectance; if these pixels are no data, {_nodata_hint()}"
+        )
+    if lo < REFLECTANCE_LIMITS[0] or hi > REFLECTANCE_LIMITS[1]:
+        bad = (flat < REFLECTANCE_LIMITS[0]) | (flat > REFLECTANCE_LIMITS[1])
+        what, fill = _describe_outliers(flat, bad, n_valid)
+        raise BandError(
+            f"band {name!r}{at} has {what}: no surface reflects that (reflectance stays within "
+            f"{REFLECTANCE_LIMITS[0]:g} to {REFLECTANCE_LIMITS[1]:g} even when saturated). It "
+            f"looks like an undeclared no-data value or corrupt pixels: {_nodata_hint(fill)}"
+        )
+    n_low = int(np.count_nonzero(flat < REFLECTANCE_PLAUSIBLE[0]))
+    if n_low > PLAUSIBLE_SHARE * n_valid:
+        what, fill = _describe_outliers(flat, flat < REFLECTANCE_PLAUSIBLE[0], n_valid)
+        hint = _nodata_hint(fill)
+        raise BandError(
+            f"band {name!r}{at} has {what}, below reflectance {REFLECTANCE_PLAUSIBLE[0]:g}: "
+            "natural surfaces go at most slightly negative (about -0.1 over dark water). An "
+            "undeclared no-data value (Landsat Collection 2 surface reflectance stores fill "
+            f"as DN 0, which scales to -0.2) or a wrong offset? {hint[0].upper()}{hint[1:]}"
+        )
+    n_high = int(np.count_nonzero(flat > REFLECTANCE_PLAUSIBLE[1]))
+    if n_high > PLAUSIBLE_SHARE * n_valid:
+        what, fill = _describe_outliers(flat, flat > REFLECTANCE_PLAUSIBLE[1], n_valid)
+        raise BandError(
+            f"band {name!r}{at} has {what}, above reflectance {REFLECTANCE_PLAUSIBLE[1]:g}: "
+            "brighter than cloud or snow even at low sun. Is the reflectance scaled wrong "
+            "(e.g. divided by 2500 instead of 10000, or a scale factor applied twice)? If "
+            f"these pixels are no data, {_nodata_hint(fill)}"
+        )
+
+
+def _check_thermal(band: np.ndarray, name: str, at: str) -> None:
+    sub = _finite(_subsample(band))
+    med = float(np.median(sub))
+    if med < BT_LIMITS_K[0]:
+        if -90.0 < med < 70.0 and not (0.0 <= float(np.percentile(sub, 1)) and
+                                       float(np.percentile(sub, 99)) <= 2.0):
+            hint = ("degrees Celsius? add 273.15; spectral radiance (W/(m2 sr um))? convert "
+                    "with sensei_xr.radiometry.brightness_temperature(L, K1, K2)")
+        elif -90.0 < med < 70.0:
+            hint = ("reflectance or already scaled values? then the band is not thermal: check "
+                    "its band_kind coordinate and wavelengths; degrees Celsius? add 273.15")
+        else:
+            hint = "give brightness temperature in kelvin"
+        raise BandError(
+            f"thermal band {name!r}{at} has median {med:.4g}: expected brightness temperature "
+            f"in kelvin (about 180-340 K); {hint}"
+        )
+    if med > BT_LIMITS_K[1]:
+        raise BandError(
+            f"thermal band {name!r}{at} has median {med:.4g}: expected brightness temperature "
+            "in kelvin; it looks like DN or radiance: use "
+            "sensei_xr.radiometry.brightness_temperature"
+        )
+    flat = np.asarray(band).reshape(-1)
+    n_valid = int(np.count_nonzero(np.isfinite(flat)))
+    bad = (flat < BT_LIMITS_K[0]) | (flat > BT_LIMITS_K[1])
+    what, fill = _describe_outliers(flat, bad, n_valid)
+    out = flat[bad]
+    looks_celsius = bool(np.all((out > -100.0) & (out < 80.0)))
+    if looks_celsius and fill is None:
+        raise BandError(
+            f"thermal band {name!r}{at} is in kelvin but has {what}: that part looks like "
+            "degrees Celsius (a mosaic of two sources?); convert it (+273.15) or mask it"
+        )
+    celsius = " (or, if that part is in degrees Celsius, add 273.15 to it)" if looks_celsius else ""
+    raise BandError(
+        f"thermal band {name!r}{at} has {what}: no Earth scene has a brightness temperature "
+        f"outside {BT_LIMITS_K[0]:g}-{BT_LIMITS_K[1]:g} K. It looks like an undeclared no-data "
+        f"value or corrupt pixels: {_nodata_hint(fill)}{celsius}"
+    )
+
+
+def _nearest_band(descriptors: BandDescriptors, span: tuple[float, float]) -> int | None:
+    centres = descriptors.wavelengths_nm[:, 1]
+    ok = [i for i, (c, k) in enumerate(zip(centres, descriptors.kinds))
+          if k == "reflective" and span[0] <= c <= span[1]]
+    mid = sum(span) / 2
+    return min(ok, key=lambda i: abs(centres[i] - mid)) if ok else None
+
+
+def _check_vegetation(values: np.ndarray, descriptors: BandDescriptors, at: str) -> None:
+    """Refuse a scene whose green vegetation is brighter in the NIR than vegetation is."""
+    red, nir = _nearest_band(descriptors, _RED_NM), _nearest_band(descriptors, _NIR_NM)
+    if red is None or nir is None:
+        return
+    r = np.asarray(_subsample(values[red]), dtype=np.float64)
+    n = np.asarray(_subsample(values[nir]), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndvi = (n - r) / (n + r)
+    veg = (ndvi > VEGETATION_NDVI) & (r > 0)
+    n_veg = int(np.count_nonzero(veg))
+    if n_veg < _VEGETATION_MIN_PIXELS:
+        return
+    share = np.count_nonzero(veg & (n > VEGETATION_NIR_MAX)) / n_veg
+    if share > VEGETATION_SHARE:
+        raise BandError(
+            f"the scene{at} is too bright to be reflectance: {share:.0%} of its green "
+            f"vegetation (NDVI > {VEGETATION_NDVI:g}) reflects more than {VEGETATION_NIR_MAX:g} "
+            f"in NIR band {descriptors.names[nir]!r} (median {np.median(n[veg]):.3g}), where "
+            "vegetation reflects at most about 0.7. The reflectance is scaled wrong (e.g. "
+            "divided by 2500 instead of 10000, or a scale factor applied twice): check the "
+            "conversion to reflectance"
+        )
 
 
 def to_model_input(values: np.ndarray, descriptors: BandDescriptors) -> np.ndarray:
