@@ -11,6 +11,7 @@ reflectance and brightness temperature (kelvin) from the product's metadata.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections import Counter
@@ -26,6 +27,9 @@ from ..bands import BandError, attach_wavelengths
 __all__ = ["SceneError", "open_scene", "RASTER_SUFFIXES"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
+# Largest growth in pixel count allowed by resolution= (x4 finer along each axis): beyond
+# it the pixel size is almost certainly in the wrong units.
+_MAX_REFINE = 16
 
 _LANDSAT_SENSORS = {
     "LANDSAT_4": "landsat45_tm",
@@ -91,8 +95,10 @@ def open_scene(
         ``"as_stored"`` or ``"DN"``).
     """
     import rioxarray  # noqa: F401  (registers .rio)
-    import xarray as xr
 
+    _check_chunks(chunks)
+    if resolution is not None:
+        _check_resolution(resolution)
     files, folder = _collect_files(source)
     mtl_path = Path(mtl) if mtl is not None else _find_sidecar(folder, "*MTL*.txt")
     s2_meta_path = _find_sidecar(folder, "MTD_MSIL*.xml")
@@ -181,16 +187,152 @@ def _detect_sensor(mtl_meta, s2_meta_path) -> str | None:
     return None
 
 
+def _check_chunks(chunks) -> None:
+    """Refuse a chunk size that is not a positive number of pixels (before any file is read)."""
+    def ok(v, allow_whole: bool = True) -> bool:
+        return (isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                and (v >= 1 or (allow_whole and v == -1)))
+
+    example = "e.g. chunks=1024 or chunks={'y': 1024, 'x': 1024} (-1: the whole axis), or None"
+    if chunks is None:
+        return
+    if isinstance(chunks, dict):
+        unknown = sorted(set(map(str, chunks)) - {"band", "y", "x"})
+        if unknown:
+            raise SceneError(f"chunks has unknown dimension(s) {unknown}: the scene's dimensions are "
+                             f"band, y and x; {example}")
+        bad = {k: v for k, v in chunks.items() if not ok(v)}
+        if bad:
+            raise SceneError(f"chunks={chunks!r}: sizes must be whole numbers of pixels >= 1 (or -1), "
+                             f"got {bad}; {example}")
+        return
+    if not ok(chunks, allow_whole=False):
+        raise SceneError(f"chunks={chunks!r} is not a chunk size: give a whole number of pixels >= 1; "
+                         f"{example}")
+
+
+def _check_resolution(resolution) -> None:
+    try:
+        value = float(resolution)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(resolution, bool) or not (math.isfinite(value) and value > 0):
+        raise SceneError(f"resolution={resolution!r} is not a pixel size: give a positive number in the "
+                         "units of the files' CRS (metres for UTM), e.g. resolution=30")
+
+
 def _open_raster(path: Path, chunks):
+    """A lazy (band, y, x) DataArray of one file whose chunk reads name the file on failure."""
+    import dask.array as dsa
+    import rasterio
     import rioxarray
+    from dask.base import tokenize
 
     try:
-        return rioxarray.open_rasterio(path, chunks=_chunk_dict(chunks), masked=False)
+        src = rasterio.open(path)
     except Exception as e:  # rasterio raises several types for unreadable files
         raise SceneError(
             f"{path} is not a raster that GDAL can read ({type(e).__name__}: {e}); "
             "give GeoTIFF/COG/JP2 files"
         ) from e
+    with src:
+        _check_complete(path, src)
+    try:
+        # Metadata and coordinates only; pixels are read by _RasterReader, chunk by chunk.
+        meta = rioxarray.open_rasterio(path, masked=False, cache=False)
+    except Exception as e:  # rasterio raises several types for unreadable files
+        raise SceneError(
+            f"{path} is not a raster that GDAL can read ({type(e).__name__}: {e}); "
+            "give GeoTIFF/COG/JP2 files"
+        ) from e
+    stat = path.stat()
+    spec = _chunk_dict(chunks) or {}
+    shape = tuple(meta.shape)
+    chunk_tuple = tuple(n if spec.get(d, -1) == -1 else min(int(spec[d]), n)
+                        for d, n in zip(meta.dims, shape))
+    reader = _RasterReader(path, shape, meta.dtype)
+    data = dsa.from_array(
+        reader, chunks=chunk_tuple, lock=False, asarray=True,
+        meta=np.empty((0,) * len(shape), dtype=meta.dtype),
+        # Same file, same bytes, same chunks -> same graph keys (Dask can share reads).
+        name=f"open_scene-{tokenize(str(path.resolve()), stat.st_size, stat.st_mtime_ns, chunk_tuple)}",
+    )
+    return meta.copy(data=data)
+
+
+class _RasterReader:
+    """Reads windows of one raster file for Dask; a failed read names the file and window.
+
+    GDAL's own message for a truncated file is "Read failed. See previous exception for
+    details", which names nothing: this reader says which file, where, and what to do.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype) -> None:
+        self.path = str(path)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        import rasterio
+        from rasterio.windows import Window
+
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        ranges, squeeze = [], []
+        for axis, (k, n) in enumerate(zip(key, self.shape)):
+            if isinstance(k, (int, np.integer)):
+                k = int(k) + n if k < 0 else int(k)
+                k, _ = slice(k, k + 1), squeeze.append(axis)
+            if not isinstance(k, slice):
+                raise TypeError(f"reading {self.path}: only integer and slice indices, got {k!r}")
+            ranges.append(k.indices(n))
+        (b0, b1, bs), (y0, y1, ys), (x0, x1, xs) = ranges
+        if b1 <= b0 or y1 <= y0 or x1 <= x0:
+            return np.empty((max(0, b1 - b0), max(0, y1 - y0), max(0, x1 - x0)), self.dtype)
+        try:
+            with rasterio.open(self.path) as src:
+                out = src.read(list(range(b0 + 1, b1 + 1)), window=Window(x0, y0, x1 - x0, y1 - y0))
+        except Exception as e:  # noqa: BLE001 - GDAL raises several types; all mean "unreadable"
+            cause = " ".join(str(e.__cause__ or e).split()) or type(e).__name__
+            raise SceneError(
+                f"cannot read {self.path} (rows {y0}:{y1}, cols {x0}:{x1}): {cause}. The file is "
+                "probably truncated or corrupt (an interrupted download or copy?): fetch or write "
+                "it again"
+            ) from e
+        out = out[::bs, ::ys, ::xs]
+        return out.squeeze(tuple(squeeze)) if squeeze else out
+
+
+def _check_complete(path: Path, src) -> None:
+    """Refuse a GeoTIFF whose blocks lie beyond its end (truncated) or cannot be located.
+
+    GDAL opens such files and fails only when the missing blocks are read, deep inside a
+    computation; the block table (offset and size of every block) tells at once.
+    """
+    if src.driver != "GTiff":
+        return
+    size = path.stat().st_size
+    # Pixel-interleaved bands share their blocks: one band's table covers them all.
+    bands = [1] if str(getattr(src.interleaving, "value", src.interleaving)).lower() == "pixel" else \
+        range(1, src.count + 1)
+    for bidx in bands:
+        bh, bw = src.block_shapes[bidx - 1]
+        for y in range(-(-src.height // bh)):
+            for x in range(-(-src.width // bw)):
+                off = src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=bidx)
+                n = src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=bidx)
+                if off is None or n is None:
+                    raise SceneError(
+                        f"{path} is truncated or corrupt: GDAL cannot locate its pixel blocks "
+                        f"(the file has {size:,} bytes); fetch or write it again"
+                    )
+                if int(off) + int(n) > size:
+                    raise SceneError(
+                        f"{path} is truncated: its pixel blocks run to byte {int(off) + int(n):,} but "
+                        f"the file has {size:,} bytes (an interrupted download or copy?); fetch or "
+                        "write it again"
+                    )
 
 
 def _chunk_dict(chunks):
@@ -274,9 +416,17 @@ def _stack_band_files(paths: list[Path], names: list[str], chunks, resolution):
             raise SceneError(f"{p} has {da.sizes['band']} bands; expected one band per file")
         arrays.append(da.isel(band=0, drop=True))
     res = [abs(float(a.rio.resolution()[0])) for a in arrays]
+    unreferenced = [p.name for p, a in zip(paths, arrays) if a.rio.crs is None]
+    if unreferenced and len(unreferenced) < len(arrays):
+        raise SceneError(
+            f"band file(s) {unreferenced} in {paths[0].parent} have no CRS (not georeferenced) "
+            "while the others have one: are they the right files? Georeference them (e.g. "
+            "gdal_edit.py -a_srs) or leave them out with bands=[...]"
+        )
     crs = {str(a.rio.crs) for a in arrays}
     if len(crs) > 1:
-        raise SceneError(f"band files are in different CRSs {sorted(crs)}: reproject them first")
+        by_crs = {c: [p.name for p, a in zip(paths, arrays) if str(a.rio.crs) == c] for c in sorted(crs)}
+        raise SceneError(f"band files are in different CRSs {by_crs}: reproject them to one first")
     if resolution is None:
         counts = Counter(res)
         top = max(counts.values())
@@ -306,6 +456,18 @@ def _reference_grid(arrays, res, resolution):
     bottom = min(float(a.y.min()) - r / 2 for a, r in zip(arrays, res))
     nx = int(round((right - left) / resolution))
     ny = int(round((top - bottom) / resolution))
+    largest = max(a.sizes["x"] * a.sizes["y"] for a in arrays)
+    if nx * ny > _MAX_REFINE * largest or min(nx, ny) < 1:
+        # E.g. a pixel size in metres for a grid in degrees, or a typo: refuse before
+        # allocating the grid's coordinates.
+        crs = arrays[0].rio.crs
+        units = "degrees" if crs is not None and crs.is_geographic else \
+            ((crs.linear_units if crs is not None else "") or "the CRS's units")
+        raise SceneError(
+            f"resolution={resolution:g} would make a {ny:,} x {nx:,} px grid from band files with "
+            f"pixels of {min(res):g} to {max(res):g} ({units}, {crs}): give the pixel size in those "
+            f"units, at most {int(_MAX_REFINE ** 0.5)}x finer than the finest band"
+        )
     return left + resolution * (np.arange(nx) + 0.5), top - resolution * (np.arange(ny) + 0.5)
 
 
