@@ -57,9 +57,24 @@ def dataset_to_bands(ds: xr.Dataset, variables: Sequence[str] | None = None) -> 
     Variable attributes ``wavelength_*_nm`` / ``center_wavelength`` etc. become band
     coordinates; the Dataset's ``sensor`` attribute is kept.
     """
-    names = list(variables) if variables is not None else [
-        k for k, v in ds.data_vars.items() if v.ndim >= 2 and k != "spatial_ref"
-    ]
+    usable = [k for k, v in ds.data_vars.items() if v.ndim >= 2 and k != "spatial_ref"]
+    if variables is not None:
+        if isinstance(variables, str):  # one name, not its letters
+            variables = [variables]
+        names = list(variables)
+        missing = [n for n in names if n not in ds.data_vars]
+        if missing:
+            raise _bands.BandError(
+                f"variables {missing} asked for in variables= are not in the Dataset; its "
+                f"data variables with 2 or more dims are {usable}"
+            )
+        flat = [n for n in names if n not in usable]
+        if flat:
+            raise _bands.BandError(
+                f"variables {flat} have fewer than 2 dims and cannot be bands; use some of {usable}"
+            )
+    else:
+        names = usable
     if not names:
         raise _bands.BandError("the Dataset has no 2-D data variables to use as bands")
     da = ds[names].to_dataarray(dim="band") if hasattr(ds, "to_dataarray") else ds[names].to_array(dim="band")

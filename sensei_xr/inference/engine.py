@@ -36,6 +36,10 @@ NODATA_CLASS = 255
 DEFAULT_CHUNK = 1024
 #: Smallest patch (pixels); smaller scenes are padded to it by edge replication.
 MIN_PATCH = 32
+#: Largest factors between ``resolution=`` and the scene's pixel size: a coarser working
+#: grid loses the clouds' shapes, a finer one multiplies the memory by the factor squared
+#: (the paper used 2 both ways).
+MAX_COARSEN, MAX_REFINE = 16, 4
 
 
 class InferenceError(RuntimeError):
@@ -169,6 +173,18 @@ def _is_pointwise(model) -> bool:
     return isinstance(getattr(model, "head", None), PixelNet)  # 1-pixel receptive field
 
 
+def _check_reflective(desc: BandDescriptors) -> None:
+    """Refuse a band set without a reflective band: over thermal bands alone the model
+    marks clear land as cloud (nothing in its training looks like that)."""
+    if "reflective" not in desc.kinds:
+        raise BandError(
+            f"the bands {list(desc.names)} are all thermal: the model needs reflective bands "
+            "(visible to shortwave infrared), at least one and best several, e.g. blue, red and "
+            "NIR (B2, B4, B5 on Landsat 8; B02, B04, B08 on Sentinel-2); add them (bands=[...]) "
+            "alongside the thermal ones"
+        )
+
+
 def _plan_for(model, shape_yx, patch_size: int, overlap: int, batch_size: int) -> TilingPlan:
     if _is_pointwise(model):
         return TilingPlan(patch=0, stride=1, batch_size=batch_size)
@@ -256,6 +272,7 @@ def class_probabilities(
     da = _select_bands(da, bands, sensor, band_dim)
     desc = _bands.band_descriptors(da, sensor=sensor, band_dim=band_dim)
     _check_band_count(model_obj, desc)
+    _check_reflective(desc)
     if np.issubdtype(da.dtype, np.integer) or da.dtype == bool:
         raise BandError(
             f"the scene holds integers ({da.dtype}): the model needs reflectance (0-1) and "
@@ -308,19 +325,48 @@ def class_probabilities(
     return _georef(result, da)
 
 
-def _at_resolution(da, resolution: float, **kwargs):
-    """Run at a working resolution and return probabilities on the input grid."""
-    ydim, xdim = _spatial_dims(da)
+def _check_resolution(da, resolution, xdim: str) -> tuple[float, float, int]:
+    """(native pixel size, resolution / native, integer factor k) of a sane ``resolution=``."""
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(resolution) or resolution <= 0:
+        raise ValueError(f"resolution must be a positive pixel size in the scene's CRS units (m), "
+                         f"e.g. 60, or None; got {resolution!r}")
+    try:
+        crs = da.rio.crs
+    except Exception:
+        crs = None
+    if crs is not None and crs.is_geographic:
+        raise BandError(
+            f"resolution={resolution} is a pixel size in the scene's CRS units, and its CRS "
+            f"({crs.to_string()}) is geographic (degrees): reproject the scene to a projected CRS "
+            "first (e.g. its UTM zone: da.rio.reproject(da.rio.estimate_utm_crs())), or leave "
+            "resolution unset"
+        )
     native = abs(float(da[xdim][1] - da[xdim][0])) if da.sizes[xdim] > 1 else None
     if not native:
         raise BandError("resolution= needs a scene with regular x coordinates of at least 2 pixels")
     ratio = float(resolution) / native
-    k = int(round(ratio if ratio >= 1 else 1 / ratio))
-    if k < 1 or not np.isclose(ratio if ratio >= 1 else 1 / ratio, k, rtol=1e-3):
+    factor = ratio if ratio >= 1 else 1 / ratio
+    k = int(round(factor))
+    if k < 1 or not np.isclose(factor, k, rtol=1e-3):
         raise BandError(
             f"resolution={resolution} is not an integer multiple or fraction of the scene's "
             f"{native:g} pixel size; choose e.g. {native * 2:g} or {native / 2:g}"
         )
+    if (ratio > 1 and k > MAX_COARSEN) or (ratio < 1 and k > MAX_REFINE):
+        raise BandError(
+            f"resolution={resolution} is {k}x {'coarser' if ratio > 1 else 'finer'} than the "
+            f"scene's {native:g} pixel size; the working grid may be at most {MAX_COARSEN}x coarser "
+            f"or {MAX_REFINE}x finer (e.g. resolution={native * 2:g} or {native / 2:g}); "
+            "resample the scene first for more"
+        )
+    return native, ratio, k
+
+
+def _at_resolution(da, resolution: float, **kwargs):
+    """Run at a working resolution and return probabilities on the input grid."""
+    ydim, xdim = _spatial_dims(da)
+    native, ratio, k = _check_resolution(da, resolution, xdim)
     if k == 1:
         return class_probabilities(da, **kwargs)
     fill = _declared_nodata(da, kwargs.get("nodata"))
