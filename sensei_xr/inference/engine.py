@@ -1,12 +1,15 @@
 """Lazy, chunked, seam-free inference on DataArrays with Dask.
 
 The graph is one ``map_overlap`` over the underlying Dask array ``(time, band, y, x)``:
-each block gets a halo of ``patch - 1`` pixels (reflected at the scene's edges), is tiled
-into patches on a grid anchored at the scene origin, predicted in batches and blended with
-a smooth window (:mod:`sensei_xr.inference.tiling`); only the block's own pixels are
-returned. The result therefore does not depend on the chunking. The task graph carries a
-:class:`~sensei_xr.inference.runtime.ModelRef`, and each worker process loads the model
-once and folds SEnSeI into the first convolution once per band set.
+each block gets a halo of ``patch - 1`` pixels plus the no-data fill's reach (reflected at
+the scene's edges), is tiled into patches on a grid anchored at the scene origin, predicted
+in forward passes of a fixed batch size and blended with a smooth window
+(:mod:`sensei_xr.inference.tiling`); only the block's own pixels are returned. The result
+therefore does not depend on the chunking, with or without no-data: every patch sees the
+same pixels (no-data filled from the scene, not the block) in a pass of the same size.
+
+The task graph carries a :class:`~sensei_xr.inference.runtime.ModelRef`, and each worker
+process loads the model once and folds SEnSeI into the first convolution once per band set.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
 from .runtime import ModelRef, configure_torch_threads, get_runner, resolve_device
-from .tiling import TilingPlan, fill_nodata, halo_for, predict_block
+from .tiling import FILL_REACH, TilingPlan, fill_nodata, halo_for, predict_block
 
 __all__ = [
     "InferenceError",
@@ -297,17 +300,17 @@ def class_probabilities(
         # DeepLab head take about 2.5x longer each in batches of 8, measured on 2 cores).
         batch_size = 32 if device.startswith("cuda") else 1
     plan = _plan_for(model_obj, data.shape[-2:], patch_size, overlap, batch_size)
-    halo = halo_for(plan)
+    halo = _halo(plan, data.shape[-2:])
     data = data.astype(np.float32).rechunk({0: 1, 1: -1})
-    if halo:
-        data = data.rechunk({2: _merge_small_chunks(data.chunks[2], halo),
-                             3: _merge_small_chunks(data.chunks[3], halo)})
+    if halo[0] or halo[1]:
+        data = data.rechunk({2: _merge_small_chunks(data.chunks[2], halo[0]),
+                             3: _merge_small_chunks(data.chunks[3], halo[1])})
     classes = tuple(model_obj.classes)
     fn = _BlockPredictor(ref, desc, plan, fill, device, data.chunks, halo, len(classes))
     out_chunks = (data.chunks[0], (len(classes),), data.chunks[2], data.chunks[3])
-    if halo:
+    if halo[0] or halo[1]:
         probs = dsa.map_overlap(
-            fn, data, depth={0: 0, 1: 0, 2: halo, 3: halo}, boundary="reflect",
+            fn, data, depth={0: 0, 1: 0, 2: halo[0], 3: halo[1]}, boundary="reflect",
             trim=False, chunks=out_chunks, dtype=np.float32, meta=np.array((), np.float32),
         )
     else:
@@ -323,6 +326,19 @@ def class_probabilities(
                           name="class_probability")
     result.attrs = _provenance(model_obj, ref, desc)
     return _georef(result, da)
+
+
+def _halo(plan: TilingPlan, shape_yx) -> tuple[int, int]:
+    """Halo per spatial axis: the patches' reach, plus the no-data fill's where it fits.
+
+    With the fill's reach too, every pixel a patch sees is filled as on the whole scene.
+    An axis shorter than that is one chunk in any chunking (chunks are merged to at least
+    the halo), so the patches' reach alone keeps it chunking-invariant.
+    """
+    reach = halo_for(plan)
+    if not reach:
+        return (0, 0)
+    return tuple(reach + FILL_REACH if n >= reach + FILL_REACH else reach for n in shape_yx)
 
 
 def _check_resolution(da, resolution, xdim: str) -> tuple[float, float, int]:
@@ -443,7 +459,10 @@ class _BlockPredictor:
         self.plan = plan
         self.fill = fill
         self.device = device
-        self.halo = halo
+        self.halo = tuple(halo)
+        # Far no-data pixels take the value no data has in training (0, as reflectance
+        # and kelvin; see sensei_xr.training): a constant, so it cannot depend on the block.
+        self.far = _bands.to_model_input(np.zeros((len(desc.names), 1), np.float32), desc)[:, 0]
         self.row_starts = np.concatenate([[0], np.cumsum(chunks[2])]).tolist()
         self.col_starts = np.concatenate([[0], np.cumsum(chunks[3])]).tolist()
         self.ny, self.nx = self.row_starts[-1], self.col_starts[-1]
@@ -463,8 +482,8 @@ class _BlockPredictor:
 
     def _predict(self, block, bounds, where):
         r0, r1, c0, c1 = bounds
-        h = self.halo
-        core = (slice(h, h + r1 - r0), slice(h, h + c1 - c0))
+        hy, hx = self.halo
+        core = (slice(hy, hy + r1 - r0), slice(hx, hx + c1 - c0))
         desc = BandDescriptors(self.names, self.wavelengths, self.kinds)
         out = []
         for x in block:  # time steps (one per block)
@@ -478,10 +497,10 @@ class _BlockPredictor:
                 x = np.where(invalid[None], np.float32(np.nan), x)
             _bands.check_band_values(x[:, core[0], core[1]], desc, where=where)
             x = _bands.to_model_input(x, desc)
-            x = fill_nodata(x, ~invalid)
+            x = fill_nodata(x, ~invalid, far=self.far)
             configure_torch_threads()
             run = get_runner(self.ref, desc.normalised(), desc.key, self.device)
-            probs = predict_block(x, run, self.plan, (r0 - h, c0 - h), core, self.device)
+            probs = predict_block(x, run, self.plan, (r0 - hy, c0 - hx), core, self.device)
             probs[:, invalid[core]] = np.nan
             out.append(probs.astype(np.float32))
         return np.stack(out)

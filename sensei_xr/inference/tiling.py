@@ -4,7 +4,8 @@ Patches sit on a grid anchored at the scene's origin, not at the block's: patch 
 along an axis covers global pixels ``[k * stride, k * stride + patch)``. A pixel's
 prediction is the window-weighted mean of the patches that cover it, so it depends on the
 scene only, never on how the scene was chunked, provided each block carries a halo of
-``patch - 1`` pixels (see :func:`halo_for`).
+``patch - 1`` pixels (see :func:`halo_for`), plus :data:`FILL_REACH` pixels where the
+scene has no data (:func:`fill_nodata` looks that far).
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["TilingPlan", "blend_window", "halo_for", "fill_nodata", "predict_block"]
+__all__ = ["TilingPlan", "FILL_REACH", "blend_window", "halo_for", "fill_nodata", "predict_block"]
+
+#: Rounds of 3x3 neighbour averaging in :func:`fill_nodata`, which is also how far (pixels)
+#: a filled value can depend on the input: a block needs this much halo beyond what its
+#: patches see for the fill there to be the same in every chunking.
+FILL_REACH = 8
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,15 @@ def blend_window(patch: int, floor: float = 1e-3) -> np.ndarray:
     return np.outer(w1, w1).astype(np.float32)
 
 
-def fill_nodata(x: np.ndarray, valid: np.ndarray, iterations: int = 8) -> np.ndarray:
+def fill_nodata(x: np.ndarray, valid: np.ndarray, far: float | np.ndarray = 0.0,
+                iterations: int = FILL_REACH) -> np.ndarray:
     """Fill no-data pixels from their valid neighbours, so no fill value leaks into the
     network's view of nearby pixels.
+
+    A filled value depends only on the input within ``iterations`` pixels (Chebyshev
+    distance) and on ``far``, never on the extent of ``x``, except within ``iterations``
+    pixels of its edge (treated as no data beyond): on a block with that much extra
+    halo the fill is the same as on the whole scene.
 
     Parameters
     ----------
@@ -75,9 +87,13 @@ def fill_nodata(x: np.ndarray, valid: np.ndarray, iterations: int = 8) -> np.nda
         (N, H, W) float32 values.
     valid : numpy.ndarray
         (H, W) bool, True where all bands hold data.
+    far : float or numpy.ndarray
+        Value per band (scalar or (N,)) of the pixels more than ``iterations`` pixels from
+        any valid one. A constant, not a statistic of ``x``: a statistic of the block
+        would make the result depend on the chunking.
     iterations : int
-        Rounds of 3x3 neighbour averaging; pixels still unfilled after them take the
-        band's mean over the valid pixels within reach, or 0 without any.
+        Rounds of 3x3 neighbour averaging: a pixel ``d <= iterations`` pixels from the
+        nearest valid one takes, in round ``d``, the mean of its neighbours filled before.
 
     Returns
     -------
@@ -98,13 +114,10 @@ def fill_nodata(x: np.ndarray, valid: np.ndarray, iterations: int = 8) -> np.nda
             break
         out[:, grow] = s[:, grow] / c[grow]
         known = np.where(grow, 1.0, known).astype(np.float32)
-    if not known.all():
-        rest = known == 0
-        if valid.any():
-            means = np.array([b[valid].mean() for b in out], dtype=np.float32)
-        else:
-            means = np.zeros(out.shape[0], np.float32)
-        out[:, rest] = means[:, None]
+    rest = known == 0
+    if rest.any():
+        far_values = np.broadcast_to(np.asarray(far, dtype=np.float32), (out.shape[0],))
+        out[:, rest] = far_values[:, None]
     return out
 
 
