@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import dask
 import dask.array
 import numpy as np
@@ -83,9 +85,17 @@ def test_lazy_and_georeferenced(l8, model_path, tmp_path):
 
 def test_chunking_invariance(l8, model_path):
     kw = dict(model=model_path, patch_size=64, overlap=16)
-    whole = l8.sensei.cloud_probability(**kw).compute(scheduler="sync")
-    # Chunks smaller than the patch and an uneven last chunk; rechunked for the halo.
-    small = l8.chunk({"y": 37, "x": 50}).sensei.cloud_probability(**kw).compute(scheduler="threads")
+    before = torch.get_num_threads()
+    # The threaded scheduler's default pool has a thread per core, so each task gets
+    # cores // cores = 1 torch thread; the synchronous one keeps the caller's setting: with
+    # one thread here too, the float rounding is the same under both schedulers.
+    torch.set_num_threads(1)
+    try:
+        whole = l8.sensei.cloud_probability(**kw).compute(scheduler="sync")
+        # Chunks smaller than the patch and an uneven last chunk; rechunked for the halo.
+        small = l8.chunk({"y": 37, "x": 50}).sensei.cloud_probability(**kw).compute(scheduler="threads")
+    finally:
+        torch.set_num_threads(before)
     # Exact: every patch is predicted from the same pixels in a pass of the same size.
     np.testing.assert_array_equal(small.values, whole.values)
     assert np.std(whole.values) > 1e-3  # the test model's output varies in space
@@ -289,10 +299,10 @@ def test_threads_load_and_fold_a_model_once(model_path, monkeypatch):
         loads.append(threading.get_ident())
         return real(ref, device)
 
-    monkeypatch.setattr(runtime, "_load_uncached", counting)
-    monkeypatch.setattr(runtime, "_MODELS", {})
-    monkeypatch.setattr(runtime, "_FOLDED", {})
     ref = runtime.ModelRef.from_model(load_model(model_path))
+    monkeypatch.setattr(runtime, "_load_uncached", counting)
+    monkeypatch.setattr(runtime, "_MODELS", OrderedDict())
+    monkeypatch.setattr(runtime, "_FOLDED", OrderedDict())
     desc = BandDescriptors.from_sensor("landsat8_oli_tirs", ["B2", "B3", "B4", "B5"])
     barrier = threading.Barrier(6)
     runners = []

@@ -4,23 +4,29 @@ The graph is one ``map_overlap`` over the underlying Dask array ``(time, band, y
 each block gets a halo of ``patch - 1`` pixels plus the no-data fill's reach (reflected at
 the scene's edges), is tiled into patches on a grid anchored at the scene origin, predicted
 in forward passes of a fixed batch size and blended with a smooth window
-(:mod:`sensei_xr.inference.tiling`); only the block's own pixels are returned. The result
-therefore does not depend on the chunking, with or without no-data: every patch sees the
-same pixels (no-data filled from the scene, not the block) in a pass of the same size.
+(:mod:`sensei_xr.inference.tiling`); only the block's own pixels are returned.
+
+The result does not depend on the chunking, bit for bit, with or without no-data: every
+patch sees the same pixels (no-data filled from the scene, not the block) in a forward pass
+of the same size. What it does depend on is the device and, on a CPU, torch's thread count
+(float rounding, about 1e-6): the synchronous scheduler runs with the caller's setting, the
+threaded one and ``dask.distributed`` with ``cores / concurrent tasks`` threads.
 
 The task graph carries a :class:`~sensei_xr.inference.runtime.ModelRef`, and each worker
-process loads the model once and folds SEnSeI into the first convolution once per band set.
+process loads the model once and folds SEnSeI into the first convolution once per band
+set (both caches bounded); ``device="auto"`` and the default batch size are decided there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
 
 from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
-from .runtime import ModelRef, configure_torch_threads, get_runner, resolve_device
+from .runtime import ModelRef, check_device, get_runner, resolve_device, torch_threads
 from .tiling import FILL_REACH, TilingPlan, fill_nodata, halo_for, predict_block
 
 __all__ = [
@@ -60,13 +66,13 @@ def _resolve_model(model):
 
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         obj = load_model(model)
-    else:
-        obj = model
-    if not hasattr(obj, "classes"):
+        return obj, ModelRef.for_loaded(obj)
+    if not hasattr(model, "classes") or not hasattr(model, "state_dict"):
         raise TypeError(
             f"model must be a registry name, a weights path or a sensei_xr CloudModel, got {type(model).__name__}"
         )
-    return obj, ModelRef.from_model(obj)
+    # By its weights: a loaded model edited in place is not its file's model any more.
+    return model, ModelRef.from_model(model)
 
 
 def _spatial_dims(da) -> tuple[str, str]:
@@ -188,7 +194,7 @@ def _check_reflective(desc: BandDescriptors) -> None:
         )
 
 
-def _plan_for(model, shape_yx, patch_size: int, overlap: int, batch_size: int) -> TilingPlan:
+def _plan_for(model, shape_yx, patch_size: int, overlap: int, batch_size: int = 1) -> TilingPlan:
     if _is_pointwise(model):
         return TilingPlan(patch=0, stride=1, batch_size=batch_size)
     smallest = min(shape_yx)
@@ -237,12 +243,14 @@ def class_probabilities(
     sensor : str, optional
         Catalog sensor for band names without wavelengths.
     device : str
-        ``"auto"`` (CUDA with half precision when present, else CPU), ``"cpu"``, ``"cuda"``.
+        ``"auto"`` (CUDA with half precision when the worker has it, else CPU; decided
+        where each block runs, not where the graph is built), ``"cpu"``, ``"cuda"``.
     patch_size, overlap : int
         Patch size and overlap between neighbouring patches, pixels.
     batch_size : int, optional
-        Patches per forward pass; default 1 on CPU (fastest there), 32 on CUDA. The last
-        pass of a block is padded to this size so that results never depend on chunking.
+        Patches per forward pass; default 1 on CPU (fastest there), 32 on CUDA (decided on
+        the worker, with the device). The last pass of a block is padded to this size so
+        that results never depend on chunking.
     nodata : float, optional
         Fill value marking no data (besides NaN); default the DataArray's declared nodata.
     band_dim : str
@@ -266,6 +274,7 @@ def class_probabilities(
                               nodata=nodata, band_dim=band_dim)
 
     _check_tiling_args(patch_size, overlap, batch_size)
+    check_device(device)
     model_obj, ref = _resolve_model(model)
     if band_dim not in da.dims:
         raise BandError(
@@ -294,19 +303,15 @@ def class_probabilities(
         # A scene smaller than the smallest patch is padded (edge values) and cropped back.
         pad = ((0, 0), (0, 0), (0, max(0, MIN_PATCH - ny)), (0, max(0, MIN_PATCH - nx)))
         data = dsa.pad(data, pad, mode="edge")
-    device = resolve_device(device)
-    if batch_size is None:
-        # On a CPU one patch per pass is fastest (it stays in cache: 256 px patches of the
-        # DeepLab head take about 2.5x longer each in batches of 8, measured on 2 cores).
-        batch_size = 32 if device.startswith("cuda") else 1
-    plan = _plan_for(model_obj, data.shape[-2:], patch_size, overlap, batch_size)
+    # The batch size only matters on the worker (with the device it picks).
+    plan = _plan_for(model_obj, data.shape[-2:], patch_size, overlap)
     halo = _halo(plan, data.shape[-2:])
     data = data.astype(np.float32).rechunk({0: 1, 1: -1})
     if halo[0] or halo[1]:
         data = data.rechunk({2: _merge_small_chunks(data.chunks[2], halo[0]),
                              3: _merge_small_chunks(data.chunks[3], halo[1])})
     classes = tuple(model_obj.classes)
-    fn = _BlockPredictor(ref, desc, plan, fill, device, data.chunks, halo, len(classes))
+    fn = _BlockPredictor(ref, desc, plan, fill, device, batch_size, data.chunks, halo, len(classes))
     out_chunks = (data.chunks[0], (len(classes),), data.chunks[2], data.chunks[3])
     if halo[0] or halo[1]:
         probs = dsa.map_overlap(
@@ -427,7 +432,10 @@ def _provenance(model, ref: ModelRef, desc: BandDescriptors) -> dict:
     card = getattr(model, "card", None) or {}
     return {
         "model": str(card.get("name", ref.source)),
+        # A file's sha256, or for weights that are no file's (never saved, or edited since
+        # loading) the sha256 of the state dict.
         "model_sha256": ref.sha256,
+        "model_weights": "in memory" if ref.in_memory else "file",
         "bands_used": ",".join(desc.names),
         "classes": ",".join(model.classes),
     }
@@ -448,9 +456,13 @@ def _georef(result, template):
 
 
 class _BlockPredictor:
-    """The per-block function; small and picklable (no model inside)."""
+    """The per-block function; small and picklable (no model inside).
 
-    def __init__(self, ref, desc, plan, fill, device, chunks, halo, n_classes):
+    ``device`` may be ``"auto"`` and ``batch_size`` None: both are decided where the block
+    runs, so a graph built on a machine without a GPU uses the workers' GPUs.
+    """
+
+    def __init__(self, ref, desc, plan, fill, device, batch_size, chunks, halo, n_classes):
         self.ref = ref
         self.n_classes = n_classes
         self.names = desc.names
@@ -459,6 +471,7 @@ class _BlockPredictor:
         self.plan = plan
         self.fill = fill
         self.device = device
+        self.batch_size = batch_size
         self.halo = tuple(halo)
         # Far no-data pixels take the value no data has in training (0, as reflectance
         # and kelvin; see sensei_xr.training): a constant, so it cannot depend on the block.
@@ -485,6 +498,11 @@ class _BlockPredictor:
         hy, hx = self.halo
         core = (slice(hy, hy + r1 - r0), slice(hx, hx + c1 - c0))
         desc = BandDescriptors(self.names, self.wavelengths, self.kinds)
+        device = resolve_device(self.device)
+        # One patch per pass is fastest on a CPU (it stays in cache: 256 px patches of the
+        # DeepLab head take about 2.5x longer each in batches of 8, measured on 2 cores).
+        batch = self.batch_size or (32 if device.startswith("cuda") else 1)
+        plan = dataclasses.replace(self.plan, batch_size=batch)
         out = []
         for x in block:  # time steps (one per block)
             invalid = ~np.isfinite(x).all(axis=0)
@@ -498,9 +516,10 @@ class _BlockPredictor:
             _bands.check_band_values(x[:, core[0], core[1]], desc, where=where)
             x = _bands.to_model_input(x, desc)
             x = fill_nodata(x, ~invalid, far=self.far)
-            configure_torch_threads()
-            run = get_runner(self.ref, desc.normalised(), desc.key, self.device)
-            probs = predict_block(x, run, self.plan, (r0 - hy, c0 - hx), core, self.device)
+            # Threads for this scheduler while the block runs; the thread's own after.
+            with torch_threads():
+                run = get_runner(self.ref, desc.normalised(), desc.key, device)
+                probs = predict_block(x, run, plan, (r0 - hy, c0 - hx), core, device)
             probs[:, invalid[core]] = np.nan
             out.append(probs.astype(np.float32))
         return np.stack(out)

@@ -1,28 +1,70 @@
-"""Per-process model runtime: device choice, a model cache, torch threads.
+"""Per-process model runtime: device choice, bounded model caches, torch threads.
 
-Task graphs carry a :class:`ModelRef` (a name or path plus the weights' sha256), never
-the model itself: each worker process loads the model once, keeps it in
-``_MODELS``, and keeps one folded network per band set in ``_FOLDED``.
+Task graphs carry a :class:`ModelRef` (a name or path plus the weights' sha256, or the
+hash of an in-memory model's weights), never the model itself: each worker process loads
+a model once and keeps the :data:`MODEL_CACHE_SIZE` most recently used in ``_MODELS``,
+and keeps one folded network per model, band set and device, the
+:data:`FOLDED_CACHE_SIZE` most recently used, in ``_FOLDED``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+import weakref
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import numpy as np
 
-__all__ = ["ModelRef", "resolve_device", "get_runner", "configure_torch_threads"]
+__all__ = [
+    "ModelRef",
+    "resolve_device",
+    "check_device",
+    "get_runner",
+    "torch_threads",
+    "MODEL_CACHE_SIZE",
+    "FOLDED_CACHE_SIZE",
+]
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"${name} must be a positive integer (entries kept per process), got {text!r}")
+    return value
+
+
+#: Loaded models kept per process, least recently used dropped first
+#: (``$SENSEI_XR_MODEL_CACHE``). The default model takes about 11 MiB.
+MODEL_CACHE_SIZE = _env_int("SENSEI_XR_MODEL_CACHE", 2)
+#: Folded networks (one per model, band set and device) kept per process, least recently
+#: used dropped first (``$SENSEI_XR_FOLDED_CACHE``). One of the default model takes
+#: about 11.5 MiB and 35 ms to fold on a CPU core.
+FOLDED_CACHE_SIZE = _env_int("SENSEI_XR_FOLDED_CACHE", 8)
 
 _LOCK = threading.Lock()
-# One lock per cache key: the first task of a process loads (and folds) a model while the
-# others wait for it, instead of every Dask thread loading its own copy at once.
-_KEY_LOCKS: dict[tuple, threading.Lock] = {}
-_MODELS: dict[tuple, object] = {}
-_FOLDED: dict[tuple, object] = {}
-# Models handed over as Python objects (not loadable by name in another process).
-_IN_MEMORY: dict[str, object] = {}
+# Per-key loading: the first task of a process loads (and folds) a model while the
+# others asking for the same key wait for it, instead of every Dask thread loading its
+# own copy at once. Entries live only while someone is making or waiting for the key.
+_KEY_LOCKS: dict[tuple, "_Pending"] = {}
+_MODELS: "OrderedDict[tuple, object]" = OrderedDict()
+_FOLDED: "OrderedDict[tuple, object]" = OrderedDict()
+# Private copies of models handed over as Python objects, by ModelRef.source. Weak: a
+# copy lives as long as a graph (its ModelRef) or the model cache holds it.
+_IN_MEMORY: "weakref.WeakValueDictionary[str, object]" = weakref.WeakValueDictionary()
+# State hash of the weights in a file, by (source, file sha256): tells whether a loaded
+# model object still holds its file's weights. Small values; bounded all the same.
+_FILE_STATE: "OrderedDict[tuple[str, str], str | None]" = OrderedDict()
+_FILE_STATE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -32,40 +74,131 @@ class ModelRef:
     Attributes
     ----------
     source : str
-        Registry name or weights path; ``"memory:<sha>"`` for a model object registered in
-        this process (threaded schedulers only).
+        Registry name or weights path; ``"memory:<sha>"`` for a model object whose weights
+        are not those of a file (never saved, or edited since it was loaded or saved).
     sha256 : str
-        The weights' sha256, part of cache keys.
+        The weights file's sha256, or for ``memory:`` models the hash of the weights
+        (state dict); part of cache keys.
     """
 
     source: str
     sha256: str
+    # The private copy of an in-memory model: kept alive by the graph that holds this
+    # reference, never pickled (a distributed worker gets a clear error instead).
+    _model: object = field(default=None, compare=False, repr=False)
+
+    def __reduce__(self):
+        return (ModelRef, (self.source, self.sha256))
+
+    @property
+    def in_memory(self) -> bool:
+        return self.source.startswith("memory:")
 
     @classmethod
     def from_model(cls, model) -> "ModelRef":
-        """Reference a loaded model; in-memory models are registered in this process."""
+        """Reference a model object by its weights.
+
+        A model loaded from a file (``source`` and ``sha256`` set by
+        :func:`~sensei_xr.models.load_model`) whose weights are still the file's is
+        referenced by the file, so any process can load it. Any other model, including a
+        loaded one edited in place (fine-tuned, batch-norm recalibrated), is referenced by
+        the hash of its current weights and copied: later edits to the caller's module do
+        not change a graph already built.
+        """
         import copy
 
+        state = _state_sha(model)
         source = getattr(model, "source", None)
-        sha = getattr(model, "sha256", None) or _state_sha(model)
-        if source is None:
-            source = f"memory:{sha}"
-            with _LOCK:
-                if source not in _IN_MEMORY:
-                    # A private copy in eval mode: moving it to a device or running it
-                    # never touches the caller's module.
-                    _IN_MEMORY[source] = copy.deepcopy(model).cpu().eval()
-        return cls(str(source), sha)
+        file_sha = getattr(model, "sha256", None)
+        if source is not None and file_sha is not None and _file_state_sha(str(source), str(file_sha)) == state:
+            return cls(str(source), str(file_sha))
+        key = f"memory:{state}"
+        with _LOCK:
+            private = _IN_MEMORY.get(key)
+            if private is None:
+                # A private copy in eval mode: moving it to a device or running it never
+                # touches the caller's module.
+                private = copy.deepcopy(model).cpu().eval()
+                _IN_MEMORY[key] = private
+        return cls(key, state, private)
+
+    @classmethod
+    def for_loaded(cls, model) -> "ModelRef":
+        """Reference a model just loaded from its file (weights known to be the file's)."""
+        source, file_sha = str(model.source), str(model.sha256)
+        with _LOCK:
+            known = (source, file_sha) in _FILE_STATE
+        if not known:
+            _remember_file_state(source, file_sha, _state_sha(model))
+        return cls(source, file_sha)
 
 
 def _state_sha(model) -> str:
+    """sha256 of a module's state dict (names, dtypes, shapes and bytes): its weights.
+
+    About 10 ms for the default model (11 MiB): computed on every call, so an edit made
+    in any way (in place, through ``.data``, by ``load_state_dict``) is always seen.
+    """
     import hashlib
 
+    import torch
+
     h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().numpy().tobytes())
+    for k, v in model.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))  # any dtype, bf16 too
     return h.hexdigest()
+
+
+def _remember_file_state(source: str, file_sha: str, state: str | None) -> None:
+    with _LOCK:
+        _FILE_STATE[(source, file_sha)] = state
+        _FILE_STATE.move_to_end((source, file_sha))
+        while len(_FILE_STATE) > _FILE_STATE_SIZE:
+            _FILE_STATE.popitem(last=False)
+
+
+def _file_state_sha(source: str, file_sha: str) -> str | None:
+    """State hash of the weights file ``source`` if its sha256 is ``file_sha``, else None.
+
+    Loads the file once per process and (source, sha); the loaded model goes to the model
+    cache, so the CPU runtime does not load it a second time.
+    """
+    with _LOCK:
+        if (source, file_sha) in _FILE_STATE:
+            _FILE_STATE.move_to_end((source, file_sha))
+            return _FILE_STATE[(source, file_sha)]
+    from ..models import load_model
+
+    try:
+        loaded = load_model(source)
+    except Exception:  # moved, deleted or replaced: the object is not the file's model
+        return None
+    state = _state_sha(loaded) if getattr(loaded, "sha256", None) == file_sha else None
+    if state is not None:
+        _put(_MODELS, (source, file_sha, "cpu"), loaded.eval(), MODEL_CACHE_SIZE)
+    _remember_file_state(source, file_sha, state)
+    return state
+
+
+def check_device(device: str) -> None:
+    """Refuse a device string torch cannot parse (``"auto"`` is always accepted).
+
+    Availability is checked where the work runs (:func:`resolve_device`), so a graph
+    built on a machine without a GPU can run on workers with one.
+    """
+    import torch
+
+    if not isinstance(device, str):
+        raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "auto":
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"device={device!r} is not a torch device: use 'auto' (CUDA when the worker "
+                         "has one, else CPU), 'cpu', 'cuda' or 'cuda:N'") from e
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -79,72 +212,154 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def configure_torch_threads() -> int:
-    """Give torch ``cores / concurrent tasks`` threads so workers x threads fit the cores.
+def _cores() -> int:
+    from dask.system import CPU_COUNT  # cores this process may use (affinity, cgroup quota)
 
-    Under ``dask.distributed`` the concurrent tasks on a host are the worker's thread
-    count times the workers on the host: ``$SENSEI_XR_WORKERS_PER_HOST`` if set, else
-    ``cores // threads_per_worker`` (the most that fit without oversubscription, which is
-    what ``LocalCluster`` starts by default). Under the threaded scheduler: dask's pool size.
+    return max(1, int(CPU_COUNT))
+
+
+def _dask_pool_size() -> int | None:
+    """Threads of the dask thread pool running the current task; None outside one.
+
+    The threaded scheduler runs tasks on a pool's threads; the synchronous scheduler runs
+    them on the thread that called ``compute``, which belongs to no dask pool.
     """
-    import torch
+    import dask
+    import dask.threaded as threaded
 
-    cores = os.cpu_count() or 1
+    me = threading.current_thread()
+    pools = [threaded.default_pool, dask.config.get("pool", None)]
+    with threaded.pools_lock:
+        pools += [p for per_thread in threaded.pools.values() for p in per_thread.values()]
+    for pool in pools:
+        if me in getattr(pool, "_threads", ()):
+            return max(1, int(getattr(pool, "_max_workers", 1)))
+    return None
+
+
+def _threads_for_this_task() -> int | None:
+    """Torch threads for a task, from the scheduler running it; None: leave as they are.
+
+    * ``dask.distributed``: ``cores / concurrent tasks on the host``, where those are the
+      worker's threads times the workers on the host: ``$SENSEI_XR_WORKERS_PER_HOST`` if
+      set, else ``cores // threads_per_worker`` (what ``LocalCluster`` starts by default).
+    * threaded scheduler: ``cores // pool threads``.
+    * synchronous scheduler: the caller's own setting (torch's default: every physical
+      core): the task runs on the caller's thread, alone.
+    """
+    cores = _cores()
     try:
         from distributed import get_worker
 
         nthreads = max(1, int(get_worker().state.nthreads))
-        per_host = int(os.environ.get("SENSEI_XR_WORKERS_PER_HOST", max(1, cores // nthreads)))
-        concurrent = nthreads * per_host
     except (ImportError, ValueError, AttributeError):
-        import dask
+        nthreads = None
+    if nthreads is not None:
+        per_host = int(os.environ.get("SENSEI_XR_WORKERS_PER_HOST", max(1, cores // nthreads)))
+        return max(1, cores // max(1, nthreads * per_host))
+    pool = _dask_pool_size()
+    if pool is None:
+        return None
+    return max(1, cores // pool)
 
-        concurrent = int(dask.config.get("num_workers", None) or cores)
-    threads = max(1, cores // max(1, concurrent))
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return threads
+
+@contextmanager
+def torch_threads(threads: int | None = None) -> Iterator[int]:
+    """Run a block with ``threads`` torch threads (default: from the scheduler running
+    this task, see :func:`_threads_for_this_task`), then restore the thread's setting.
+
+    torch's CPU thread count is per thread (OpenMP), and new threads start from the last
+    value set anywhere; restoring it keeps both the caller's and later threads' settings.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = _threads_for_this_task() if threads is None else threads
+    wanted = before if wanted is None else int(wanted)
+    if wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
-def _cached(cache: dict, key: tuple, make):
-    """``cache[key]``, made by ``make()`` once per process however many threads ask at once."""
+class _Pending:
+    """A key being made: its lock, how many threads want it, and the value once made."""
+
+    __slots__ = ("lock", "users", "value")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.value = None
+
+
+def _put(cache: OrderedDict, key: tuple, value, limit: int) -> None:
     with _LOCK:
-        lock = _KEY_LOCKS.setdefault(key, threading.Lock())
-    with lock:
-        with _LOCK:
-            value = cache.get(key)
-        if value is None:
-            value = make()
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > max(1, int(limit)):
+            cache.popitem(last=False)
+
+
+def _cached(cache: OrderedDict, key: tuple, make: Callable[[], object], limit: int):
+    """``cache[key]``, made by ``make()`` once however many threads ask at once; the cache
+    keeps the ``limit`` most recently used keys."""
+    with _LOCK:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        pending = _KEY_LOCKS.get(key)
+        if pending is None:
+            pending = _KEY_LOCKS[key] = _Pending()
+        pending.users += 1
+    try:
+        with pending.lock:
+            if pending.value is not None:  # made by another thread while this one waited
+                return pending.value
             with _LOCK:
-                cache[key] = value
-    return value
+                value = cache.get(key)
+            if value is None:
+                value = make()
+                _put(cache, key, value, limit)
+            pending.value = value
+            return value
+    finally:
+        with _LOCK:
+            pending.users -= 1
+            if pending.users == 0 and _KEY_LOCKS.get(key) is pending:
+                del _KEY_LOCKS[key]
 
 
 def _load(ref: ModelRef, device: str):
-    return _cached(_MODELS, (ref.source, ref.sha256, device), lambda: _load_uncached(ref, device))
+    return _cached(_MODELS, (ref.source, ref.sha256, device), lambda: _load_uncached(ref, device),
+                   MODEL_CACHE_SIZE)
 
 
 def _load_uncached(ref: ModelRef, device: str):
-    if ref.source.startswith("memory:"):
+    if ref.in_memory:
         import copy
 
-        model = _IN_MEMORY.get(ref.source)
-        if model is not None and device != "cpu":
-            model = copy.deepcopy(model)
+        model = ref._model if ref._model is not None else _IN_MEMORY.get(ref.source)
         if model is None:
             raise RuntimeError(
-                "this model was passed as a Python object and is not known in this worker "
-                "process; on a distributed cluster save it (sensei_xr.models.save_model) and "
-                "pass its path as model=..."
+                "this model was passed as a Python object (never saved, or edited since it was "
+                "loaded or saved) and is not known in this worker process; on a distributed "
+                "cluster save it (sensei_xr.models.save_model) and pass the saved path as model=..."
             )
+        if device != "cpu":
+            model = copy.deepcopy(model)
     else:
         from ..models import load_model
 
         model = load_model(ref.source)
         if getattr(model, "sha256", ref.sha256) != ref.sha256:
             raise RuntimeError(
-                f"the weights of {ref.source!r} changed since the graph was built "
-                f"(sha256 {getattr(model, 'sha256', '?')[:12]} != {ref.sha256[:12]})"
+                f"the weights file of {ref.source!r} changed since the graph was built "
+                f"(sha256 {getattr(model, 'sha256', '?')[:12]} != {ref.sha256[:12]}); build the "
+                "graph again"
             )
     return model.to(device).eval()
 
@@ -153,7 +368,8 @@ def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, dev
     """A function from a (B, N, P, P) float32 torch batch on ``device`` to (B, C, P, P)
     float32 probabilities on ``device`` (float16 autocast on CUDA).
 
-    The folded network for this band set is built once per process and reused.
+    The folded network for this model, band set and device is built once per process and
+    reused while it is among the :data:`FOLDED_CACHE_SIZE` most recently used.
     """
     import torch
 
@@ -165,7 +381,7 @@ def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, dev
                 return model.for_bands(desc).to(device).eval()
             return _Baseline(model, desc)
 
-    net = _cached(_FOLDED, (ref.source, ref.sha256, device, band_key), fold)
+    net = _cached(_FOLDED, (ref.source, ref.sha256, device, band_key), fold, FOLDED_CACHE_SIZE)
     use_half = device.startswith("cuda")
 
     def run(batch):

