@@ -215,6 +215,32 @@ def test_fill_nodata_uses_neighbours():
     np.testing.assert_allclose(filled[1], 3.0)
 
 
+def test_far_nodata_takes_the_mean_of_each_patchs_valid_pixels(l8):
+    """Pixels beyond the neighbour fill's reach are filled per patch (a function of the
+    scene, unlike a block statistic), with the patch's own valid pixels' mean."""
+    from sensei_xr.bands import band_descriptors, to_model_input
+
+    x = to_model_input(l8.values[:, :96, :96], band_descriptors(l8))
+    valid = np.ones((96, 96), bool)
+    valid[10:60, 20:90] = False  # far pixels in both patches of the first row
+    filled, far = fill_nodata(x, valid, return_far=True)
+    assert far.sum() == (50 - 16) * (70 - 16)  # 8 px of neighbour fill on each side
+    seen = []
+
+    def run(batch):
+        seen.append(batch.clone())
+        return batch[:, :1] * 0 + 0.5
+
+    plan = TilingPlan(patch=48, stride=48, batch_size=2)
+    predict_block(filled, run, plan, (0, 0), (slice(0, 96), slice(0, 96)), valid=valid, far=far)
+    patches = torch.cat(seen).numpy()
+    for k, (r, c) in enumerate([(0, 0), (0, 48)]):
+        win = (slice(r, r + 48), slice(c, c + 48))
+        mean = x[:, win[0], win[1]][:, valid[win]].mean(axis=1)
+        np.testing.assert_allclose(patches[k][:, far[win]], np.repeat(mean[:, None], far[win].sum(), 1), rtol=1e-5)
+        np.testing.assert_array_equal(patches[k][:, ~far[win]], filled[:, win[0], win[1]][:, ~far[win]])
+
+
 def test_working_resolution(l8, model_path):
     kw = dict(model=model_path, patch_size=64, overlap=16)
     coarse = l8.sensei.cloud_probability(resolution=60.0, **kw)

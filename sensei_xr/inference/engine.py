@@ -7,8 +7,8 @@ in forward passes of a fixed batch size and blended with a smooth window
 (:mod:`sensei_xr.inference.tiling`); only the block's own pixels are returned.
 
 The result does not depend on the chunking, bit for bit, with or without no-data: every
-patch sees the same pixels (no-data filled from the scene, not the block) in a forward pass
-of the same size. What it does depend on is the device and, on a CPU, torch's thread count
+patch sees the same pixels (no-data filled from the scene and the patch, never the block)
+in a forward pass of the same size. What it does depend on is the device and, on a CPU, torch's thread count
 (float rounding, about 1e-6): the synchronous scheduler runs with the caller's setting, the
 threaded one and ``dask.distributed`` with ``cores / concurrent tasks`` threads.
 
@@ -473,9 +473,6 @@ class _BlockPredictor:
         self.device = device
         self.batch_size = batch_size
         self.halo = tuple(halo)
-        # Far no-data pixels take the value no data has in training (0, as reflectance
-        # and kelvin; see sensei_xr.training): a constant, so it cannot depend on the block.
-        self.far = _bands.to_model_input(np.zeros((len(desc.names), 1), np.float32), desc)[:, 0]
         self.row_starts = np.concatenate([[0], np.cumsum(chunks[2])]).tolist()
         self.col_starts = np.concatenate([[0], np.cumsum(chunks[3])]).tolist()
         self.ny, self.nx = self.row_starts[-1], self.col_starts[-1]
@@ -515,11 +512,13 @@ class _BlockPredictor:
                 x = np.where(invalid[None], np.float32(np.nan), x)
             _bands.check_band_values(x[:, core[0], core[1]], desc, where=where)
             x = _bands.to_model_input(x, desc)
-            x = fill_nodata(x, ~invalid, far=self.far)
+            # Near no-data from its neighbours here, far no-data per patch in predict_block.
+            x, far = fill_nodata(x, ~invalid, return_far=True)
             # Threads for this scheduler while the block runs; the thread's own after.
             with torch_threads():
                 run = get_runner(self.ref, desc.normalised(), desc.key, device)
-                probs = predict_block(x, run, plan, (r0 - hy, c0 - hx), core, device)
+                probs = predict_block(x, run, plan, (r0 - hy, c0 - hx), core, device,
+                                      valid=~invalid, far=far)
             probs[:, invalid[core]] = np.nan
             out.append(probs.astype(np.float32))
         return np.stack(out)
