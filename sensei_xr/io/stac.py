@@ -86,6 +86,9 @@ __all__ = [
     "find_profile",
     "profile_dirs",
     "sentinel2_item_offset",
+    "check_datetime",
+    "check_bbox",
+    "DEFAULT_TIMEOUT_S",
 ]
 
 
@@ -556,17 +559,162 @@ def find_profile(collection: str | None, asset_keys: Iterable[str] = (),
 # ------------------------------------------------------------------------------ search
 
 
-def _api_error(url: str, e: Exception) -> StacConnectionError:
-    text = str(e)
+#: Seconds a STAC API may take to accept a connection and, after that, between two bytes
+#: of its answer (requests' timeout semantics). Public APIs answer a search page within a
+#: few seconds; a server that accepts and never answers would otherwise hang for ever.
+DEFAULT_TIMEOUT_S = 60.0
+
+_HTTP_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+                 405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
+                 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def _check_timeout(timeout) -> float | tuple[float, float]:
+    """A positive number of seconds, or a (connect, read) pair of them."""
+    values = timeout if isinstance(timeout, (tuple, list)) and len(timeout) == 2 else (timeout,)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+            raise ValueError(
+                f"timeout={timeout!r}: give a positive number of seconds (or a (connect, read) "
+                f"pair), e.g. timeout={DEFAULT_TIMEOUT_S:g}; every request to the API needs one"
+            )
+    return (float(values[0]), float(values[1])) if len(values) == 2 else float(values[0])
+
+
+def _stac_io():
+    """pystac-client's HTTP layer, retrying only failed connections.
+
+    Its default retries every failed request five times, read timeouts included, so a
+    server that accepts and never answers held a search for six timeouts; an answer that
+    does not come within the timeout is reported at once.
+    """
+    from pystac_client.stac_api_io import StacApiIO
+    from urllib3.util.retry import Retry
+
+    return StacApiIO(max_retries=Retry(total=2, connect=2, read=0, status=0, other=0, backoff_factor=0.5))
+
+
+def _api_error(url: str, e: Exception, timeout=None) -> StacError:
+    """What went wrong talking to ``url``, in one line: the network, or the API's answer."""
+    status = getattr(e, "status_code", None)
+    text = " ".join(str(e).split())
+    if status is not None:
+        reason = _HTTP_REASONS.get(int(status), "")
+        body = f": {text[:300]}" if text else ""
+        hint = (" Is it the API's root URL (e.g. https://earth-search.aws.element84.com/v1)?"
+                if int(status) == 404 else "")
+        return StacConnectionError(
+            f"the STAC API at {url} answered HTTP {status}{' ' + reason if reason else ''}{body}.{hint}")
     if "Connection refused" in text or "Failed to establish" in text:
         why = "connection refused (is the server running, and on this port?)"
     elif "Name or service not known" in text or "getaddrinfo" in text or "NameResolution" in text:
         why = "the host name does not resolve"
-    elif "timed out" in text.lower():
-        why = "the connection timed out"
+    elif "timed out" in text.lower() or "timeout" in text.lower():
+        limit = f" within {timeout:g} s" if isinstance(timeout, (int, float)) else ""
+        why = (f"no answer{limit} (the request timed out: the server is slow, overloaded or not a "
+               "STAC API; raise timeout=..., CLI --timeout, if it is only slow)")
     else:
-        why = text
+        why = text or type(e).__name__
     return StacConnectionError(f"cannot reach the STAC API at {url}: {why}")
+
+
+_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?")
+
+
+def check_datetime(value: str, name: str = "datetime") -> None:
+    """Refuse a STAC ``datetime`` that is not an RFC 3339 instant or interval.
+
+    Accepted: an instant (``2023-07-01T10:30:00Z``, with an offset or fraction), a date
+    (``2023-07-01``), a month (``2023-07``) or a year (``2023``), or an interval of two of
+    them with open ends written ``..`` (``2023-07-01/2023-07-31``, ``2023-07-01/..``).
+
+    Parameters
+    ----------
+    value : str
+        The datetime text.
+    name : str
+        How the caller calls it, for the message (e.g. ``"--datetime"``).
+
+    Raises
+    ------
+    StacSearchError
+        Naming ``name``, the part that is wrong and an example.
+    """
+    import datetime as dt
+
+    example = "e.g. 2023-07-01/2023-07-31, 2023-07-01T10:00:00Z or 2023-07"
+
+    def fail(why: str) -> StacSearchError:
+        return StacSearchError(f"{name} {value!r} is not an RFC 3339 date, time or interval ({why}); {example}")
+
+    if not isinstance(value, str):
+        return  # datetime objects and pairs: pystac-client checks those
+    parts = value.strip().split("/")
+    if len(parts) > 2 or not value.strip():
+        raise fail("give one instant or two separated by one '/'")
+    bounds = []
+    for part in parts:
+        part = part.strip()
+        if part in ("..", "") and len(parts) == 2:
+            bounds.append(None)
+            continue
+        try:
+            if _DATETIME.fullmatch(part):
+                moment = dt.datetime.fromisoformat(part.replace("z", "Z").replace("Z", "+00:00"))
+                if moment.tzinfo is None:  # pystac-client reads a time without offset as UTC
+                    moment = moment.replace(tzinfo=dt.timezone.utc)
+                bounds.append((moment, moment))
+            elif _DATE.fullmatch(part):
+                fields = [int(v) for v in part.split("-")]
+                year, month, day = (fields + [1, 1])[:3]
+                start = dt.datetime(year, month, day, tzinfo=dt.timezone.utc)
+                # A date, month or year stands for the whole period (as pystac-client sends it).
+                if len(fields) == 3:
+                    end = start + dt.timedelta(days=1)
+                elif len(fields) == 2:
+                    end = start.replace(year=year + month // 12, month=month % 12 + 1)
+                else:
+                    end = start.replace(year=year + 1)
+                bounds.append((start, end - dt.timedelta(microseconds=1)))
+            else:
+                raise fail(f"{part!r} is neither YYYY[-MM[-DD]] nor YYYY-MM-DDThh:mm:ssZ")
+        except ValueError as e:
+            if isinstance(e, StacSearchError):
+                raise
+            raise fail(f"{part!r}: {e}") from None
+    if len(bounds) == 2 and None not in bounds and bounds[0][0] > bounds[1][1]:
+        raise fail("the interval ends before it starts")
+    if bounds == [None, None]:
+        raise fail("both ends are open: leave datetime out instead")
+
+
+def check_bbox(bbox: Sequence[float], name: str = "bbox") -> list[float]:
+    """Refuse a bbox that is not ``(west, south, east, north)`` in degrees.
+
+    ``west > east`` is allowed: the box crosses the antimeridian.
+
+    Returns
+    -------
+    list of float
+    """
+    try:
+        values = [float(v) for v in bbox]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise StacSearchError(f"{name} {bbox!r} is not four numbers (west, south, east, north) in degrees")
+    w, s, e, n = values
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
+        raise StacSearchError(
+            f"{name} {bbox!r} is not (west, south, east, north) in degrees of longitude (-180..180) "
+            "and latitude (-90..90): projected coordinates (metres)? give WGS 84 degrees")
+    if s > n:
+        raise StacSearchError(
+            f"{name} {bbox!r}: south {s:g} is north of north {n:g}; the order is (west, south, east, "
+            "north), e.g. (14.50, 45.80, 14.60, 45.90)")
+    return values
 
 
 def search(
@@ -578,6 +726,7 @@ def search(
     query: Mapping[str, Any] | None = None,
     filter: Mapping[str, Any] | str | None = None,  # noqa: A002 (the STAC API's name)
     max_items: int | None = None,
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT_S,
     **kw: Any,
 ) -> list[dict]:
     """Search a STAC API and return the matching items as dicts.
@@ -601,9 +750,13 @@ def search(
         ``{"op": "<", "args": [{"property": "eo:cloud_cover"}, 20]}``.
     max_items : int, optional
         Stop after this many items.
+    timeout : float or (float, float)
+        Seconds each request may wait for the connection and then between bytes of the
+        answer (requests' semantics; a pair gives them separately). Default
+        :data:`DEFAULT_TIMEOUT_S`.
     **kw
-        ``headers`` and ``modifier`` (e.g. ``planetary_computer.sign_inplace``) go to
-        ``pystac_client.Client.open``; the rest (``limit``, ``ids``, ``sortby``,
+        ``headers``, ``parameters``, ``request_modifier``, ``stac_io`` and ``modifier``
+        (e.g. ``planetary_computer.sign_inplace``) go to ``pystac_client.Client.open``; the rest (``limit``, ``ids``, ``sortby``,
         ``filter_lang``, ...) to ``Client.search``.
 
     Returns
@@ -614,10 +767,12 @@ def search(
     Raises
     ------
     StacConnectionError
-        If the API cannot be reached (the message names the URL).
+        If the API cannot be reached, does not answer within ``timeout`` or answers with an
+        HTTP error (the message names the URL and the status).
     StacSearchError
-        If ``filter`` or ``query`` is given but the API does not implement that extension
-        (some servers silently ignore them and return everything, or nothing).
+        If ``datetime`` or ``bbox`` is malformed (before any request), the API refuses the
+        search, or ``filter`` or ``query`` is given but the API does not implement that
+        extension (some servers silently ignore them and return everything, or nothing).
     NoItemsError
         If nothing matched; the message repeats the search and says how to widen it.
     """
@@ -625,14 +780,21 @@ def search(
     from pystac_client.conformance import ConformanceClasses
     from pystac_client.exceptions import APIError
 
-    open_kw = {k: kw.pop(k) for k in ("headers", "modifier", "parameters") if k in kw}
+    open_kw = {k: kw.pop(k) for k in ("headers", "modifier", "parameters", "request_modifier", "stac_io")
+               if k in kw}
     cols = [collections] if isinstance(collections, str) else list(collections)
+    timeout = _check_timeout(timeout)
+    open_kw.setdefault("stac_io", _stac_io())
+    if datetime is not None:
+        check_datetime(datetime)
+    if bbox is not None:
+        check_bbox(bbox)
     try:
-        client = Client.open(url, **open_kw)
+        client = Client.open(url, timeout=timeout, **open_kw)
     except APIError as e:
-        raise _api_error(url, e) from e
+        raise _api_error(url, e, timeout) from e
     except OSError as e:  # requests' ConnectionError is an OSError
-        raise _api_error(url, e) from e
+        raise _api_error(url, e, timeout) from e
     for name, value, cls in (("filter", filter, ConformanceClasses.FILTER),
                              ("query", query, ConformanceClasses.QUERY)):
         if value is not None and not client.conforms_to(cls):
@@ -651,9 +813,13 @@ def search(
         )
         items = list(result.items_as_dicts())
     except APIError as e:
-        raise StacSearchError(f"the STAC API at {url} refused the search: {e}") from e
+        status = getattr(e, "status_code", None)
+        if status is None or int(status) >= 500:  # the network or the server, not the search
+            raise _api_error(url, e, timeout) from e
+        raise StacSearchError(f"the STAC API at {url} refused the search (HTTP {status}): "
+                              f"{' '.join(str(e).split())[:500]}") from e
     except OSError as e:
-        raise _api_error(url, e) from e
+        raise _api_error(url, e, timeout) from e
     if not items:
         known = ""
         try:
@@ -1404,13 +1570,14 @@ def open_stac(
     chunksize: int = 1024,
     calibrate: bool = True,
     wavelengths: str = "auto",
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT_S,
     **search_kw: Any,
 ) -> "xarray.DataArray":  # noqa: F821
     """Search a STAC API and stack the matching items (see :func:`search`, :func:`stack_items`).
 
     Parameters
     ----------
-    url, collections, bbox, intersects, datetime, query, filter, max_items
+    url, collections, bbox, intersects, datetime, query, filter, max_items, timeout
         The search (see :func:`search`).
     bands, assets, sensor, collection_profile, resolution, epsg, chunksize, calibrate, wavelengths
         The stacking (see :func:`stack_items`).
@@ -1426,7 +1593,7 @@ def open_stac(
         Lazy ``(time, band, y, x)`` float32 scene with wavelength coordinates.
     """
     items = search(url, collections, bbox=bbox, intersects=intersects, datetime=datetime,
-                   query=query, filter=filter, max_items=max_items, **search_kw)
+                   query=query, filter=filter, max_items=max_items, timeout=timeout, **search_kw)
     return stack_items(
         items, assets=assets, bands=bands, sensor=sensor, collection_profile=collection_profile,
         resolution=resolution, epsg=epsg, bounds_latlon=bbox if (clip and bbox is not None) else None,
