@@ -30,9 +30,12 @@ Outputs are never left looking complete when a scene fails: COGs are written und
 temporary name and renamed (:func:`sensei_xr.outputs.write_mask_cog`), a scene whose
 writing fails has its COG and quicklook removed, and Zarr regions count as done only once
 written; ``evaluate`` writes its report files under temporary names and renames them once
-both are complete. Existing outputs are refused unless ``--overwrite`` (``demo`` and
-``bench`` replace their own previous outputs). Errors print one line, ``sensei-xr <command>: error: ...``, to stderr
-and exit with status 2.
+both are complete. ``mask`` outputs record the job that made them (model weights, bands,
+threshold, grid): a rerun of the same job finishes what is missing (after a kill or a
+failure) and skips the rest; outputs of another job, or of none, are refused unless
+``--overwrite``. ``evaluate``, ``train`` and ``pretrain`` refuse existing outputs unless
+``--overwrite`` (``demo`` and ``bench`` replace their own previous outputs). Errors print
+one line, ``sensei-xr <command>: error: ...``, to stderr and exit with status 2.
 """
 
 from __future__ import annotations
@@ -174,12 +177,19 @@ def _decimated(da, step: int):
 
 @dataclass
 class _Scene:
-    """One scene to mask: a lazy (band, y, x) DataArray and where its outputs go."""
+    """One scene to mask: a lazy (band, y, x) DataArray and where its outputs go.
+
+    ``mask`` (lazy), ``job`` (:func:`sensei_xr.inference.batch.mask_job`) and ``todo``
+    (``"mask"``, ``"quicklook"`` or ``"done"``) are set by :func:`_plan_scenes`.
+    """
 
     name: str
     data: Any
     cog: Path
     png: Path | None
+    mask: Any = None
+    job: dict | None = None
+    todo: str = "mask"
 
     @property
     def targets(self) -> list[Path]:
@@ -196,9 +206,61 @@ def _check_targets(paths: Iterable[Path], overwrite: bool) -> None:
                 raise CliError(f"{p} exists; pass --overwrite to replace it")
 
 
-def _remove_outputs(scene: _Scene) -> None:
+def _png_job(path: Path) -> dict | None:
+    """The job recorded in a quicklook PNG's text chunk (None if none)."""
+    from PIL import Image
+
+    from .inference.batch import JOB_TAG
+
+    try:
+        with Image.open(path) as img:
+            text = img.info.get(JOB_TAG)
+        job = json.loads(text) if text else None
+    except Exception:  # noqa: BLE001 - an unreadable or foreign PNG records no job
+        return None
+    return job if isinstance(job, dict) else None
+
+
+def _plan_scenes(scenes: Sequence[_Scene], model, *, threshold: float, device: str, overwrite: bool,
+                 bands: Sequence[str] | None = None) -> None:
+    """Decide what each scene still needs, before any work; refuse another job's outputs.
+
+    A scene whose COG (and quicklook) exist from the same job (model weights, bands,
+    threshold, grid) is done; one whose COG exists but not its quicklook needs only the
+    quicklook; outputs of another job, or of no recorded job, are refused unless
+    ``overwrite``. So a rerun after a kill finishes what is missing.
+    """
+    from .inference.batch import cog_job, job_differences, mask_job
+
+    for s in scenes:
+        for p in s.targets:
+            if (p.exists() or p.is_symlink()) and not p.is_file():
+                raise CliError(f"{p} exists and is not a file; move it away or choose another --out")
+        # Lazy: builds the graph and its attributes (bands used, model weights), reads no pixel.
+        s.mask = s.data.sensei.cloudmask(model=model, threshold=threshold, device=device,
+                                         bands=list(bands) if bands else None)
+        s.job = mask_job(s.mask)
+        s.todo = "mask"
+        if overwrite:
+            continue
+        for p, stored in ((s.cog, cog_job), (s.png, _png_job)):
+            if p is None or not p.is_file():
+                continue
+            old = stored(p)
+            if old is None:
+                raise CliError(f"{p} exists and records no sensei-xr job (another program's file, or an "
+                               "older version's); pass --overwrite to replace it, or choose another --out")
+            diff = job_differences(old, s.job)
+            if diff:
+                raise CliError(f"{p} exists and was made by another job: {'; '.join(diff)}; pass "
+                               "--overwrite to replace it, or choose another --out")
+        if s.cog.is_file():
+            s.todo = "quicklook" if s.png is not None and not s.png.is_file() else "done"
+
+
+def _remove_outputs(scene: _Scene, which: Sequence[Path] | None = None) -> None:
     """Remove a failed scene's outputs and temporary files (nothing may look complete)."""
-    for p in scene.targets:
+    for p in (scene.targets if which is None else which):
         for q in (p, p.with_name(f".{p.name}.partial"), p.with_name(f".{p.name}.partial.png")):
             try:
                 q.unlink()
@@ -206,39 +268,77 @@ def _remove_outputs(scene: _Scene) -> None:
                 pass
 
 
-def _mask_scene(scene: _Scene, model, *, threshold: float, device: str, overwrite: bool,
-                bands: Sequence[str] | None = None) -> str:
-    """Mask one scene, write its COG (and quicklook); returns its summary line."""
-    from .outputs import write_mask_cog
+def _n_bands(mask, da) -> int:
+    used = mask.attrs.get("bands_used")
+    return len(used.split(",")) if used else da.sizes["band"]
+
+
+def _write_quicklook(scene: _Scene, mask) -> None:
+    from .inference.batch import JOB_TAG
     from .quicklook import write_quicklook
 
+    step = max(1, math.ceil(max(mask.shape) / _QUICKLOOK_MAX_PX))
+    write_quicklook(_decimated(scene.data, step), _decimated(mask, step), scene.png, title=scene.name,
+                    metadata={JOB_TAG: json.dumps(scene.job, sort_keys=True)})
+
+
+def _mask_scene(scene: _Scene, *, overwrite: bool) -> str:
+    """Do what a planned scene still needs (mask and COG, quicklook, or nothing); returns
+    its summary line."""
+    import rioxarray
+
+    from .inference.batch import JOB_TAG
+    from .outputs import write_mask_cog
+
     da = scene.data
-    mask = da.sensei.cloudmask(model=model, threshold=threshold, device=device,
-                               bands=list(bands) if bands else None)
+    if scene.todo != "mask":
+        # The COG is complete and of this job: read it back instead of recomputing it.
+        with rioxarray.open_rasterio(scene.cog, masked=False) as cog:
+            mask = cog.isel(band=0, drop=True).load()
+        mask = mask.assign_coords(y=da["y"].values, x=da["x"].values)
+        mask.attrs = dict(scene.mask.attrs)
+        if scene.todo == "quicklook":
+            try:
+                _write_quicklook(scene, mask)
+            except BaseException:
+                _remove_outputs(scene, [scene.png])
+                raise
+        line = _summary(scene.name, _n_bands(mask, da), mask.shape, _cloud_fraction(mask.values),
+                        scene.targets)
+        return line + (" (quicklook added)" if scene.todo == "quicklook" else " (done earlier)")
     # Compute once (the COG, the quicklook and the summary share it): a 2-D uint8 array.
-    mask = mask.compute()
-    n_bands = len(mask.attrs.get("bands_used", "").split(",")) if mask.attrs.get("bands_used") \
-        else da.sizes["band"]
+    mask = scene.mask.compute().assign_attrs({JOB_TAG: json.dumps(scene.job, sort_keys=True)})
     try:
-        write_mask_cog(mask, scene.cog, overwrite=overwrite)
+        write_mask_cog(mask, scene.cog, overwrite=overwrite or scene.cog.is_file())
         if scene.png is not None:
-            step = max(1, math.ceil(max(mask.shape) / _QUICKLOOK_MAX_PX))
-            write_quicklook(_decimated(da, step), _decimated(mask, step), scene.png, title=scene.name)
+            _write_quicklook(scene, mask)
     except FileExistsError:
         raise  # appeared after the check: not ours to remove
     except BaseException:
         # A COG without its quicklook (or a half-written PNG) must not look finished.
         _remove_outputs(scene)
         raise
-    return _summary(scene.name, n_bands, mask.shape, _cloud_fraction(mask.values), scene.targets)
+    return _summary(scene.name, _n_bands(mask, da), mask.shape, _cloud_fraction(mask.values), scene.targets)
 
 
-def _run_scenes(scenes: Sequence[_Scene], model, *, threshold: float, device: str,
-                overwrite: bool, progress: bool | None, bands: Sequence[str] | None = None) -> None:
-    """Mask each scene in turn; stops at the first failure (its outputs removed)."""
+def _run_scenes(scenes: Sequence[_Scene], out_dir: Path, model, *, threshold: float, device: str,
+                overwrite: bool, progress: bool | None, bands: Sequence[str] | None = None,
+                announce: str | None = None) -> None:
+    """Plan every scene (refusing conflicts before any work or folder is made), then do
+    each in turn; stops at the first failure (its outputs removed; a rerun finishes the
+    rest)."""
+    _plan_scenes(scenes, model, threshold=threshold, device=device, overwrite=overwrite, bands=bands)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if announce:
+        _say(announce)
+    done = [s for s in scenes if s.todo == "done"]
+    if done and len(done) == len(scenes):
+        _say(f"nothing to do: all {len(scenes)} scene(s) were masked earlier by this same job "
+             "(pass --overwrite to recompute them)")
+    elif done:
+        _say(f"resuming: {len(done)} of {len(scenes)} scene(s) were masked earlier by this same job")
     for scene in _progress(scenes, len(scenes), "masking", progress):
-        _say(_mask_scene(scene, model, threshold=threshold, device=device, overwrite=overwrite,
-                         bands=bands))
+        _say(_mask_scene(scene, overwrite=overwrite))
 
 
 # --------------------------------------------------------------------- STAC to outputs
@@ -277,13 +377,14 @@ def _stac_scenes(items: Sequence[dict], out_dir: Path, *, url: str, bands, senso
     return scenes
 
 
-def _search_all(url: str, searches: Sequence[dict], announce: bool) -> list[dict]:
+def _search_all(url: str, searches: Sequence[dict], announce: bool,
+                timeout: float | None = None) -> list[dict]:
     """Run each search; items found twice are kept once (first search wins)."""
-    from .io.stac import search
+    from .io.stac import DEFAULT_TIMEOUT_S, search
 
     items, seen = [], set()
     for s in searches:
-        found = search(url, **s)
+        found = search(url, **s, timeout=DEFAULT_TIMEOUT_S if timeout is None else timeout)
         if announce:
             what = ", ".join(f"{k}={v}" for k, v in s.items() if v is not None and k != "collections")
             _say(f"search {s['collections']}{' ' + what if what else ''}: {len(found)} item(s) "
@@ -296,12 +397,13 @@ def _search_all(url: str, searches: Sequence[dict], announce: bool) -> list[dict
     return items
 
 
-def _zarr_state(store: Path, stack) -> str:
-    """``"new"``, ``"resume"`` or ``"complete"``; a foreign store is a CliError."""
+def _zarr_state(store: Path, stack, job: dict | None = None) -> str:
+    """``"new"``, ``"resume"`` or ``"complete"``; a foreign store, or one of another job,
+    is a CliError."""
     from .inference.batch import zarr_store_state
 
     try:
-        return zarr_store_state(store, stack)
+        return zarr_store_state(store, stack, job=job)
     except ValueError as e:
         raise CliError(str(e).replace("remove it or choose another store",
                                       "pass --overwrite to replace it or choose another --out")) from e
@@ -309,7 +411,8 @@ def _zarr_state(store: Path, stack) -> str:
 
 def _stac_to_zarr(items: Sequence[dict], out_dir: Path, args, model, url: str) -> None:
     """Stack all items as one time stack and mask it into one resumable Zarr store."""
-    from .inference.batch import mask_stack_to_zarr
+    from .inference import cloudmask
+    from .inference.batch import mask_job, mask_stack_to_zarr
     from .io.stac import stack_items
 
     stack = stack_items(items, bands=args.bands, sensor=args.sensor, api_url=url,
@@ -317,13 +420,14 @@ def _stac_to_zarr(items: Sequence[dict], out_dir: Path, args, model, url: str) -
     stack = _clean_stac_coords(stack)
     stem = _safe_name("+".join(args.collection))
     store = out_dir / f"{stem}_cloudmask.zarr"
-    state = _zarr_state(store, stack)
-    if state == "complete" and not args.overwrite:
-        raise CliError(f"{store} exists (complete); pass --overwrite to replace it")
-    if state != "new" and args.overwrite:
-        shutil.rmtree(store) if store.is_dir() else store.unlink()
-        state = "new"
-    if state == "resume":
+    # The job (model weights, bands, threshold, grid) from the lazy mask: no pixel is read.
+    job = mask_job(cloudmask(stack, model, threshold=args.threshold, device=args.device))
+    if args.overwrite and (store.exists() or store.is_symlink()):
+        shutil.rmtree(store) if store.is_dir() and not store.is_symlink() else store.unlink()
+    state = _zarr_state(store, stack, job)
+    if state == "complete":
+        _say(f"{store} is complete, from this same job: nothing to do (pass --overwrite to recompute it)")
+    elif state == "resume":
         _say(f"resuming the unfinished store {store}")
     out_dir.mkdir(parents=True, exist_ok=True)
     _say(f"masking {stack.sizes['time']} scene(s) from {url} into {store} with model "
@@ -391,7 +495,9 @@ def _cmd_models(args) -> int:
 
 def _cmd_mask(args) -> int:
     if args.stac and args.inputs:
-        raise CliError("give input files/folders or --stac URL, not both")
+        hint = (f" ({' '.join(args.inputs)}: meant for --bands? it takes one comma-separated list, "
+                "e.g. --bands B2,B3,B4)" if args.bands else "")
+        raise CliError(f"give input files/folders or --stac URL, not both{hint}")
     if not args.stac and not args.inputs:
         raise CliError("nothing to mask: give input files/folders, or --stac URL --collection C")
     if args.stac and not args.collection:
@@ -400,9 +506,16 @@ def _cmd_mask(args) -> int:
         stac_only = [o for o, v in (("--collection", args.collection), ("--bbox", args.bbox),
                                     ("--datetime", args.datetime), ("--filter", args.filter),
                                     ("--query", args.query), ("--max-items", args.max_items),
-                                    ("--zarr", args.zarr)) if v]
+                                    ("--timeout", args.timeout), ("--zarr", args.zarr)) if v]
         if stac_only:
             raise CliError(f"{', '.join(stac_only)} only apply with --stac URL")
+    if args.bbox is not None:
+        from .io.stac import StacSearchError, check_bbox
+
+        try:
+            args.bbox = check_bbox(args.bbox, name="--bbox")
+        except StacSearchError as e:
+            raise CliError(str(e)) from None
     args.bands = _split_bands(args.bands)
     # Options first, then the model, then the search: cheap checks fail before slow ones.
     args.filter = _parse_json_option(args.filter, "--filter")
@@ -422,7 +535,9 @@ def _mask_files(args, model, out_dir: Path) -> int:
     scenes, names = [], set()
     for src in (Path(p) for p in args.inputs):
         if not src.exists():
-            raise CliError(f"input {src} does not exist")
+            hint = (" (--bands takes one comma-separated list, e.g. --bands B2,B3,B4: was this "
+                    "meant as a band?)" if args.bands else "")
+            raise CliError(f"input {src} does not exist{hint}")
         name = _safe_name(src.stem if src.is_file() else src.name)
         if name in names:
             raise CliError(f"two inputs give the same output name {name!r}; mask them into "
@@ -431,10 +546,8 @@ def _mask_files(args, model, out_dir: Path) -> int:
         da = open_scene(src, sensor=args.sensor, processing_baseline=args.processing_baseline)
         scenes.append(_Scene(name, da, out_dir / f"{name}_cloudmask.tif",
                              out_dir / f"{name}_quicklook.png" if args.quicklook else None))
-    _check_targets((p for s in scenes for p in s.targets), args.overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
     # Bands are chosen by the engine here: file scenes name them by catalog band.
-    _run_scenes(scenes, model, threshold=args.threshold, device=args.device,
+    _run_scenes(scenes, out_dir, model, threshold=args.threshold, device=args.device,
                 overwrite=args.overwrite, progress=args.progress, bands=args.bands)
     return 0
 
@@ -443,17 +556,15 @@ def _mask_stac(args, model, out_dir: Path) -> int:
     search = {"collections": args.collection if len(args.collection) > 1 else args.collection[0],
               "bbox": args.bbox, "datetime": args.datetime, "filter": args.filter, "query": args.query,
               "max_items": args.max_items}
-    items = _search_all(args.stac, [search], announce=False)
+    items = _search_all(args.stac, [search], announce=False, timeout=args.timeout)
     if args.zarr:
         _stac_to_zarr(items, out_dir, args, model, args.stac)
         return 0
     scenes = _stac_scenes(items, out_dir, url=args.stac, bands=args.bands, sensor=args.sensor,
                           bbox=args.bbox, clip=not args.full_scenes, quicklook=args.quicklook)
-    _check_targets((p for s in scenes for p in s.targets), args.overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _say(f"masking {len(scenes)} scene(s) from {args.stac} with model {_model_label(model)!r}")
-    _run_scenes(scenes, model, threshold=args.threshold, device=args.device,
-                overwrite=args.overwrite, progress=args.progress)
+    _run_scenes(scenes, out_dir, model, threshold=args.threshold, device=args.device,
+                overwrite=args.overwrite, progress=args.progress,
+                announce=f"masking {len(scenes)} scene(s) from {args.stac} with model {_model_label(model)!r}")
     return 0
 
 
@@ -481,11 +592,9 @@ def _cmd_demo(args) -> int:
         scenes = _stac_scenes(items, out_dir, url=url, bands=None, sensor=None, bbox=None,
                               clip=False, quicklook=True)
         # The demo replaces its own previous outputs (same names) but nothing else.
-        _check_targets((p for s in scenes for p in s.targets), overwrite=True)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _say(f"masking {len(scenes)} scenes with model {_model_label(model)!r} on {device}")
-        _run_scenes(scenes, model, threshold=args.threshold, device=device, overwrite=True,
-                    progress=args.progress)
+        _run_scenes(scenes, out_dir, model, threshold=args.threshold, device=device, overwrite=True,
+                    progress=args.progress,
+                    announce=f"masking {len(scenes)} scenes with model {_model_label(model)!r} on {device}")
     finally:
         server.stop()
     _say(f"stopped the STAC API; outputs (COGs and quicklooks) in {out_dir.resolve()}")
@@ -663,6 +772,29 @@ def _int_at_least(minimum: int, wording: str):
     return parse
 
 
+def _datetime_option(text: str) -> str:
+    """An argparse type: a STAC datetime (RFC 3339 instant or interval), checked here so the
+    error names the option instead of surfacing from the HTTP client."""
+    from .io.stac import StacSearchError, check_datetime
+
+    try:
+        check_datetime(text, name="")
+    except StacSearchError as e:
+        raise argparse.ArgumentTypeError(str(e).strip()) from None
+    return text
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return v
+
+
 _positive_int = _int_at_least(1, "at least 1")
 _non_negative_int = _int_at_least(0, "0 or more")
 
@@ -694,8 +826,9 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser(
         "mask", help="cloud-mask files, folders or STAC search results to COGs (or Zarr)",
         description="Cloud-mask raster files / band folders, or the items of a STAC search, "
-                    "into one COG per scene (uint8: 0 clear, 1 cloud, 255 no data). Existing "
-                    "outputs are refused unless --overwrite.")
+                    "into one COG per scene (uint8: 0 clear, 1 cloud, 255 no data). Running it "
+                    "again finishes what an interrupted run left (same model, bands, threshold); "
+                    "outputs of another job are refused unless --overwrite.")
     k.add_argument("inputs", nargs="*", metavar="FILE_OR_FOLDER",
                    help="a multi-band raster file or a folder of band files")
     k.add_argument("--out", required=True, help="output folder")
@@ -705,22 +838,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="collection id (repeat for several)")
     src.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"),
                      help="search box in degrees; scenes are clipped to it unless --full-scenes")
-    src.add_argument("--datetime", metavar="D", help="RFC 3339 instant or interval, e.g. 2023-07-01/2023-07-31")
+    src.add_argument("--datetime", metavar="D", type=_datetime_option,
+                     help="RFC 3339 instant or interval, e.g. 2023-07-01/2023-07-31 (open ends: ..)")
     src.add_argument("--filter", metavar="JSON", help="CQL2 filter: JSON (cql2-json) or CQL2 text")
     src.add_argument("--query", metavar="JSON", help="STAC query extension, a JSON object")
     src.add_argument("--max-items", type=_positive_int, metavar="N", help="at most this many items")
+    src.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                     help="seconds each request to the STAC API may wait for the connection and "
+                          "between bytes of the answer (default 60)")
     src.add_argument("--full-scenes", action="store_true",
                      help="mask each item's full extent, not only the --bbox")
     src.add_argument("--zarr", action="store_true",
                      help="one Zarr store for the time stack (<collection>_cloudmask.zarr) instead "
                           "of COGs; an interrupted run is resumed by running it again")
-    k.add_argument("--bands", nargs="+", metavar="BAND",
-                   help="subset of bands (names, aliases or asset keys; also comma-separated); "
-                        "put it after the input files")
+    # One comma-separated value (repeatable), not nargs="+": a list of words would swallow
+    # the input folders that follow it.
+    k.add_argument("--bands", action="append", metavar="B1,B2,...",
+                   help="subset of bands, comma-separated (names, aliases or asset keys), e.g. "
+                        "--bands B2,B3,B4,B5; repeat the option to add more")
     k.add_argument("--sensor", help="catalog sensor id (files: detected from MTL / MTD files)")
     k.add_argument("--processing-baseline", help="files: Sentinel-2 baseline if no MTD file")
     k.add_argument("--quicklook", action="store_true", help="also write <scene>_quicklook.png")
-    k.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    k.add_argument("--overwrite", action="store_true",
+                   help="recompute and replace existing outputs, whatever job made them")
     _add_model_options(k)
     k.set_defaults(func=_cmd_mask)
 

@@ -33,8 +33,26 @@ def rgb_composite(scene, gain: float = 2.5) -> np.ndarray:
     return np.clip(np.nan_to_num(rgb * gain, nan=0.0), 0, 1)
 
 
-def write_quicklook(scene, mask, path: str | PathLike, title: str = "") -> Path:
-    """RGB beside RGB with the cloud mask overlaid (cyan), written atomically as PNG."""
+def write_quicklook(scene, mask, path: str | PathLike, title: str = "",
+                    metadata: dict[str, str] | None = None) -> Path:
+    """RGB beside RGB with the cloud mask overlaid (cyan), written atomically as PNG.
+
+    Parameters
+    ----------
+    scene : xarray.DataArray
+        (band, y, x) reflectance with wavelengths on the band coordinate.
+    mask : xarray.DataArray
+        (y, x) uint8 mask: 0 clear, 1 cloud, 255 no data.
+    path : path-like
+        Target ``.png``.
+    title : str
+    metadata : dict of str, optional
+        PNG text chunks to store (e.g. the job that made the mask).
+
+    Returns
+    -------
+    pathlib.Path
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +74,9 @@ def write_quicklook(scene, mask, path: str | PathLike, title: str = "") -> Path:
     fig.suptitle(f"{title}  cloud fraction {frac:.1%}".strip())
     path = Path(path)
     tmp = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
+    try:
+        fig.savefig(tmp, dpi=80, metadata=dict(metadata or {}))
+    finally:
+        plt.close(fig)
     os.replace(tmp, path)
     return path

