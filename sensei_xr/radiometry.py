@@ -182,7 +182,7 @@ def landsat_calibration(mtl: dict[str, object] | str | PathLike, band: str | int
         except KeyError as e:
             raise RadiometryError(f"MTL has K1 for band {b} but no {e.args[0]}") from None
     try:
-        return LandsatCalibration(
+        cal = LandsatCalibration(
             band=b,
             kind="reflective",
             mult=float(meta[f"REFLECTANCE_MULT_BAND_{b}"]),
@@ -195,6 +195,14 @@ def landsat_calibration(mtl: dict[str, object] | str | PathLike, band: str | int
             "of that band? (Level-2 products are already reflectance: scale with "
             "their own factors)"
         ) from None
+    if not 0.0 < cal.sun_elevation_deg <= 90.0:
+        # Reflectance divides by sin(elevation): at or below the horizon it is undefined
+        # (infinite or negative), never a value to mask.
+        raise RadiometryError(
+            f"SUN_ELEVATION = {cal.sun_elevation_deg:g} deg: TOA reflectance needs the sun above the "
+            "horizon (0-90 deg); is this the scene's MTL file, or a night acquisition?"
+        )
+    return cal
 
 
 def landsat_toa_reflectance(dn, mtl: dict[str, object] | str | PathLike, band: str | int):
@@ -379,7 +387,7 @@ def sentinel2_reflectance(dn, processing_baseline: str, band: str | None = None,
     band, metadata : optional
         See :func:`sentinel2_offset`.
     quantification : float, optional
-        DN per unit reflectance; default from ``metadata`` or 10000.
+        DN per unit reflectance (positive); default from ``metadata`` or 10000.
 
     Returns
     -------
@@ -387,6 +395,11 @@ def sentinel2_reflectance(dn, processing_baseline: str, band: str | None = None,
         Reflectance (float32).
     """
     offset = sentinel2_offset(processing_baseline, band, metadata)
-    quant = quantification or (metadata.quantification if metadata else 10000.0)
+    quant = quantification if quantification is not None else (
+        metadata.quantification if metadata else 10000.0)
+    if isinstance(quant, bool) or not (math.isfinite(float(quant)) and float(quant) > 0):
+        # 0 used to fall back to 10000 silently; a negative one flips the sign.
+        raise RadiometryError(f"quantification {quant!r} must be a positive number of DN per unit "
+                              "reflectance (10000 for Sentinel-2)")
     q = _as_float_with_fill(dn)
     return (q + np.float32(offset)) / np.float32(quant)

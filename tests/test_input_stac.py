@@ -252,3 +252,12 @@ def test_cli_bbox_names_the_option(tmp_path, capsys):
                    "14.5", "45.8", "--out", str(tmp_path / "out")])
     _, err = capsys.readouterr()
     assert rc == 2 and "--bbox" in err and "north of north" in err
+
+
+@pytest.mark.parametrize("url, match", [
+    ("earth-search.aws.element84.com/v1", r"not the http\(s\) URL .*did you mean 'https://earth-search"),
+    ("ftp://127.0.0.1/stac", r"not the http\(s\) URL"),
+])
+def test_url_that_is_not_http(url, match):
+    with pytest.raises(stac.StacSearchError, match=match):
+        stac.search(url, "c", timeout=1)

@@ -120,3 +120,24 @@ def test_sentinel2_bad_baseline():
 def test_brightness_temperature_nonpositive_radiance():
     bt = R.brightness_temperature(np.array([-1.0, 0.0, 10.0]), 774.8853, 1321.0789)
     assert np.isnan(bt[:2]).all() and 290 < bt[2] < 320
+
+
+@pytest.mark.parametrize("elevation", [0.0, -3.0, 91.0, float("nan")])
+def test_sun_at_or_below_the_horizon_refused(l8, elevation):
+    """sin(elevation) <= 0 gave infinite or negative 'reflectance' without a word."""
+    folder, mtl = l8
+    with rasterio.open(folder / "l8_B4.tif") as src:
+        dn = src.read(1)
+    with pytest.raises(R.RadiometryError, match=r"SUN_ELEVATION = .* sun above the horizon"):
+        R.landsat_toa_reflectance(dn, {**mtl, "SUN_ELEVATION": elevation}, 4)
+    # Thermal bands do not depend on the sun.
+    bt = R.landsat_brightness_temperature(dn, {**mtl, "SUN_ELEVATION": elevation}, 10)
+    assert np.isfinite(bt).any()
+
+
+@pytest.mark.parametrize("quantification", [0, 0.0, -10000, float("nan"), float("inf")])
+def test_bad_quantification_refused(quantification):
+    dn = np.array([[1000, 2000]], np.uint16)
+    with pytest.raises(R.RadiometryError, match="quantification .* must be a positive number"):
+        R.sentinel2_reflectance(dn, "04.00", quantification=quantification)
+    np.testing.assert_allclose(R.sentinel2_reflectance(dn, "04.00", quantification=10000), [[0.0, 0.1]])

@@ -784,6 +784,10 @@ def search(
                if k in kw}
     cols = [collections] if isinstance(collections, str) else list(collections)
     timeout = _check_timeout(timeout)
+    scheme = urlparse(str(url)).scheme.lower()
+    if scheme not in ("http", "https") and not Path(str(url)).exists():
+        guess = f"; did you mean 'https://{url}'?" if not scheme else ""
+        raise StacSearchError(f"{url!r} is not the http(s) URL of a STAC API{guess}")
     open_kw.setdefault("stac_io", _stac_io())
     if datetime is not None:
         check_datetime(datetime)
