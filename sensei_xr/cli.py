@@ -522,8 +522,10 @@ def _cmd_mask(args) -> int:
     args.query = _parse_json_option(args.query, "--query")
     if args.query is not None and not isinstance(args.query, dict):
         raise CliError("--query must be a JSON object, e.g. '{\"eo:cloud_cover\": {\"lt\": 20}}'")
-    model = _load_model(args.model)
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"--out {out_dir} exists and is not a folder; choose a folder")
+    model = _load_model(args.model)
     if args.stac:
         return _mask_stac(args, model, out_dir)
     return _mask_files(args, model, out_dir)

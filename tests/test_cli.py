@@ -315,6 +315,9 @@ def test_usage_errors(tmp_path, capsys):
     assert rc == 2 and "--filter is not valid JSON" in err
     rc, _, err = _run(capsys, "mask", "x", "--out", tmp_path, "--threshold", "1.5")
     assert rc == 2 and "within (0, 1)" in err  # argparse's own usage error
+    (tmp_path / "afile").write_text("")
+    rc, _, err = _run(capsys, "mask", "x", "--out", tmp_path / "afile")
+    assert rc == 2 and "--out" in err and "afile exists and is not a folder" in err
 
 
 # ------------------------------------------------------------------------ files, misc

@@ -112,8 +112,9 @@ def open_scene(
     else:
         if sensor_obj is None:
             raise SceneError(
-                "cannot tell which band each file holds without a sensor: pass sensor=... "
-                f"(one of {catalogs.list_sensors()})"
+                "cannot tell which band each file holds without a sensor (no Landsat MTL or "
+                "Sentinel-2 MTD_MSIL*.xml file beside them): pass sensor=... (CLI: --sensor), one "
+                f"of {catalogs.list_sensors()}"
             )
         named = _name_files(files, sensor_obj)
         if bands is not None:
