@@ -122,9 +122,9 @@ def _recording_predict_block(monkeypatch):
     seen = []
     real = engine.predict_block
 
-    def recording(x, run, plan, origin, core, device="cpu"):
+    def recording(x, run, plan, origin, core, device="cpu", **kw):
         seen.append((torch.get_num_threads(), plan.batch_size))
-        return real(x, run, plan, origin, core, device)
+        return real(x, run, plan, origin, core, device, **kw)
 
     monkeypatch.setattr(engine, "predict_block", recording)
     return seen
