@@ -291,3 +291,9 @@ def test_device_auto_and_batch_size_are_decided_on_the_worker(scene, monkeypatch
 def test_a_device_torch_cannot_parse_is_refused_when_the_graph_is_built(scene):
     with pytest.raises(ValueError, match="device='gpu' is not a torch device"):
         scene.sensei.cloud_probability(model="default", device="gpu")
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        scene.sensei.cloud_probability(model="default", device=None)
+    # A torch.device works as its name.
+    small = scene.isel(y=slice(0, 40), x=slice(0, 40))
+    np.testing.assert_array_equal(small.sensei.cloud_probability(model="default", device=torch.device("cpu")).values,
+                                  small.sensei.cloud_probability(model="default", device="cpu").values)

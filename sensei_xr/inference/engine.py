@@ -274,7 +274,7 @@ def class_probabilities(
                               nodata=nodata, band_dim=band_dim)
 
     _check_tiling_args(patch_size, overlap, batch_size)
-    check_device(device)
+    device = check_device(device)
     model_obj, ref = _resolve_model(model)
     if band_dim not in da.dims:
         raise BandError(

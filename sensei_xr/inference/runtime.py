@@ -115,11 +115,12 @@ class ModelRef:
         key = f"memory:{state}"
         with _LOCK:
             private = _IN_MEMORY.get(key)
-            if private is None:
-                # A private copy in eval mode: moving it to a device or running it never
-                # touches the caller's module.
-                private = copy.deepcopy(model).cpu().eval()
-                _IN_MEMORY[key] = private
+        if private is None:
+            # A private copy in eval mode: moving it to a device or running it never
+            # touches the caller's module. Copied outside the lock (large models).
+            copied = copy.deepcopy(model).cpu().eval()
+            with _LOCK:
+                private = _IN_MEMORY.setdefault(key, copied)
         return cls(key, state, private)
 
     @classmethod
@@ -182,23 +183,26 @@ def _file_state_sha(source: str, file_sha: str) -> str | None:
     return state
 
 
-def check_device(device: str) -> None:
-    """Refuse a device string torch cannot parse (``"auto"`` is always accepted).
+def check_device(device) -> str:
+    """The device as a string, refused if torch cannot parse it (``"auto"`` is kept).
 
     Availability is checked where the work runs (:func:`resolve_device`), so a graph
     built on a machine without a GPU can run on workers with one.
     """
     import torch
 
+    if isinstance(device, torch.device):
+        return str(device)
     if not isinstance(device, str):
-        raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (or a torch.device), got {device!r}")
     if device == "auto":
-        return
+        return device
     try:
         torch.device(device)
     except (RuntimeError, ValueError) as e:
         raise ValueError(f"device={device!r} is not a torch device: use 'auto' (CUDA when the worker "
                          "has one, else CPU), 'cpu', 'cuda' or 'cuda:N'") from e
+    return device
 
 
 def resolve_device(device: str = "auto") -> str:
