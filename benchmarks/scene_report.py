@@ -1,9 +1,19 @@
-"""Cloud fractions and quicklooks of a model on the real scenes in the sample data.
+"""Real-scene check: a model's cloud fraction on the unlabelled real scenes of the sample data.
 
     python -m benchmarks.scene_report --model default --out docs/default_model
 
-Writes one quicklook PNG per scene and ``scenes.json`` (cloud fraction per scene and band
-set); prints a table. Used to fill the "scenes" section of a model card.
+Every scene goes through ``da.sensei.cloudmask()`` (the product path) with all its bands
+and with the band sets below; each scene with a known answer (looked at by eye; the
+Landsat 8 L1 subset's MTL states its cloud cover) has an expectation, checked and printed:
+
+* eo-learn dates 2-4 and Sentinel-2 T18SVG are clear: at most 1 % cloud;
+* eo-learn date 0 is a deck of low thick cloud over the whole scene: at least 80 %;
+* the Landsat 8 L1 subset holds a field of small cumulus (MTL cloud cover 11 %): found at
+  least in part (3 % or more) without flooding the scene (at most 30 %).
+
+None of these scenes is used to train or select the shipped models: this is a check on
+data no model saw. Writes one quicklook PNG per scene (all bands) and ``scenes.json``;
+prints a table with PASS / FAIL per expectation. Used in the model cards.
 """
 
 from __future__ import annotations
@@ -16,8 +26,23 @@ import numpy as np
 import xarray as xr
 
 import sensei_xr
+from sensei_xr.evaluation import MissingBandError, band_set
 from sensei_xr.quicklook import write_quicklook
 from sensei_xr.sample_data import data_dir
+
+#: Band sets checked besides all bands (Table III names, resolved by wavelength).
+BAND_SETS = ("ALL", "RGBNIRSWIR", "RGBNIR")
+#: scene -> (what is there, lowest and highest acceptable cloud fraction); None: no expectation.
+EXPECTED: dict[str, tuple[str, float | None, float | None]] = {
+    "landsat8_LC80200392015216_L1_subset": ("field of small cumulus (MTL cloud cover 11 %)", 0.03, 0.30),
+    "landsat8_LC80130312015295_120m": ("cumulus, cirrus and haze over a coast", None, None),
+    "sentinel2_T18SVG_20160112_20m": ("clear", 0.0, 0.01),
+    "sentinel2_eolearn_slovenia_date0": ("thick low cloud over the whole scene", 0.80, 1.0),
+    "sentinel2_eolearn_slovenia_date1": ("overcast, thin", None, None),
+    "sentinel2_eolearn_slovenia_date2": ("clear", 0.0, 0.01),
+    "sentinel2_eolearn_slovenia_date3": ("clear", 0.0, 0.01),
+    "sentinel2_eolearn_slovenia_date4": ("clear", 0.0, 0.01),
+}
 
 
 def real_scenes(data: Path) -> dict[str, xr.DataArray]:
@@ -38,10 +63,39 @@ def real_scenes(data: Path) -> dict[str, xr.DataArray]:
     return scenes
 
 
-BAND_SETS = {
-    "all": None,
-    "rgb_nir": ["red", "green", "blue", "nir08"],
-}
+def check(model="default", out: Path | None = None, log=print) -> dict:
+    """Cloud fractions per scene and band set, and the expectations' verdicts.
+
+    Returns
+    -------
+    dict
+        ``scene -> {what, expected, bands, shape, cloud_fraction: {set: f}, passed: {set: bool}}``.
+    """
+    report = {}
+    for name, scene in real_scenes(data_dir()).items():
+        what, lo, hi = EXPECTED.get(name, ("", None, None))
+        desc = sensei_xr.band_descriptors(scene)
+        row = {"what": what, "expected": None if lo is None else [lo, hi],
+               "bands": [str(b) for b in scene.band.values], "shape": [int(scene.sizes["y"]), int(scene.sizes["x"])],
+               "cloud_fraction": {}, "passed": {}}
+        for set_name in BAND_SETS:
+            try:
+                bands = band_set(desc, set_name)
+            except MissingBandError:
+                continue
+            mask = scene.sensei.cloudmask(model=model, bands=bands).compute()
+            valid = int((mask.values != 255).sum())
+            fraction = float((mask.values == 1).sum()) / max(valid, 1)
+            row["cloud_fraction"][set_name] = fraction
+            if lo is not None:
+                row["passed"][set_name] = bool(lo <= fraction <= hi)
+            if set_name == "ALL" and out is not None:
+                write_quicklook(scene, mask, out / f"{name}.png", title=name)
+        report[name] = row
+        verdicts = " ".join(f"{k}={v:.3f}" + ("" if k not in row["passed"] else " PASS" if row["passed"][k] else " FAIL")
+                            for k, v in row["cloud_fraction"].items())
+        log(f"{name:40s} {what[:32]:32s} {verdicts}")
+    return report
 
 
 def main(argv=None) -> int:
@@ -51,36 +105,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {}
-    for name, scene in real_scenes(data_dir()).items():
-        row = {"bands": [str(b) for b in scene.band.values], "shape": [int(scene.sizes["y"]), int(scene.sizes["x"])]}
-        for set_name, bands in BAND_SETS.items():
-            if bands is not None:
-                try:
-                    bands = _resolve(scene, bands)
-                except KeyError:
-                    continue
-            mask = scene.sensei.cloudmask(model=args.model, bands=bands, patch_size=256).compute()
-            valid = int((mask.values != 255).sum())
-            row[f"cloud_fraction_{set_name}"] = float((mask.values == 1).sum()) / max(valid, 1)
-            if set_name == "all":
-                write_quicklook(scene, mask, out / f"{name}.png", title=name)
-        report[name] = row
-        print(f"{name:42s} " + " ".join(f"{k}={v:.3f}" for k, v in row.items() if k.startswith("cloud")))
+    report = check(args.model, out)
     (out / "scenes.json").write_text(json.dumps(report, indent=1))
+    failed = [f"{n} {k}" for n, r in report.items() for k, ok in r["passed"].items() if not ok]
+    print(f"{sum(len(r['passed']) for r in report.values()) - len(failed)} expectations met, {len(failed)} not"
+          + (f": {', '.join(failed)}" if failed else ""))
     return 0
-
-
-def _resolve(scene, aliases):
-    sensor = sensei_xr.get_sensor(scene.attrs["sensor"])
-    names = [str(b) for b in scene.band.values]
-    chosen = []
-    for a in aliases:
-        band = sensor.band(a)
-        if band.name not in names:
-            raise KeyError(a)
-        chosen.append(band.name)
-    return chosen
 
 
 if __name__ == "__main__":

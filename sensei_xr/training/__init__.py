@@ -15,6 +15,7 @@ from .datasets import (
 )
 from .samplers import Augmentation, GridPatches, RandomPatchBatches, grid_patches, make_loader
 from .synthetic import SyntheticClouds
+from .library_scenes import SpectralLibrary, library_scenes  # registers "library_scenes"
 from .pretrain import pretrain_encoder
 from .train import DEFAULT_CONFIG, load_config, train
 
@@ -47,6 +48,8 @@ __all__ = [
     "GridPatches",
     "make_loader",
     "SyntheticClouds",
+    "SpectralLibrary",
+    "library_scenes",
     "pretrain_encoder",
     "DEFAULT_CONFIG",
     "train",

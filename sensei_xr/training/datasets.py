@@ -130,7 +130,7 @@ def list_datasets() -> list[str]:
 
 
 def load_dataset(name: str, root: str | PathLike | None = None, split: str | None = None,
-                 classes: tuple[str, ...] = ("clear", "cloud")) -> list[LabelledSample]:
+                 classes: tuple[str, ...] = ("clear", "cloud"), **options) -> list[LabelledSample]:
     """Load a labelled dataset by name.
 
     Parameters
@@ -144,12 +144,21 @@ def load_dataset(name: str, root: str | PathLike | None = None, split: str | Non
         e.g. ``"train"`` / ``"val"`` where the dataset defines splits.
     classes : tuple of str
         The model's classes; labels are mapped to them.
+    **options
+        Loader-specific keyword options (e.g. ``per_sensor`` for ``"library_scenes"``).
     """
     try:
         loader = DATASET_LOADERS[name]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}") from None
-    return loader(None if root is None else Path(root), split, tuple(classes))
+    if options:
+        import inspect
+
+        accepted = {n for n, p in inspect.signature(loader).parameters.items() if p.kind == p.KEYWORD_ONLY}
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise ValueError(f"dataset {name!r} has no option(s) {unknown}; its options: {sorted(accepted) or 'none'}")
+    return loader(None if root is None else Path(root), split, tuple(classes), **options)
 
 
 @register_dataset("biome_patches")

@@ -34,7 +34,7 @@ import numpy as np
 from ..bands import BandDescriptors
 from .datasets import IGNORE_INDEX
 
-__all__ = ["SyntheticClouds", "cloud_opacity_field", "cloud_reflectance"]
+__all__ = ["SyntheticClouds", "cloud_opacity_field", "cumulus_field", "cloud_reflectance"]
 
 # Opaque-cloud reflectance relative to its visible brightness, at band centres (nm).
 # Liquid-water cloud and ice cloud differ mostly beyond 1.2 um.
@@ -82,6 +82,40 @@ def cloud_opacity_field(shape: tuple[int, int], rng: np.random.Generator, covera
     noise = (noise - noise.mean()) / (noise.std() + 1e-12)
     threshold = np.quantile(noise, 1.0 - coverage) if coverage > 0 else np.inf
     tau = np.clip(noise - threshold, 0, None) * sharpness
+    return (alpha_max * (1.0 - np.exp(-tau))).astype(np.float32)
+
+
+def cumulus_field(shape: tuple[int, int], rng: np.random.Generator, coverage: float, cell_px: float,
+                  alpha_max: float) -> np.ndarray:
+    """Opacity of a field of small cumulus cells (0..1): blurred random seeds, thresholded.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Height and width, pixels.
+    rng : numpy.random.Generator
+    coverage : float
+        Fraction of the field covered by cells (0..1).
+    cell_px : float
+        Typical cell radius, pixels (about 1-6: cells of a few hundred metres at 30 m).
+    alpha_max : float
+        Opacity of a cell's core.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) float32 opacity.
+    """
+    h, w = shape
+    seeds = np.zeros((h, w))
+    n = max(1, int(coverage * h * w / (np.pi * cell_px ** 2)))
+    seeds[rng.integers(0, h, n), rng.integers(0, w, n)] = rng.lognormal(0.0, 0.5, n)
+    # Gaussian blur by FFT (periodic; cells wrap at the edges, harmless for a texture).
+    ky = np.fft.fftfreq(h)[:, None]
+    kx = np.fft.rfftfreq(w)[None, :]
+    field = np.fft.irfft2(np.fft.rfft2(seeds) * np.exp(-2 * (np.pi * cell_px) ** 2 * (ky ** 2 + kx ** 2)), s=(h, w))
+    threshold = np.quantile(field, 1.0 - coverage)
+    tau = np.clip(field - threshold, 0, None) / (field.max() - threshold + 1e-12) * rng.uniform(3.0, 8.0)
     return (alpha_max * (1.0 - np.exp(-tau))).astype(np.float32)
 
 
@@ -138,6 +172,9 @@ class SyntheticClouds:
         (0.75..1).
     high_probability : float
         Chance that the cloud is high ice cloud (bright at 1.38 um, very cold).
+    cumulus_probability : float
+        Chance that the cloud is a field of small cumulus cells (:func:`cumulus_field`,
+        low water cloud, radius 1-6 px) rather than a continuous deck or veil.
     beta : (float, float)
         Range of the noise's spectral slope.
     label_threshold : float
@@ -152,14 +189,16 @@ class SyntheticClouds:
     coverage: tuple[float, float] = (0.05, 0.8)
     thin_probability: float = 0.3
     high_probability: float = 0.3
+    cumulus_probability: float = 0.0
     beta: tuple[float, float] = (2.0, 4.0)
     label_threshold: float = 0.25
     ignore_below: float = 0.1
     cloud_class: int = 1
 
     def __post_init__(self) -> None:
-        if not 0 <= self.probability <= 1:
-            raise ValueError(f"probability must be in 0..1, not {self.probability}")
+        for name in ("probability", "thin_probability", "high_probability", "cumulus_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in 0..1, not {getattr(self, name)}")
         lo, hi = self.coverage
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"coverage must be a range within (0, 1], not {self.coverage}")
@@ -175,13 +214,18 @@ class SyntheticClouds:
             return image, labels
         thin = rng.random() < self.thin_probability
         high = rng.random() < self.high_probability
-        alpha = cloud_opacity_field(
-            labels.shape, rng,
-            coverage=rng.uniform(*self.coverage),
-            beta=rng.uniform(*self.beta),
-            sharpness=rng.uniform(0.5, 4.0),
-            alpha_max=rng.uniform(0.25, 0.6) if thin else rng.uniform(0.75, 1.0),
-        )
+        if self.cumulus_probability and rng.random() < self.cumulus_probability:
+            high = False  # fair-weather cumulus is low water cloud
+            alpha = cumulus_field(labels.shape, rng, coverage=rng.uniform(0.03, 0.3),
+                                  cell_px=rng.uniform(1.0, 6.0), alpha_max=rng.uniform(0.6, 1.0))
+        else:
+            alpha = cloud_opacity_field(
+                labels.shape, rng,
+                coverage=rng.uniform(*self.coverage),
+                beta=rng.uniform(*self.beta),
+                sharpness=rng.uniform(0.5, 4.0),
+                alpha_max=rng.uniform(0.25, 0.6) if thin else rng.uniform(0.75, 1.0),
+            )
         cloud = cloud_reflectance(descriptors, rng, high, brightness=rng.uniform(0.45, 0.9))
         out = np.array(image, dtype=np.float32)
         reflective = ~descriptors.is_thermal

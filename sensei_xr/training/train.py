@@ -27,6 +27,9 @@ DEFAULT_CONFIG = {
     "model": {"encoder": "sensei", "head": "deeplabv3plus", "classes": ["clear", "cloud"]},
     "train_data": "l8_biome_patches/train.npz",
     "val_data": "l8_biome_patches/val.npz",
+    # More sources mixed into training beside train_data (or the samples given to train()),
+    # as dataset tables with weights: e.g. [{dataset = "library_scenes", weight = 0.5}].
+    "extra_train_data": [],
     "patch_size": 256,  # the paper's 257 needs larger images than the 256 px Biome patches
     "batch_size": 8,
     "steps": 20000,
@@ -93,8 +96,9 @@ def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[lis
     """Samples of a config's ``train_data`` / ``val_data``.
 
     ``spec`` is a path to a Biome-patches ``.npz`` (relative to ``data_dir``), or one or a
-    list of ``{dataset = NAME, root = PATH, split = S, weight = W}`` tables naming datasets
-    of :func:`sensei_xr.training.datasets.load_dataset` (root relative to ``data_dir``).
+    list of ``{dataset = NAME, root = PATH, split = S, weight = W, options = {...}}``
+    tables naming datasets of :func:`sensei_xr.training.datasets.load_dataset` (root
+    relative to ``data_dir``; options are the loader's keyword options).
 
     Returns
     -------
@@ -109,13 +113,13 @@ def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[lis
             samples = load_biome_patches(data_dir / item, classes)
             label, weight = item, 1.0
         elif isinstance(item, dict) and "dataset" in item:
-            unknown = set(item) - {"dataset", "root", "split", "weight"}
+            unknown = set(item) - {"dataset", "root", "split", "weight", "options"}
             if unknown:
                 raise ValueError(f"data source {item}: unknown key(s) {sorted(unknown)}; "
-                                 "use dataset, root, split, weight")
+                                 "use dataset, root, split, weight, options")
             root = item.get("root")
             samples = load_dataset(item["dataset"], None if root is None else data_dir / root,
-                                   item.get("split"), classes)
+                                   item.get("split"), classes, **item.get("options", {}))
             label = f"{item['dataset']}" + (f" ({item['split']})" if item.get("split") else "")
             weight = float(item.get("weight", 1.0))
         else:
@@ -124,6 +128,19 @@ def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[lis
             raise ValueError(f"data source {label} has no samples")
         for part, out in zip((sources, weights, described), _group_by_bands(samples, label, weight)):
             part += out
+    return sources, weights, described
+
+
+def _training_sources(cfg: dict, data_dir: Path, classes: tuple[str, ...],
+                      samples: list[LabelledSample] | None = None):
+    """Sources, weights and descriptions of ``train_data`` (or ``samples``) plus ``extra_train_data``."""
+    if samples is None:
+        sources, weights, described = _load_data(cfg["train_data"], data_dir, classes)
+    else:
+        sources, weights, described = _group_by_bands(samples, "given samples", 1.0)
+    if cfg["extra_train_data"]:
+        for part, more in zip((sources, weights, described), _load_data(cfg["extra_train_data"], data_dir, classes)):
+            part += more
     return sources, weights, described
 
 
@@ -143,9 +160,9 @@ def _group_by_bands(samples: list[LabelledSample], label: str, weight: float):
     return sources, weights, described
 
 
-def recalibrate_batchnorm(model, samples: list[LabelledSample], batches: int = 40, patch_size: int = 256,
-                          batch_size: int = 8, min_bands: int | None = 3, seed: int = 123,
-                          device: str = "cpu") -> None:
+def recalibrate_batchnorm(model, samples: list[LabelledSample] | list[list[LabelledSample]], batches: int = 40,
+                          patch_size: int = 256, batch_size: int = 8, min_bands: int | None = 3, seed: int = 123,
+                          device: str = "cpu", weights: list[float] | None = None) -> None:
     """Re-estimate batch-norm statistics as an equal-weight average over training batches.
 
     During training the running statistics are exponential averages dominated by the last few
@@ -159,19 +176,23 @@ def recalibrate_batchnorm(model, samples: list[LabelledSample], batches: int = 4
     ----------
     model : CloudModel
         Changed in place (batch-norm buffers only); left in eval mode.
-    samples : list of LabelledSample
-        Training samples (one band set).
+    samples : list of LabelledSample, or list of lists of them
+        Training samples: one source, or several (one band set each) mixed by ``weights``.
     batches, patch_size, batch_size, min_bands, seed
         The batches averaged over; patches no larger than the smallest sample.
+    device : str
+    weights : list of float, optional
+        One per source (see :class:`~sensei_xr.training.samplers.RandomPatchBatches`).
     """
     import torch
 
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms or batches <= 0:
         return
-    patch = min([patch_size] + [min(s.image.shape[-2:]) for s in samples])
+    nested = bool(samples) and not isinstance(samples[0], LabelledSample)
+    patch = min([patch_size] + [min(s.image.shape[-2:]) for src in (samples if nested else [samples]) for s in src])
     source = RandomPatchBatches(samples, patch, batch_size, batches, min_bands, seed,
-                                Augmentation(max_translation=0, resolution_probability=0))
+                                Augmentation(max_translation=0, resolution_probability=0), weights=weights)
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
@@ -234,10 +255,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     device = _device(cfg["device"])
     classes = tuple(cfg["model"]["classes"])
     data_dir = Path(data_dir)
-    if train_samples is None:
-        train_sources, train_weights, train_described = _load_data(cfg["train_data"], data_dir, classes)
-    else:
-        train_sources, train_weights, train_described = _group_by_bands(train_samples, "given samples", 1.0)
+    train_sources, train_weights, train_described = _training_sources(cfg, data_dir, classes, train_samples)
     if val_samples is None:
         val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
         val_samples = [smp for src in val_sources for smp in src]
@@ -255,6 +273,9 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         model.load_state_dict(start.state_dict())
     elif cfg.get("init_encoder"):
         model.encoder.load_state_dict(_encoder_state(cfg["init_encoder"], data_dir))
+    # Channels-last: oneDNN's convolutions (above all their backward pass) run about 1.4x
+    # faster on a CPU in this layout (measured on the paper's DeepLabv3+, patch 128).
+    model = model.to(memory_format=torch.channels_last)
     if cfg["optimizer"] == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                               weight_decay=cfg["weight_decay"])
@@ -311,7 +332,8 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
             for g in opt.param_groups:
                 g["lr"] = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * step / cfg["steps"]))
         batch = next_batch(step)
-        logits = model(batch["images"].to(device), batch["descriptors"].to(device))
+        images = batch["images"].to(device).contiguous(memory_format=torch.channels_last)
+        logits = model(images, batch["descriptors"].to(device))
         loss = loss_fn(logits, batch["labels"].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -341,7 +363,8 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
             _save_checkpoint(ckpt_dir, model, opt, {
                 "step": step + 1, "history": history, "lr": opt.param_groups[0]["lr"],
                 "best": best if math.isfinite(best) else None, "bad_epochs": bad_epochs})
-    return _finish(model, cfg, config, out, (train_sources, train_described), (val_samples, val_described),
+    return _finish(model, cfg, config, out, (train_sources, train_weights, train_described),
+                   (val_samples, val_described),
                    history, device, time.time() - t0)
 
 
@@ -418,13 +441,13 @@ def _load_optimizer(opt, tensors: dict, lr: float) -> None:
 
 
 def _finish(model, cfg, config, out, train, val, history, device, seconds) -> dict:
-    (train_sources, train_described), (val_samples, val_described) = train, val
+    (train_sources, train_weights, train_described), (val_samples, val_described) = train, val
     if cfg["bn_recalibration_batches"]:
-        # One band set per call (a source has one): recalibrate on the largest source.
-        largest = max(train_sources, key=len)
-        recalibrate_batchnorm(model, largest, cfg["bn_recalibration_batches"], patch_size=cfg["patch_size"],
+        # Over the training mixture, as the batches of training drew it.
+        recalibrate_batchnorm(model, train_sources, cfg["bn_recalibration_batches"], patch_size=cfg["patch_size"],
                               batch_size=cfg["batch_size"],
-                              min_bands=cfg["min_bands"] if cfg["band_subsets"] else None, device=device)
+                              min_bands=cfg["min_bands"] if cfg["band_subsets"] else None, device=device,
+                              weights=train_weights)
     from ..models import save_model
 
     model.eval()
@@ -475,9 +498,9 @@ def finish_from_checkpoint(config: dict, data_dir: str | PathLike, out: str | Pa
     state = json.loads((ckpt_dir / "state.json").read_text())
     model = build_model(cfg["model"])
     model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
-    train_sources, _, train_described = _load_data(cfg["train_data"], data_dir, classes)
+    train_sources, train_weights, train_described = _training_sources(cfg, data_dir, classes)
     val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
-    train = (train_sources, train_described)
+    train = (train_sources, train_weights, train_described)
     val = ([smp for src in val_sources for smp in src], val_described)
     seconds = state["history"][-1]["seconds"] if state["history"] else 0.0
     with torch.no_grad():

@@ -1,0 +1,287 @@
+"""Scene-disjoint k-fold cross-validation of a training recipe, or of the per-pixel yardstick.
+
+Models are chosen on this, never on one small split: every labelled sample is held out
+once, by a model that never saw its scene, and a recipe is run with several seeds.
+
+    python -m sensei_xr.training.crossval configs/systems/sensei_dlv3.toml --seeds 0,1,2 \\
+        --out results/crossval/sensei_dlv3.json
+
+A *system* is a training config (see :data:`~sensei_xr.training.train.DEFAULT_CONFIG`) plus:
+
+* ``system``: its name in reports;
+* ``kind``: ``"network"`` (default) or ``"pixel_gbm"`` (the LightGBM yardstick of
+  :mod:`sensei_xr.evaluation.baseline`);
+* ``fixed_bands``: for networks without SEnSeI and for the yardstick, the band sets (names
+  of :data:`~sensei_xr.evaluation.BAND_SETS`) to train one model each for; a SEnSeI network
+  is trained once per fold and seed and scored on every set of ``band_sets``.
+
+Every score is predicted through the inference engine behind ``da.sensei.*``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..evaluation import (
+    METRICS,
+    Confusion,
+    ImageScore,
+    bootstrap_ci,
+    json_ready,
+    pooled_confusion,
+    resolve_bands,
+    score_images,
+    score_model,
+)
+from ..evaluation.folds import split_folds, stratified_scene_folds
+from .datasets import LabelledSample, load_dataset
+
+__all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "cross_validate", "summarise_cv", "cv_table_markdown",
+           "main"]
+
+#: The band sets a cross-validation reports by default: Table III's ALL, RGB+NIR, RGB and
+#: NoRGB, and the six reflective bands Landsat and Sentinel-2 share.
+CV_BAND_SETS = ("ALL", "RGBNIRSWIR", "RGBNIR", "RGB", "NoRGB")
+_SYSTEM_KEYS = {"system", "kind", "fixed_bands", "gbm"}
+
+
+def biome_cv_samples(root: str | os.PathLike | None = None) -> list[LabelledSample]:
+    """The 24 Biome patches, published validation split first (so fold 0 is that split)."""
+    return load_dataset("biome_patches", root, "val") + load_dataset("biome_patches", root, "train")
+
+
+def select_bands(sample: LabelledSample, bands) -> LabelledSample:
+    """The sample with only the bands of a band choice (see ``resolve_bands``), in that order."""
+    names = resolve_bands(sample.descriptors, bands)
+    idx = [sample.descriptors.names.index(n) for n in names]
+    return replace(sample, image=sample.image[idx], descriptors=sample.descriptors.select(names))
+
+
+def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, data_dir,
+                    log) -> tuple[dict, float]:
+    from .train import train
+
+    cfg = {**config, "seed": seed}
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_scores = {}
+        if fixed:
+            # One model per band set, trained on exactly those bands.
+            for name in fixed:
+                tr = [select_bands(s, name) for s in train_s]
+                ho = [select_bands(s, name) for s in held]
+                n = len(tr[0].descriptors)
+                run_cfg = {**cfg, "band_subsets": False, "val_band_sets": {name: None},
+                           "model": {**cfg["model"], "encoder": None, "in_bands": n}}
+                train(run_cfg, data_dir, Path(tmp) / name, resume=False, log=lambda m: None,
+                      train_samples=tr, val_samples=ho)
+                model = _load_trained(Path(tmp) / name)
+                model_scores[name] = score_model(model, ho, None)
+                log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
+        else:
+            train(cfg, data_dir, Path(tmp) / "model", resume=False, log=lambda m: log(f"  {m}"),
+                  train_samples=train_s, val_samples=held)
+            model = _load_trained(Path(tmp) / "model")
+            for name in band_sets:
+                model_scores[name] = score_model(model, held, name)
+                log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
+    return model_scores, time.time() - t0
+
+
+def _load_trained(stem: Path):
+    from ..models import load_model
+
+    return load_model(stem.with_suffix(".safetensors"))
+
+
+def _gbm_scores(options: dict, fixed, train_s, held, seed: int, log) -> tuple[dict, float]:
+    from ..evaluation.baseline import PixelGBM
+
+    t0 = time.time()
+    out = {}
+    for name in fixed or CV_BAND_SETS:
+        gbm = PixelGBM(name, seed=seed, **options).fit(train_s)
+        out[name] = score_images(held, lambda s: gbm.predict_probability(s) >= 0.5, [1])
+        log(f"  {name}: OA {pooled_confusion(out[name]).metrics()['overall_accuracy']:.4f}")
+    return out, time.time() - t0
+
+
+def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, seeds: Sequence[int] = (0,),
+                   band_sets: Sequence[str] = CV_BAND_SETS, data_dir: str | os.PathLike | None = None,
+                   log: Callable[[str], None] = print, checkpoint: str | os.PathLike | None = None) -> dict:
+    """Train and score a system on every fold of a scene-disjoint, stratified k-fold split.
+
+    Parameters
+    ----------
+    system : dict
+        A training config with ``system``, ``kind`` and ``fixed_bands`` (see the module
+        docstring).
+    samples : sequence of LabelledSample
+        Folds are made by :func:`~sensei_xr.evaluation.folds.stratified_scene_folds`.
+    k : int
+        Folds.
+    seeds : sequence of int
+        One run per fold and seed.
+    band_sets : sequence of str
+        Band sets a SEnSeI network is scored on.
+    data_dir : path-like, optional
+        Folder the config's extra data paths are relative to (default: the sample data).
+    log : callable
+    checkpoint : path-like, optional
+        A JSON file written after every run and read at the start: an interrupted
+        cross-validation continues where it stopped.
+
+    Returns
+    -------
+    dict
+        JSON-able: ``system``, ``config``, ``folds`` (held-out sample names per fold),
+        ``runs`` (fold, seed, seconds, and per band set the per-image confusion counts),
+        and ``summary`` (see :func:`summarise_cv`).
+    """
+    from ..sample_data import data_dir as default_data_dir
+
+    samples = list(samples)
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    folds = stratified_scene_folds(samples, k)
+    kind = system.get("kind", "network")
+    fixed = system.get("fixed_bands")
+    config = {key: v for key, v in system.items() if key not in _SYSTEM_KEYS | {"gbm"}}
+    runs = []
+    if checkpoint is not None and Path(checkpoint).exists():
+        runs = json.loads(Path(checkpoint).read_text()).get("runs", [])
+    done = {(r["fold"], r["seed"]) for r in runs}
+    for seed in seeds:
+        for fold in range(k):
+            if (fold, seed) in done:
+                continue
+            train_s, held = split_folds(samples, folds, fold)
+            log(f"{system.get('system', 'system')}: fold {fold}, seed {seed}")
+            if kind == "pixel_gbm":
+                scores, seconds = _gbm_scores(system.get("gbm", {}), fixed, train_s, held, seed, log)
+            elif kind == "network":
+                scores, seconds = _network_scores(config, fixed, train_s, held, band_sets, seed, data_dir, log)
+            else:
+                raise ValueError(f"system kind must be 'network' or 'pixel_gbm', not {kind!r}")
+            runs.append({"fold": fold, "seed": seed, "seconds": seconds,
+                         "band_sets": {name: [{"name": s.name, "tags": dict(s.tags), **s.confusion.as_dict()}
+                                              for s in sc] for name, sc in scores.items()}})
+            if checkpoint is not None:
+                _write_json(Path(checkpoint), {"system": system.get("system"), "runs": runs})
+    result = {"system": system.get("system"), "kind": kind, "config": system, "k": k, "seeds": list(seeds),
+              "folds": [[samples[i].name for i in f] for f in folds], "runs": runs}
+    result["summary"] = summarise_cv(result)
+    return result
+
+
+def summarise_cv(result: dict, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Per band set: per-fold OA (mean over seeds), the CV mean OA and the pooled metrics.
+
+    ``cv_mean_oa`` is the mean over folds of each fold's pooled OA, averaged over seeds
+    (the selection criterion); ``seed_spread`` the range of that mean over seeds;
+    ``pooled`` the metrics of every held-out pixel of every seed together, with 95 %
+    bootstrap intervals over images (an image's counts summed over seeds).
+    """
+    out = {}
+    names = sorted({n for r in result["runs"] for n in r["band_sets"]}, key=lambda n: (n not in CV_BAND_SETS,
+                   CV_BAND_SETS.index(n) if n in CV_BAND_SETS else 0, n))
+    for name in names:
+        per_seed: dict[int, dict[int, float]] = {}
+        per_image: dict[str, Confusion] = {}
+        tags: dict[str, dict] = {}
+        for r in result["runs"]:
+            rows = r["band_sets"].get(name)
+            if rows is None:
+                continue
+            conf = [Confusion(x["tp"], x["fp"], x["tn"], x["fn"]) for x in rows]
+            per_seed.setdefault(r["seed"], {})[r["fold"]] = pooled_confusion(
+                [ImageScore(x["name"], c) for x, c in zip(rows, conf)]).metrics()["overall_accuracy"]
+            for x, c in zip(rows, conf):
+                per_image[x["name"]] = per_image.get(x["name"], Confusion()) + c
+                tags[x["name"]] = x.get("tags", {})
+        folds = sorted({f for d in per_seed.values() for f in d})
+        fold_oa = [float(np.mean([d[f] for d in per_seed.values() if f in d])) for f in folds]
+        seed_means = [float(np.mean(list(d.values()))) for d in per_seed.values()]
+        scores = [ImageScore(n, c, tags[n]) for n, c in per_image.items()]
+        pooled = pooled_confusion(scores).metrics()
+        ci = bootstrap_ci(scores, n_bootstrap, 0.95, seed) if len(scores) > 1 else None
+        out[name] = {"cv_mean_oa": float(np.mean(seed_means)), "fold_oa": fold_oa,
+                     "seed_spread": [min(seed_means), max(seed_means)], "seeds": len(seed_means),
+                     "pooled": pooled, "ci": ci,
+                     "per_image_oa": {n: c.metrics()["overall_accuracy"] for n, c in per_image.items()}}
+    return out
+
+
+def cv_table_markdown(results: Sequence[dict], band_sets: Sequence[str] = CV_BAND_SETS) -> str:
+    """Rows = systems x band sets, like the paper's Tables II and III: CV mean OA (per fold,
+    seed spread) and the pooled OA / balanced accuracy / precision / recall / F1 with 95 %
+    bootstrap intervals over images."""
+    lines = ["| system | bands | CV mean OA | folds | seeds (range) | OA (95 % CI) | BA | precision | recall | F1 (95 % CI) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(v):
+        return "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"
+
+    for res in results:
+        for name in band_sets:
+            row = res["summary"].get(name)
+            if row is None:
+                continue
+            p, ci = row["pooled"], row["ci"] or {}
+
+            def with_ci(m):
+                c = ci.get(m)
+                return fmt(p[m]) + (f" ({c[0]:.2f}-{c[1]:.2f})" if c and all(map(math.isfinite, c)) else "")
+
+            spread = row["seed_spread"]
+            lines.append(
+                f"| {res['system']} | {name} | **{row['cv_mean_oa']:.3f}** | "
+                f"{' / '.join(f'{v:.3f}' for v in row['fold_oa'])} | {row['seeds']} "
+                f"({spread[0]:.3f}-{spread[1]:.3f}) | {with_ci('overall_accuracy')} | {fmt(p['balanced_accuracy'])} | "
+                f"{fmt(p['precision'])} | {fmt(p['recall'])} | {with_ci('f1')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(json_ready(obj), indent=1))
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: cross-validate one system config on the Biome patches."""
+    from .train import read_config, DEFAULT_CONFIG
+
+    p = argparse.ArgumentParser(prog="python -m sensei_xr.training.crossval", description=__doc__.splitlines()[0])
+    p.add_argument("config", help="system config (TOML or JSON)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--out", required=True, help="result JSON (also the checkpoint of an interrupted run)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    system = read_config(args.config, set(DEFAULT_CONFIG) | _SYSTEM_KEYS | {"name", "init_encoder", "init_model"},
+                         "system")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = Path(args.out)
+    result = cross_validate(system, biome_cv_samples(), args.folds, seeds, checkpoint=out)
+    _write_json(out, result)
+    print(cv_table_markdown([result]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
