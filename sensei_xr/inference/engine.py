@@ -255,15 +255,26 @@ def class_probabilities(
         Fill value marking no data (besides NaN); default the DataArray's declared nodata.
     band_dim : str
     resolution : float, optional
-        Working pixel size in CRS units (m): the scene is resampled to it for inference
-        (block mean to coarsen, nearest neighbour to refine, by integer factors) and the
-        probabilities are brought back to the input grid. The paper found PerúSat-1
+        Working pixel size in CRS units (m; a scene in a geographic CRS is refused): the
+        scene is resampled to it for inference (block mean to coarsen, nearest neighbour to
+        refine, by integer factors up to :data:`MAX_COARSEN` and :data:`MAX_REFINE`) and
+        the probabilities are brought back to the input grid. The paper found PerúSat-1
         (2.8 m) better at 5.6 m, and SLSTR (500 m) better upsampled to 250 m.
 
     Returns
     -------
     xarray.DataArray
-        Lazy probabilities, NaN at no data, with the input's spatial coordinates and CRS.
+        Lazy probabilities, NaN at no data, with the input's spatial coordinates and CRS;
+        ``attrs["model_weights"]`` says whether the weights are a file's (``"file"``,
+        ``model_sha256`` its sha256) or a model object's own (``"in memory"``, the
+        sha256 of its state dict).
+
+    Raises
+    ------
+    BandError
+        Bands the model cannot use (no wavelengths, integer DN, thermal bands alone, ...).
+    ValueError
+        Tiling arguments, ``device`` or ``resolution`` that cannot work.
     """
     import dask.array as dsa
     import xarray as xr
