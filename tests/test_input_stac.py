@@ -261,3 +261,14 @@ def test_cli_bbox_names_the_option(tmp_path, capsys):
 def test_url_that_is_not_http(url, match):
     with pytest.raises(stac.StacSearchError, match=match):
         stac.search(url, "c", timeout=1)
+
+
+def test_asset_reads_have_http_timeouts():
+    """Asset reads go through GDAL: its HTTP timeouts come from the stack's timeout=."""
+    from sensei_xr.io.stac import _gdal_env
+
+    options = _gdal_env(7.0).always.options  # applied to every open and read
+    assert options["GDAL_HTTP_TIMEOUT"] == "7"
+    assert options["GDAL_HTTP_CONNECTTIMEOUT"] == "7"
+    assert int(options["GDAL_HTTP_MAX_RETRY"]) >= 1
+    assert _gdal_env(120).always.options["GDAL_HTTP_CONNECTTIMEOUT"] == "10"

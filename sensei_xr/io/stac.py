@@ -1161,8 +1161,18 @@ def _normalised_item(item: dict, keys: Sequence[str],
     return out
 
 
-def _gdal_env():
-    """stackstac's GDAL options, with an ``open_vrt`` layer of its own.
+def _asset_timeout(timeout) -> float:
+    """Seconds an asset read may wait for an answer: the read part of a (connect, read) pair."""
+    t = _check_timeout(timeout)
+    return float(t[1] if isinstance(t, tuple) else t)
+
+
+def _gdal_env(timeout_s: float = 60.0):
+    """stackstac's GDAL options, with an ``open_vrt`` layer of its own and HTTP timeouts.
+
+    Every asset request (COG header and range reads over HTTP) gives up after
+    ``timeout_s`` seconds without an answer (10 s to connect), with three retries, so a
+    server that accepts and never answers cannot hang a compute.
 
     stackstac's default has no ``open_vrt`` options, so its ``open_vrt`` environment is the
     very ``rasterio.Env`` object of ``open``, entered again inside itself when an asset is
@@ -1174,7 +1184,11 @@ def _gdal_env():
     """
     from stackstac.rio_reader import DEFAULT_GDAL_ENV
 
-    return DEFAULT_GDAL_ENV.updated(open_vrt=dict(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", VSI_CACHE=True))
+    timeouts = dict(GDAL_HTTP_TIMEOUT=str(max(1, int(round(timeout_s)))),
+                    GDAL_HTTP_CONNECTTIMEOUT=str(max(1, min(10, int(round(timeout_s))))),
+                    GDAL_HTTP_MAX_RETRY="3", GDAL_HTTP_RETRY_DELAY="1")
+    return DEFAULT_GDAL_ENV.updated(always=timeouts,
+                                    open_vrt=dict(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", VSI_CACHE=True))
 
 
 class _SenseiReader(_AutoParallelRioReader):
@@ -1232,6 +1246,7 @@ def stack_items(
     wavelengths: str = "auto",
     resampling: str = "nearest",
     api_url: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> "xarray.DataArray":  # noqa: F821
     """Stack STAC items as a lazy, wavelength-aware ``(time, band, y, x)`` DataArray.
 
@@ -1273,6 +1288,10 @@ def stack_items(
         Rasterio resampling name for assets not on the output grid (default nearest).
     api_url : str, optional
         The API the items came from, to choose among profiles of the same collection id.
+    timeout : float
+        Seconds an asset read over HTTP may wait for an answer (GDAL's
+        ``GDAL_HTTP_TIMEOUT``; 3 retries), so an unresponsive server fails the read
+        instead of hanging it.
 
     Returns
     -------
@@ -1466,7 +1485,7 @@ def stack_items(
         assets=keys, epsg=epsg, resolution=resolution, bounds=bounds, snap_bounds=False,
         resampling=getattr(Resampling, resampling), chunksize=(1, -1, chunksize, chunksize),
         dtype=np.dtype("float32"), fill_value=np.float32(np.nan), rescale=calibrate,
-        xy_coords="center", errors_as_nodata=(), reader=_SenseiReader, gdal_env=_gdal_env(),
+        xy_coords="center", errors_as_nodata=(), reader=_SenseiReader, gdal_env=_gdal_env(_asset_timeout(timeout)),
     )
     try:
         da = stackstac.stack(norm, **stack_kw)
@@ -1602,4 +1621,5 @@ def open_stac(
         items, assets=assets, bands=bands, sensor=sensor, collection_profile=collection_profile,
         resolution=resolution, epsg=epsg, bounds_latlon=bbox if (clip and bbox is not None) else None,
         chunksize=chunksize, calibrate=calibrate, wavelengths=wavelengths, api_url=url,
+        timeout=_asset_timeout(timeout),
     )
