@@ -101,7 +101,7 @@ def measure_cluster(n_workers: int, size: int, chunk: int, tiling: Tiling) -> di
     """
     from distributed import Client, LocalCluster
 
-    # SENSEI_XR_WORKERS_PER_HOST = cores makes configure_torch_threads give each task
+    # SENSEI_XR_WORKERS_PER_HOST = cores makes the runtime (torch_threads) give each task
     # cores // cores = 1 torch thread: one worker = one core, whatever the worker count.
     env = {"SENSEI_XR_WORKERS_PER_HOST": str(os.cpu_count() or 1), "OMP_NUM_THREADS": "1"}
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,

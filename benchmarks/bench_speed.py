@@ -99,12 +99,12 @@ def _peer_runners(scene, threads: int) -> tuple[dict[str, Callable[[], object]],
 def _accessor_runner(model, scene, chunk: int, threads: int, tiling: Tiling) -> Callable[[], object]:
     import dask
 
-    # configure_torch_threads gives each task cores // num_workers torch threads: this
-    # makes the accessor use the same ``threads`` as the raw variants.
-    workers = max(1, (os.cpu_count() or 1) // threads)
+    # Under the synchronous scheduler each task runs with the caller's torch threads
+    # (sensei_xr.inference.runtime.torch_threads), which the benchmark set to ``threads``:
+    # the accessor uses the same threads as the raw variants.
 
     def run():
-        with dask.config.set(scheduler="synchronous", num_workers=workers):
+        with dask.config.set(scheduler="synchronous"):
             return scene.chunk({"y": chunk, "x": chunk}).sensei.cloudmask(
                 model=model, patch_size=tiling.patch, overlap=tiling.overlap, batch_size=tiling.batch).compute()
 

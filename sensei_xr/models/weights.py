@@ -156,7 +156,8 @@ def save_model(model: CloudModel, path: str | os.PathLike, card: Mapping[str, An
         Path(tmp).write_text(json.dumps(out, indent=2, sort_keys=False, default=str) + "\n")
 
     _atomic_write(card_path, write_card)
-    model.card, model.sha256 = out, sha
+    # The model now is that file: graphs reference it by path (any worker can load it).
+    model.card, model.sha256, model.source = out, sha, str(weights_path.resolve())
     return out
 
 
