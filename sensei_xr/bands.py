@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from . import catalogs
+from .errors import BandError
 
 __all__ = [
     "BandError",
@@ -78,10 +79,6 @@ THERMAL_FROM_NM = 3500.0
 # stackstac writes these coordinates from STAC eo:bands (micrometres).
 _STACKSTAC_CENTER = "center_wavelength"
 _STACKSTAC_FWHM = "full_width_half_max"
-
-
-class BandError(ValueError):
-    """A band cannot be described or its values are not what the model expects."""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import CatalogError, UnknownBandError, UnknownSensorError
+
 __all__ = [
     "Band",
     "Sensor",
@@ -72,28 +74,6 @@ _SENSOR_REQUIRED = ("id", "title")
 _SENSOR_OPTIONAL = ("aliases", "platforms", "references", "notes")
 _BAND_REQUIRED = ("name", "min_nm", "center_nm", "max_nm", "kind")
 _BAND_OPTIONAL = ("aliases", "common_name", "gsd_m", "k1", "k2", "center_nm_by_platform")
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class CatalogError(ValueError):
-    """A catalog file (or dict) is malformed; the message names file, band and field."""
-
-
-class UnknownSensorError(KeyError, ValueError):
-    """No sensor with that id or alias; the message lists the available ids.
-
-    Subclasses both :class:`KeyError` (it is a failed lookup) and :class:`ValueError`
-    (it is a bad argument), so either ``except`` catches it.
-    """
-
-    def __str__(self) -> str:  # KeyError would wrap the message in quotes
-        return str(self.args[0]) if self.args else ""
-
-
-class UnknownBandError(ValueError):
-    """A sensor has no band with that name or alias; the message lists the valid names."""
 
 
 # ------------------------------------------------------------------------ dataclasses

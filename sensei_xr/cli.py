@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .errors import CliError
+
 __all__ = ["main", "build_parser", "DEMO_SEARCHES", "DEFAULT_DEMO_OUT", "DEFAULT_EVALUATION_OUT",
            "DEFAULT_BENCH_OUT"]
 
@@ -77,10 +79,6 @@ _QUICKLOOK_MAX_PX = 2048
 # Coordinates kept on STAC scenes: stackstac adds per-item metadata (sets, dicts) as
 # coordinates, which Zarr cannot encode and which a mask does not need.
 _KEEP_COORDS = {"time", "band", "x", "y", "id", "spatial_ref"}
-
-
-class CliError(Exception):
-    """An error the command line reports in one line (exit status 2)."""
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -947,9 +945,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Errors the library raises for bad input, data or environment: reported in one line.
 # Anything else is a bug and keeps its traceback.
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from .io.stac import StacError
+    from .errors import SenseiError
 
-    return (CliError, StacError, ValueError, LookupError, OSError, RuntimeError)
+    return (SenseiError, ValueError, LookupError, OSError, RuntimeError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

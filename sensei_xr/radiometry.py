@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import RadiometryError
+
 __all__ = [
     "RadiometryError",
     "parse_mtl",
@@ -39,10 +41,6 @@ __all__ = [
 
 #: Sentinel-2 band ids in the product metadata (``bandId`` attribute) -> band names.
 S2_BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
-
-
-class RadiometryError(ValueError):
-    """Metadata needed for a radiometric conversion is missing or inconsistent."""
 
 
 # --------------------------------------------------------------------------------------

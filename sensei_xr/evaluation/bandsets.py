@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bands import BandDescriptors, BandError
+from ..bands import BandDescriptors
+from ..errors import MissingBandError
 
 __all__ = ["SpectralRegion", "REGIONS", "BAND_SETS", "MissingBandError", "region_band", "band_set",
            "resolve_bands", "canonical_set_name"]
@@ -74,10 +75,6 @@ BAND_SETS: dict[str, tuple[str, ...] | None] = {
     # (the bands of ukis-csmask's 6-band model and of the per-pixel baseline's best set).
     "RGBNIRSWIR": ("blue", "green", "red", "nir", "swir16", "swir22"),
 }
-
-
-class MissingBandError(BandError):
-    """A band set (or a peer method) needs a band the sensor does not have."""
 
 
 def _band_list(descriptors: BandDescriptors) -> str:

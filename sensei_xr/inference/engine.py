@@ -28,6 +28,7 @@ from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
 from .runtime import ModelRef, check_device, get_runner, resolve_device, torch_threads
 from .tiling import FILL_REACH, TilingPlan, fill_nodata, halo_for, predict_block
+from ..errors import InferenceError
 
 __all__ = [
     "InferenceError",
@@ -49,10 +50,6 @@ MIN_PATCH = 32
 #: grid loses the clouds' shapes, a finer one multiplies the memory by the factor squared
 #: (the paper used 2 both ways).
 MAX_COARSEN, MAX_REFINE = 16, 4
-
-
-class InferenceError(RuntimeError):
-    """A block failed; the message names the block's position in the scene."""
 
 
 # --------------------------------------------------------------------------------------

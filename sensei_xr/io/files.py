@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import catalogs, radiometry
 from ..bands import BandError, attach_wavelengths
+from ..errors import SceneError
 
 __all__ = ["SceneError", "open_scene", "RASTER_SUFFIXES"]
 
@@ -38,10 +39,6 @@ _LANDSAT_SENSORS = {
     "LANDSAT_8": "landsat8_oli_tirs",
     "LANDSAT_9": "landsat9_oli2_tirs2",
 }
-
-
-class SceneError(ValueError):
-    """A scene cannot be opened as asked."""
 
 
 def open_scene(

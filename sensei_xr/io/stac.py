@@ -67,6 +67,15 @@ from ..bands import (
     WAVELENGTH_MAX,
     WAVELENGTH_MIN,
 )
+from ..errors import (
+    NoItemsError,
+    NoUsableBandsError,
+    ProfileError,
+    StacAssetError,
+    StacConnectionError,
+    StacError,
+    StacSearchError,
+)
 
 __all__ = [
     "StacError",
@@ -90,37 +99,6 @@ __all__ = [
     "check_bbox",
     "DEFAULT_TIMEOUT_S",
 ]
-
-
-# ------------------------------------------------------------------------------ errors
-
-
-class StacError(Exception):
-    """Base class of the errors of this module."""
-
-
-class StacConnectionError(StacError, ConnectionError):
-    """The STAC API cannot be reached (connection refused, DNS, timeout, HTTP error)."""
-
-
-class StacSearchError(StacError, ValueError):
-    """The search cannot be run as asked (e.g. a filter the API does not support)."""
-
-
-class NoItemsError(StacError, LookupError):
-    """A search matched no items (or an empty list of items was given)."""
-
-
-class NoUsableBandsError(StacError, ValueError):
-    """An item (or the asked selection) has no spectral band with known wavelengths."""
-
-
-class StacAssetError(StacError, OSError):
-    """An asset cannot be read when the stack is computed; the message names its href."""
-
-
-class ProfileError(StacError, ValueError):
-    """A collection profile file is malformed or no profile has the asked name."""
 
 
 # ---------------------------------------------------------------------------- profiles

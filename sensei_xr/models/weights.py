@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import torch
 
 from .cloud_model import CloudModel, _normalise_config, build_model
+from ..errors import WeightsError
 
 __all__ = [
     "WeightsError",
@@ -47,10 +48,6 @@ FORMAT = "sensei_xr.model"
 FORMAT_VERSION = 1
 _WEIGHTS_SUFFIX = ".safetensors"
 _CARD_SUFFIX = ".json"
-
-
-class WeightsError(RuntimeError):
-    """A weights file or model card is missing, damaged or does not fit its architecture."""
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -46,6 +46,7 @@ import numpy as np
 from .. import catalogs, radiometry
 from ..bands import BandDescriptors
 from .datasets import IGNORE_INDEX, LabelledSample, biome_to_classes, register_dataset
+from ..errors import DatasetLayoutError
 
 __all__ = [
     "DatasetLayoutError",
@@ -68,10 +69,6 @@ __all__ = [
     "load_cloudsen12",
     "iter_cloudsen12",
 ]
-
-
-class DatasetLayoutError(FileNotFoundError):
-    """A dataset folder does not have the published layout; the message says what is expected."""
 
 
 # Biome codes used as the common intermediate encoding (see datasets.BIOME_LABELS).
