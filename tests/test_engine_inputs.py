@@ -83,3 +83,21 @@ def test_threshold_must_be_a_number_in_the_open_unit_interval(l8, threshold):
         l8.sensei.cloudmask(threshold=threshold)
     with pytest.raises(ValueError, match="threshold must be a number"):
         _dataset(l8).sensei.cloudmask(threshold=threshold)
+
+
+def test_fixed_band_model_picks_its_bands_by_wavelength(l8):
+    """A model without SEnSeI that names its band set takes those bands from any sensor."""
+    import torch
+
+    from sensei_xr.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"encoder": None, "head": "pixelnet", "classes": ["clear", "cloud"], "in_bands": 6,
+                         "band_set": "RGBNIRSWIR"}).eval()
+    p = l8.sensei.cloud_probability(model=model, device="cpu")  # 11 bands in, B2-B7 used
+    assert p.attrs["bands_used"] == "B2,B3,B4,B5,B6,B7"
+    reordered = l8.sel(band=["B7", "B10", "B6", "B5", "B1", "B4", "B3", "B2"])
+    np.testing.assert_allclose(reordered.sensei.cloud_probability(model=model, device="cpu").values, p.values,
+                               atol=1e-6)  # by wavelength, not by position
+    with pytest.raises(BandError, match=r"takes the RGBNIRSWIR bands: .*swir16 band"):
+        l8.sel(band=["B2", "B3", "B4", "B5"]).sensei.cloud_probability(model=model)

@@ -440,3 +440,12 @@ def test_model_core_imports_only_torch_numpy_safetensors():
             for name in names:
                 top = name.split(".")[0]
                 assert top not in forbidden and top != "<parent package>", f"{path.name} imports {name}"
+
+
+def test_fixed_band_model_names_its_bands_by_wavelength():
+    cfg = {"encoder": None, "head": "pixelnet", "classes": ["clear", "cloud"], "in_bands": 6, "band_set": "rgbnirswir"}
+    assert build_model(cfg).config["band_set"] == "RGBNIRSWIR"
+    for bad, message in ((dict(cfg, in_bands=4), "exactly 4 bands"), (dict(cfg, band_set="ALL"), "exactly 6"),
+                         (dict(cfg, encoder="sensei", in_bands=None), "without encoder")):
+        with pytest.raises(ValueError, match=message):
+            build_model(bad)

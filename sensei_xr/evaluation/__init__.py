@@ -2,7 +2,7 @@
 
 * :mod:`.metrics` - :class:`Confusion`, :func:`binary_metrics` (eq. 6-10), per-image and
   pooled scores, bootstrap intervals over images, breakdown by tags (NumPy only).
-* :mod:`.bandsets` - Table III's band sets resolved by wavelength for any sensor.
+* band sets (Table III) from :mod:`sensei_xr.spectral`, re-exported here.
 * :mod:`.predict` - predictions for labelled samples through the inference engine behind
   ``da.sensei.*`` (so every reported number is measured on what users run).
 * :mod:`.evaluate` - :func:`evaluate_model`: a model on each band set and the peers on the
@@ -16,10 +16,10 @@ Importable with NumPy alone: torch, xarray and the extras are imported only by t
 functions that need them.
 """
 
-from .bandsets import (
+from ..errors import MissingBandError
+from ..spectral.bandsets import (
     BAND_SETS,
     REGIONS,
-    MissingBandError,
     SpectralRegion,
     band_set,
     canonical_set_name,

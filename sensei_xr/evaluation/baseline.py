@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .bandsets import resolve_bands
+from ..spectral.bandsets import resolve_bands
 
 if TYPE_CHECKING:
     from ..training.datasets import LabelledSample
@@ -29,7 +29,7 @@ class PixelGBM:
     ----------
     bands : None, str or sequence of str
         Band choice, resolved per sample (see
-        :func:`~sensei_xr.evaluation.bandsets.resolve_bands`); every sample must give the
+        :func:`~sensei_xr.spectral.bandsets.resolve_bands`); every sample must give the
         same number of bands.
     n_estimators, num_leaves, learning_rate : int, int, float
         LightGBM's (200 trees of 31 leaves by default).

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .bandsets import MissingBandError, band_set, canonical_set_name
+from ..errors import MissingBandError
+from ..spectral.bandsets import band_set, canonical_set_name
 from .metrics import ImageScore, pooled_confusion, score_images, summarise
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def score_model(model, samples: Sequence["LabelledSample"], bands: str | Sequenc
     model : CloudModel
     samples : sequence of LabelledSample
     bands : None, str or sequence of str
-        Band choice per sample (see :func:`~sensei_xr.evaluation.bandsets.resolve_bands`).
+        Band choice per sample (see :func:`~sensei_xr.spectral.bandsets.resolve_bands`).
     threshold : float
         Cloud where the cloud probability is at least this.
     device : str

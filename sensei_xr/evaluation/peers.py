@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bands import BandDescriptors, check_band_values
-from .bandsets import REGIONS, MissingBandError, region_band
+from ..errors import MissingBandError
+from ..spectral.bandsets import REGIONS, region_band
 
 __all__ = ["Peer", "S2Cloudless", "UkisCsmask", "PEERS", "get_peer", "list_peers"]
 

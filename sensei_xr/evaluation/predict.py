@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..bands import BAND_KIND, WAVELENGTH_CENTER, WAVELENGTH_MAX, WAVELENGTH_MIN
-from .bandsets import resolve_bands
+from ..spectral.bandsets import resolve_bands
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -30,7 +30,7 @@ def sample_to_dataarray(sample: "LabelledSample", bands: str | Sequence[str] | N
     ----------
     sample : LabelledSample
     bands : None, str or sequence of str
-        Band choice (see :func:`~sensei_xr.evaluation.bandsets.resolve_bands`).
+        Band choice (see :func:`~sensei_xr.spectral.bandsets.resolve_bands`).
 
     Returns
     -------
@@ -67,7 +67,7 @@ def predict_probability(model, sample: "LabelledSample", bands: str | Sequence[s
         registry name / weights path.
     sample : LabelledSample
     bands : None, str or sequence of str
-        Band choice (see :func:`~sensei_xr.evaluation.bandsets.resolve_bands`).
+        Band choice (see :func:`~sensei_xr.spectral.bandsets.resolve_bands`).
     device : str
         Torch device.
     **engine_options

@@ -291,6 +291,8 @@ def class_probabilities(
         )
     da = _select_bands(da, bands, sensor, band_dim)
     desc = _bands.band_descriptors(da, sensor=sensor, band_dim=band_dim)
+    if bands is None:
+        da, desc = _fixed_bands(da, model_obj, desc, band_dim)
     _check_band_count(model_obj, desc)
     _check_reflective(desc)
     if np.issubdtype(da.dtype, np.integer) or da.dtype == bool:
@@ -423,6 +425,21 @@ def _at_resolution(da, resolution: float, **kwargs):
     back = probs.coarsen({ydim: k, xdim: k}).mean()
     back = back.assign_coords({ydim: da[ydim], xdim: da[xdim]}).drop_vars("spatial_ref", errors="ignore")
     return _georef(back.assign_attrs(probs.attrs, working_resolution=float(resolution)), da)
+
+
+def _fixed_bands(da, model, desc: BandDescriptors, band_dim: str):
+    """A fixed-band model with a ``band_set``: its bands picked from the scene by wavelength."""
+    wanted = (getattr(model, "config", {}) or {}).get("band_set")
+    if getattr(model, "encoder", None) is not None or wanted is None:
+        return da, desc
+    from ..spectral.bandsets import BAND_SETS, band_set, region_band
+
+    try:
+        band_set(desc, wanted)  # every region there, or an error naming the missing one
+    except BandError as e:
+        raise BandError(f"this model has no spectral encoder and takes the {wanted} bands: {e}") from None
+    names = [region_band(desc, r) for r in BAND_SETS[wanted]]  # in the model's order
+    return da.sel({band_dim: names}), desc.select(names)
 
 
 def _check_band_count(model, desc: BandDescriptors) -> None:

@@ -48,7 +48,7 @@ HEADS: dict[str, type[nn.Module]] = {"deeplabv3plus": DeepLabV3Plus, "deeplabv3p
 #: Encoders by config name (``None``: fixed bands, no encoder).
 ENCODERS: dict[str, type[nn.Module]] = {"sensei": SEnSeI}
 DEFAULT_CLASSES: tuple[str, ...] = ("clear", "cloud")
-_CONFIG_KEYS = ("encoder", "head", "classes", "in_bands")
+_CONFIG_KEYS = ("encoder", "head", "classes", "in_bands", "band_set")
 
 # "cloud_shadow", "cloud_free", "non_cloud", "no cloud" name classes that are not cloud.
 _NOT_CLOUD = re.compile(r"shadow|free|(^|[^a-z])(non|no|not)[\s_-]*cloud")
@@ -309,7 +309,21 @@ def _normalise_config(config: Mapping[str, Any]) -> dict:
         in_bands = int(in_bands)
     elif in_bands is not None:
         raise ValueError("in_bands is for models without encoder; a SEnSeI model takes any band set")
-    return {"encoder": encoder, "head": head, "classes": classes, "in_bands": in_bands}
+    out = {"encoder": encoder, "head": head, "classes": classes, "in_bands": in_bands}
+    band_set = config.get("band_set")
+    if band_set is not None:
+        # A fixed-band model's bands by wavelength, so the engine picks them from any sensor.
+        from ..spectral.bandsets import BAND_SETS, canonical_set_name
+
+        if encoder is not None:
+            raise ValueError("band_set is for models without encoder; a SEnSeI model takes any band set")
+        band_set = canonical_set_name(str(band_set))
+        regions = BAND_SETS[band_set]
+        if band_set in ("ALL", "COMMON", "NoRGB") or regions is None or len(regions) != in_bands:
+            raise ValueError(f"band_set {band_set!r} does not name exactly {in_bands} bands by wavelength; "
+                             "use one of RGB, RGBNIR, AeroRGBNIR, RGBNIRSWIR with the matching in_bands")
+        out["band_set"] = band_set
+    return out
 
 
 def build_model(config: Mapping[str, Any]) -> CloudModel:
@@ -319,9 +333,11 @@ def build_model(config: Mapping[str, Any]) -> CloudModel:
     ----------
     config : dict
         ``{"encoder": "sensei" | None, "head": "deeplabv3plus" | "deeplabv3plus_wide" | "pixelnet",
-        "classes": [...], "in_bands": int}``; ``in_bands`` only (and then required)
-        without encoder. Missing keys default to SEnSeI + DeepLabv3+ and
-        ``["clear", "cloud"]``.
+        "classes": [...], "in_bands": int, "band_set": str}``; ``in_bands`` only (and then
+        required) without encoder; ``band_set`` optionally without encoder: the model's
+        bands as a band set of :data:`sensei_xr.spectral.BAND_SETS` (e.g. ``"RGBNIRSWIR"``),
+        so inference picks them by wavelength from any sensor. Missing keys default to
+        SEnSeI + DeepLabv3+ and ``["clear", "cloud"]``.
 
     Returns
     -------

@@ -53,6 +53,8 @@ __all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "cross_validate",
 #: NoRGB, and the six reflective bands Landsat and Sentinel-2 share.
 CV_BAND_SETS = ("ALL", "RGBNIRSWIR", "RGBNIR", "RGB", "NoRGB")
 _SYSTEM_KEYS = {"system", "kind", "fixed_bands", "gbm"}
+# Band sets that name a fixed list of spectral regions (a fixed-band model can keep them).
+_BY_WAVELENGTH = ("RGB", "RGBNIR", "AeroRGBNIR", "RGBNIRSWIR")
 
 
 def biome_cv_samples(root: str | os.PathLike | None = None) -> list[LabelledSample]:
@@ -61,8 +63,14 @@ def biome_cv_samples(root: str | os.PathLike | None = None) -> list[LabelledSamp
 
 
 def select_bands(sample: LabelledSample, bands) -> LabelledSample:
-    """The sample with only the bands of a band choice (see ``resolve_bands``), in that order."""
+    """The sample with only the bands of a band choice (see ``resolve_bands``), in that
+    order; a band set of fixed regions (e.g. ``RGBNIRSWIR``) in the order of its regions,
+    as the engine gives them to a fixed-band model."""
     names = resolve_bands(sample.descriptors, bands)
+    if isinstance(bands, str) and bands in _BY_WAVELENGTH:
+        from ..spectral.bandsets import BAND_SETS, region_band
+
+        names = [region_band(sample.descriptors, r) for r in BAND_SETS[bands]]
     idx = [sample.descriptors.names.index(n) for n in names]
     return replace(sample, image=sample.image[idx], descriptors=sample.descriptors.select(names))
 
@@ -81,8 +89,10 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
                 tr = [select_bands(s, name) for s in train_s]
                 ho = [select_bands(s, name) for s in held]
                 n = len(tr[0].descriptors)
-                run_cfg = {**cfg, "band_subsets": False, "val_band_sets": {name: None},
-                           "model": {**cfg["model"], "encoder": None, "in_bands": n}}
+                model_cfg = {**cfg["model"], "encoder": None, "in_bands": n}
+                if name in _BY_WAVELENGTH:  # the engine then picks these bands from any sensor
+                    model_cfg["band_set"] = name
+                run_cfg = {**cfg, "band_subsets": False, "val_band_sets": {name: None}, "model": model_cfg}
                 train(run_cfg, data_dir, Path(tmp) / name, resume=False, log=lambda m: None,
                       train_samples=tr, val_samples=ho)
                 model = _load_trained(Path(tmp) / name)

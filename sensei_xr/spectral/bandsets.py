@@ -1,8 +1,9 @@
 """The band combinations of the paper's Table III, resolved by wavelength for any sensor.
 
 :func:`band_set` gives the bands of ``ALL``, ``COMMON``, ``RGB``, ``RGBNIR``,
-``AeroRGBNIR``, ``NoRGB`` (and ``REFLECTIVE``: every band but the thermal ones) for any
-band descriptors; :func:`resolve_bands` also takes a list of names or ``None``.
+``AeroRGBNIR``, ``NoRGB`` (and ``RGBNIRSWIR``, the six reflective bands Landsat and
+Sentinel-2 share) for any band descriptors; :func:`resolve_bands` also takes ``None``,
+``"no_thermal"`` or a list of names.
 NumPy only.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 from ..bands import BandDescriptors
 from ..errors import MissingBandError
 
-__all__ = ["SpectralRegion", "REGIONS", "BAND_SETS", "MissingBandError", "region_band", "band_set",
+__all__ = ["SpectralRegion", "REGIONS", "BAND_SETS", "region_band", "band_set",
            "resolve_bands", "canonical_set_name"]
 
 
