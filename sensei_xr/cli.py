@@ -481,12 +481,7 @@ def _cmd_sensors(args) -> int:
 def _cmd_models(args) -> int:
     from .models import list_models
 
-    models = list_models()
-    if not models:
-        print("no models ship with this version yet; train one with the training utilities "
-              "and pass its .safetensors path with --model")
-        return 0
-    for name, summary in models.items():
+    for name, summary in list_models().items():
         print(f"{name:16s} {summary}")
     return 0
 

@@ -26,7 +26,6 @@ import rasterio
 
 from sensei_xr import cli
 from sensei_xr.io import stac
-from sensei_xr.models.weights import REGISTRY_DIR
 from sensei_xr.stac_server import DEMO_L8_COLLECTION, DEMO_S2_COLLECTION, RustacServer
 from stac_fixtures import (  # noqa: F401  (fixtures)
     NO_BANDS_COLLECTION,
@@ -456,8 +455,6 @@ def test_demo_stops_the_server_on_error(shared_data, tiny_model, tmp_path, capsy
     _assert_server_gone(url)
 
 
-@pytest.mark.skipif(not (REGISTRY_DIR / "default.safetensors").is_file(),
-                    reason="no shipped default model yet (sensei_xr/models/registry/default.safetensors)")
 def test_demo_with_the_default_model(shared_data, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SENSEI_XR_DATA", str(shared_data))
     out = tmp_path / "demo"

@@ -22,7 +22,7 @@ def default_model():
 def test_default_is_listed_and_verified(default_model):
     assert "default" in list_models()
     card = default_model.card
-    weights = Path(sensei_xr.models.__file__).parent / "registry" / "default.safetensors"
+    weights = Path(sensei_xr.models.__file__).parent / "registry" / f"{default_model.source}.safetensors"
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == card["sha256"] == default_model.sha256
     assert default_model.classes == ("clear", "cloud")
     assert default_model.encoder is not None

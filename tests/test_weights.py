@@ -199,13 +199,6 @@ def test_newer_format_version(saved):
         load_model(stem)
 
 
-def test_no_shipped_models_yet(monkeypatch, tmp_path):
-    monkeypatch.setattr(W, "REGISTRY_DIR", tmp_path / "empty")
-    assert list_models() == {}
-    with pytest.raises(WeightsError, match="no models ship"):
-        load_model("default")
-
-
 def test_shipped_model_registry(monkeypatch, tmp_path):
     registry = tmp_path / "registry"
     save_model(_model(), registry / "tiny", card={"name": "tiny", "summary": "a tiny test model",
@@ -219,11 +212,20 @@ def test_shipped_model_registry(monkeypatch, tmp_path):
     assert model.source == "tiny" and model.card["name"] == "tiny"
     with pytest.raises(WeightsError, match="available models: tiny"):
         load_model("huge")
+    # An alias names a shipped model; one naming nothing is refused with the fix.
+    (registry / W.ALIASES_FILE).write_text(json.dumps({"default": "tiny"}))
+    assert list(list_models()) == ["default", "tiny"] and list_models()["default"] == "alias of tiny"
+    assert load_model("default").sha256 == model.sha256
+    (registry / W.ALIASES_FILE).write_text(json.dumps({"default": "gone"}))
+    with pytest.raises(WeightsError, match="'gone', which is not a shipped model"):
+        load_model("default")
 
 
 def test_every_shipped_model_verifies():
     """Whatever ships in the registry (nothing, or a default) has a card and matching sha256."""
+    aliases = W.registry_aliases()
+    assert "default" in aliases
     for name, summary in list_models().items():
         assert not summary.startswith("(unusable"), summary
         model = load_model(name)
-        assert model.sha256 == model.card["sha256"] and model.source == name
+        assert model.sha256 == model.card["sha256"] and model.source == aliases.get(name, name)

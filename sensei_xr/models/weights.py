@@ -38,6 +38,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "file_sha256",
+    "registry_aliases",
 ]
 
 #: Folder of the shipped models.
@@ -46,6 +47,8 @@ REGISTRY_DIR = Path(__file__).resolve().parent / "registry"
 FORMAT = "sensei_xr.model"
 #: Version of the card / weights layout this code writes and reads.
 FORMAT_VERSION = 1
+#: Aliases of shipped models (JSON ``{alias: name}``) in the registry folder.
+ALIASES_FILE = "aliases.json"
 _WEIGHTS_SUFFIX = ".safetensors"
 _CARD_SUFFIX = ".json"
 
@@ -164,6 +167,20 @@ def _registry_names() -> list[str]:
     return sorted(p.name[: -len(_WEIGHTS_SUFFIX)] for p in REGISTRY_DIR.glob("*" + _WEIGHTS_SUFFIX))
 
 
+def registry_aliases() -> dict[str, str]:
+    """Other names of shipped models (``registry/aliases.json``), e.g. ``{"default": NAME}``."""
+    path = REGISTRY_DIR / ALIASES_FILE
+    if not path.is_file():
+        return {}
+    aliases = json.loads(path.read_text())
+    names = _registry_names()
+    for alias, target in aliases.items():
+        if target not in names:
+            raise WeightsError(f"{path}: alias {alias!r} names {target!r}, which is not a shipped model "
+                               f"({', '.join(names)}); reinstall sensei_xr")
+    return dict(aliases)
+
+
 def _read_card(card_path: Path, weights_path: Path) -> dict:
     if not card_path.is_file():
         raise WeightsError(
@@ -227,16 +244,13 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[Path, str]:
     if looks_like_path:
         return stem, str(weights_path.resolve())
     names = _registry_names()
+    text = registry_aliases().get(text, text)
     if text in names:  # a bare name means a shipped model, even if a file has that name here
         return REGISTRY_DIR / text, text
     if weights_path.exists():
         return stem, str(weights_path.resolve())
-    if not names:
-        raise WeightsError(
-            f"no model named {text!r}: no models ship with this version of sensei_xr yet. Train one "
-            "(sensei_xr.training) and pass the path of its .safetensors file instead"
-        )
-    raise WeightsError(f"no model named {text!r}; available models: {', '.join(names)} "
+    known = names + [f"{a} (= {t})" for a, t in registry_aliases().items()]
+    raise WeightsError(f"no model named {text!r}; available models: {', '.join(known)} "
                        "(or pass the path of a .safetensors file)")
 
 
@@ -306,14 +320,14 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
 
 
 def list_models() -> dict[str, str]:
-    """Shipped models and a one-line summary of each card.
+    """Shipped models and a one-line summary of each card; aliases name their model.
 
     Returns
     -------
     dict
-        ``{name: summary}``; empty while no models ship (as now).
+        ``{name: summary}``, aliases first (``{"default": "alias of NAME"}``).
     """
-    out = {}
+    out = {alias: f"alias of {target}" for alias, target in registry_aliases().items()}
     for name in _registry_names():
         weights_path, card_path = _paths(REGISTRY_DIR / name)
         try:
@@ -325,8 +339,11 @@ def list_models() -> dict[str, str]:
         parts = [str(card.get("summary") or card.get("name", name)),
                  f"{arch.get('encoder') or 'no encoder'} + {arch.get('head')}",
                  "classes " + "/".join(card.get("classes", []))]
+        cv = (card.get("cross_validation") or {}).get("summary")
         metrics = card.get("validation_metrics")
-        if isinstance(metrics, dict):
+        if isinstance(cv, dict) and cv:
+            parts.append("CV mean OA " + ", ".join(f"{k} {v['cv_mean_oa']:.3f}" for k, v in cv.items()))
+        elif isinstance(metrics, dict):
             pooled = metrics.get("all", metrics)
             if isinstance(pooled, dict) and "f1" in pooled:
                 parts.append(f"val F1 {float(pooled['f1']):.3f}")
