@@ -14,7 +14,7 @@ CONSTRAINTS := .ci/constraints.txt
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c $(CONSTRAINTS) -e ".[test,notebooks,peers,baseline]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[test,notebooks,peers,baseline,demo]"
 	$(PY) -c "import torch, sys; sys.exit('a CUDA build of torch got installed: reinstall with -c $(CONSTRAINTS)' if torch.version.cuda else 0)"
 	touch $@
 

@@ -31,7 +31,6 @@ assumed GPU, labelled as an estimate. Numbers only; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time

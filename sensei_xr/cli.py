@@ -18,7 +18,7 @@ Commands
     masks what it finds and writes COGs and quicklooks; the server is always stopped.
 ``evaluate --dataset D [--split S] [--bands ALL,RGB,...] [--peers ...] [--out DIR]``
     The paper's metrics of a model on a labelled dataset
-    (:func:`sensei_xr.training.datasets.load_dataset`) for the band sets of Table III and
+    (:func:`sensei_xr.datasets.load_dataset`) for the band sets of Table III and
     peer methods on the same pixels (:func:`sensei_xr.evaluation.evaluate_model`);
     writes ``evaluation.json`` and ``evaluation.md``.
 ``train --config FILE [--data-dir DIR] [--out STEM]``
@@ -64,7 +64,7 @@ DEFAULT_EVALUATION_OUT = "sensei-xr-evaluation"
 DEFAULT_BENCH_OUT = "sensei-xr-bench"
 
 #: The demo's searches: (collection, bbox, datetime). Each finds real sample scenes in the
-#: demo catalog (sensei_xr.stac_server.build_demo_catalog): a bbox search over the five
+#: demo catalog (sensei_xr.demo.build_demo_catalog): a bbox search over the five
 #: eo-learn Sentinel-2 dates (Slovenia), a datetime search for the Sentinel-2 tile 18SVG,
 #: and a year of Landsat 8 (the 30 m L1 scene and the 120 m TOA scene).
 DEMO_SEARCHES: tuple[tuple[str, tuple[float, float, float, float] | None, str | None], ...] = (
@@ -566,7 +566,7 @@ def _mask_stac(args, model, out_dir: Path) -> int:
 def _cmd_demo(args) -> int:
     from .inference.runtime import resolve_device
     from .sample_data import data_dir
-    from .stac_server import RustacServer, build_demo_catalog
+    from .demo import RustacServer, build_demo_catalog
 
     model = _load_model(args.model)
     device = resolve_device(args.device)
@@ -600,7 +600,7 @@ def _cmd_evaluate(args) -> int:
     from .evaluation import BAND_SETS, evaluate_model, write_report
     from .inference.runtime import resolve_device
     from .evaluation.peers import get_peer
-    from .training.datasets import load_dataset
+    from .datasets import load_dataset
 
     # Options first, then the outputs, the model and the data: cheap checks fail first.
     known_sets = {b.casefold(): b for b in BAND_SETS}

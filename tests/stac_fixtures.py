@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from sensei_xr.stac_server import DemoCatalog, RustacServer, build_demo_catalog
+from sensei_xr.demo import DemoCatalog, RustacServer, build_demo_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 PGSTAC_SH = ROOT / ".ci" / "pgstac.sh"

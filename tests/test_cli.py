@@ -26,7 +26,7 @@ import rasterio
 
 from sensei_xr import cli
 from sensei_xr.io import stac
-from sensei_xr.stac_server import DEMO_L8_COLLECTION, DEMO_S2_COLLECTION, RustacServer
+from sensei_xr.demo import DEMO_L8_COLLECTION, DEMO_S2_COLLECTION, RustacServer
 from stac_fixtures import (  # noqa: F401  (fixtures)
     NO_BANDS_COLLECTION,
     demo_catalog,

@@ -34,7 +34,7 @@ def assert_one_line_error(code: int, err: str, command: str, *fragments: str) ->
 
 def test_evaluate_default_model_on_real_biome_val(shared_data, tmp_path, capsys, one_torch_thread):
     from sensei_xr.models import load_model
-    from sensei_xr.training import load_dataset
+    from sensei_xr.datasets import load_dataset
     from sensei_xr.evaluation import pooled_confusion, score_model
 
     out = tmp_path / "acc"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sensei_xr.cli import main
-from sensei_xr.training import list_datasets
+from sensei_xr.datasets import list_datasets
 from sensei_xr.training.pretrain import PRETRAIN_DEFAULTS
 from sensei_xr.training.train import DEFAULT_CONFIG, load_config
 

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensei_xr.bands import BandDescriptors
-from sensei_xr.evaluation import Confusion, ImageScore, pooled_confusion
+from sensei_xr.evaluation import pooled_confusion
 from sensei_xr.evaluation.folds import scene_of, split_folds, stratified_scene_folds
 from sensei_xr.training.crossval import biome_cv_samples, cv_table_markdown, select_bands, summarise_cv
-from sensei_xr.training.datasets import IGNORE_INDEX, LabelledSample
+from sensei_xr.datasets import IGNORE_INDEX, LabelledSample
 
 
 @pytest.fixture(scope="module")

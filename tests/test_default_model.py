@@ -10,7 +10,7 @@ import pytest
 
 import sensei_xr
 from sensei_xr.models import list_models, load_model
-from sensei_xr.training.datasets import load_biome_patches
+from sensei_xr.datasets import load_biome_patches
 from sensei_xr.evaluation import pooled_metrics
 
 

@@ -42,7 +42,7 @@ def sensor_bands(sensor_id: str, drop: tuple[str, ...] = ()) -> BandDescriptors:
 
 @pytest.fixture(scope="module")
 def biome_val(shared_data):
-    from sensei_xr.training import load_dataset
+    from sensei_xr.datasets import load_dataset
 
     return load_dataset("biome_patches", shared_data / "l8_biome_patches", "val")
 

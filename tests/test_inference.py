@@ -13,7 +13,7 @@ import xarray as xr
 
 import sensei_xr  # noqa: F401  (registers the accessor)
 from sensei_xr.bands import BandError
-from sensei_xr.inference import InferenceError, TilingPlan, class_probabilities
+from sensei_xr.inference import TilingPlan
 from sensei_xr.inference.tiling import blend_window, fill_nodata, predict_block
 from sensei_xr.models import build_model, save_model
 

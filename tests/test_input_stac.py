@@ -16,7 +16,7 @@ import pytest
 
 from sensei_xr import cli
 from sensei_xr.io import stac
-from sensei_xr.stac_server import DEMO_S2_COLLECTION
+from sensei_xr.demo import DEMO_S2_COLLECTION
 from stac_fixtures import demo_catalog, rustac_url  # noqa: F401  (fixtures)
 
 

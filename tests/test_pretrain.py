@@ -94,7 +94,8 @@ def test_training_core_needs_only_torch_and_numpy():
     code = ("import sys\n"
             "for m in ['dask', 'rasterio', 'rioxarray', 'xarray', 'pystac', 'pystac_client', 'stackstac', 'zarr']:\n"
             "    sys.modules[m] = None\n"
-            "from sensei_xr.training import train, pretrain_encoder, SyntheticClouds, load_dataset\n"
+            "from sensei_xr.training import train, pretrain_encoder, SyntheticClouds, cross_validate\n"
+            "from sensei_xr.datasets import load_dataset\n"
             "from sensei_xr.models import build_model, save_model, load_model\n"
             "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -13,8 +13,12 @@ import pytest
 rasterio = pytest.importorskip("rasterio")
 
 from sensei_xr import catalogs  # noqa: E402
-from sensei_xr.training import IGNORE_INDEX, list_datasets, load_dataset  # noqa: E402
-from sensei_xr.training import public_datasets as pdl  # noqa: E402
+import sensei_xr.datasets as pdl  # noqa: E402
+from sensei_xr.datasets import IGNORE_INDEX, list_datasets, load_dataset  # noqa: E402
+from sensei_xr.datasets.cloudsen12 import CLOUDSEN12_BANDS  # noqa: E402
+from sensei_xr.datasets.biome_scenes import BIOME_SCENE_BANDS  # noqa: E402
+from sensei_xr.datasets.s2_cloud_mask_catalogue import S2_CATALOGUE_BANDS  # noqa: E402
+from sensei_xr.datasets.sparcs import SPARCS_COLOURS  # noqa: E402
 
 CLOUD2 = ("clear", "cloud")
 CLOUD3 = ("clear", "cloud", "shadow")
@@ -43,10 +47,11 @@ def _expected_desc(sensor: str, names):
 def test_all_loaders_registered_and_module_imports_no_raster_io_at_top():
     assert {"s2_cloud_mask_catalogue", "biome_scenes", "sparcs", "l7_irish", "38cloud",
             "cloudperu2", "cloudsen12", "biome_patches"} <= set(list_datasets())
-    tree = ast.parse(Path(pdl.__file__).read_text())
-    top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
-    top |= {(n.module or "").split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom)}
-    assert not top & {"rasterio", "PIL", "xarray", "rioxarray"}
+    for module in Path(pdl.__file__).parent.glob("*.py"):  # one module per dataset
+        tree = ast.parse(module.read_text())
+        top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        top |= {(n.module or "").split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom)}
+        assert not top & {"rasterio", "PIL", "xarray", "rioxarray"}, module.name
 
 
 # ------------------------------------------------------------ Sentinel-2 catalogue
@@ -182,8 +187,8 @@ def test_biome_scenes_radiometry_labels_tags(tmp_path):
     samples = pdl.load_biome_scenes(tmp_path, CLOUD3)
     assert {s.tags["surface"] for s in samples} == {"Forest", "SnowIce"}
     s = samples[0]
-    assert s.descriptors.names == pdl.BIOME_SCENE_BANDS and s.descriptors.kinds[-2:] == ("thermal", "thermal")
-    np.testing.assert_allclose(s.descriptors.wavelengths_nm, _expected_desc("landsat8_oli_tirs", pdl.BIOME_SCENE_BANDS))
+    assert s.descriptors.names == BIOME_SCENE_BANDS and s.descriptors.kinds[-2:] == ("thermal", "thermal")
+    np.testing.assert_allclose(s.descriptors.wavelengths_nm, _expected_desc("landsat8_oli_tirs", BIOME_SCENE_BANDS))
     np.testing.assert_allclose(s.image[1, 20, 20], _l8_refl(12000), rtol=1e-5)   # B2
     np.testing.assert_allclose(s.image[7, 20, 20], _l8_refl(19000), rtol=1e-5)   # B9
     np.testing.assert_allclose(s.image[8, 20, 20], _l8_bt(20000), rtol=1e-5)     # B10, K
@@ -249,14 +254,14 @@ def _write_sparcs(root: Path, sid: str, rgb: bool = False, osu: bool = False):
     if osu:
         _tif(sub / f"{sid}_labels.tif", raw, "uint8")
     elif rgb:
-        colours = {v: k for k, v in pdl.SPARCS_COLOURS.items()}
+        colours = {v: k for k, v in SPARCS_COLOURS.items()}
         img = np.zeros((3, N, N), np.uint8)
         for code, c in colours.items():
             img[:, raw == code] = np.array(c, np.uint8)[:, None]
         img[:, raw == 7] = np.array([10, 20, 30], np.uint8)[:, None]
         _tif(sub / f"{sid}_mask.png", img, "uint8", driver="PNG")
     else:
-        cmap = {v: k for k, v in pdl.SPARCS_COLOURS.items()} | {7: (10, 20, 30)}
+        cmap = {v: k for k, v in SPARCS_COLOURS.items()} | {7: (10, 20, 30)}
         _tif(sub / f"{sid}_mask.png", raw, "uint8", driver="PNG", colormap=cmap)
 
 
@@ -467,7 +472,7 @@ S = 512
 def _write_cloudsen12(root: Path, n=2):
     d = root / "val"
     d.mkdir(parents=True)
-    for k, f in enumerate(pdl.CLOUDSEN12_BANDS):
+    for k, f in enumerate(CLOUDSEN12_BANDS):
         mm = np.memmap(d / f"L1C_{f}.dat", dtype="<i2", mode="w+", shape=(n, S, S))
         mm[:] = 1000 + 100 * k
         mm[:, 509:] = 0  # padding beyond the 509 x 509 patch
@@ -492,9 +497,9 @@ def test_cloudsen12(tmp_path):
     samples = load_dataset("cloudsen12", tmp_path, "val", CLOUD3)
     assert len(samples) == 2
     s = samples[1]
-    assert s.descriptors.names == pdl.S2_CATALOGUE_BANDS and s.resolution_m == 10.0
+    assert s.descriptors.names == S2_CATALOGUE_BANDS and s.resolution_m == 10.0
     # L1C_B8A.dat is the 9th band of the sample (band order B01..B08, B8A, B09..B12).
-    order = list(pdl.CLOUDSEN12_BANDS)
+    order = list(CLOUDSEN12_BANDS)
     np.testing.assert_allclose(s.image[8, 0, 0], (1000 + 100 * order.index("B8A") + 5) / 10000, rtol=1e-6)
     np.testing.assert_allclose(s.image[0, 0, 0], (1000 + 5) / 10000, rtol=1e-6)
     assert [s.labels[r, 0] for r in (50, 150, 250, 350)] == [0, 1, 1, 2]

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from sensei_xr.bands import BandDescriptors, to_model_input
-from sensei_xr.training import load_dataset
-from sensei_xr.training.datasets import IGNORE_INDEX
+from sensei_xr.datasets import load_dataset
+from sensei_xr.datasets import IGNORE_INDEX
 from sensei_xr.training.samplers import (
     VISIBLE_MAX_NM,
     Augmentation,
@@ -304,7 +304,7 @@ def test_same_seed_same_batches_with_and_without_workers(biome):
 def test_stac_patches_read_real_pixels(rustac_url, demo_catalog, shared_data):
     from sensei_xr import open_scene
     from sensei_xr.io import stac
-    from sensei_xr.stac_server import DEMO_L8_COLLECTION, DEMO_S2_COLLECTION
+    from sensei_xr.demo import DEMO_L8_COLLECTION, DEMO_S2_COLLECTION
     from sensei_xr.training.stac_sampler import StacPatchSampler
 
     s2 = stac.search(rustac_url, DEMO_S2_COLLECTION, bbox=S2_BBOX)
@@ -354,7 +354,7 @@ def test_stac_patches_read_real_pixels(rustac_url, demo_catalog, shared_data):
 
 def test_stac_patches_mix_sensors_and_load_deterministically_with_workers(rustac_url):
     from sensei_xr.io import stac
-    from sensei_xr.stac_server import DEMO_L8_COLLECTION, DEMO_S2_COLLECTION
+    from sensei_xr.demo import DEMO_L8_COLLECTION, DEMO_S2_COLLECTION
     from sensei_xr.training.stac_sampler import StacPatchSampler
 
     items = stac.search(rustac_url, [DEMO_S2_COLLECTION, DEMO_L8_COLLECTION])

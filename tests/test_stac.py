@@ -1,6 +1,6 @@
 """STAC: search real servers (rustac, stac-fastapi-pgstac), stack, compare with the files.
 
-The demo catalog is built from the real sample scenes (sensei_xr.stac_server); every test
+The demo catalog is built from the real sample scenes (sensei_xr.demo); every test
 goes through a real STAC API on 127.0.0.1 (no mocked HTTP), then stackstac and GDAL.
 """
 
@@ -27,7 +27,7 @@ from sensei_xr.io.stac import (
     StacConnectionError,
     StacSearchError,
 )
-from sensei_xr.stac_server import DEMO_L8_COLLECTION, DEMO_S2_COLLECTION, RustacServer
+from sensei_xr.demo import DEMO_L8_COLLECTION, DEMO_S2_COLLECTION, RustacServer
 from stac_fixtures import (  # noqa: F401  (fixtures)
     NO_BANDS_COLLECTION,
     demo_catalog,

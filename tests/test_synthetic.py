@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sensei_xr.bands import BandDescriptors
-from sensei_xr.training import load_dataset
-from sensei_xr.training.datasets import IGNORE_INDEX
+from sensei_xr.datasets import load_dataset
+from sensei_xr.datasets import IGNORE_INDEX
 from sensei_xr.training.synthetic import SyntheticClouds, cloud_opacity_field, cloud_reflectance
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sensei_xr.evaluation import Confusion, binary_metrics
-from sensei_xr.training.datasets import IGNORE_INDEX, biome_to_classes, load_biome_patches
+from sensei_xr.datasets import IGNORE_INDEX, biome_to_classes, load_biome_patches
 from sensei_xr.training.samplers import Augmentation, RandomPatchBatches, grid_patches
 
 

@@ -127,7 +127,7 @@ def test_loader_workers_give_the_same_training(shared_data, tmp_path):
 
 def test_batchnorm_recalibration_averages_training_batches(shared_data):
     from sensei_xr.models import build_model
-    from sensei_xr.training import load_dataset
+    from sensei_xr.datasets import load_dataset
     from sensei_xr.training.train import recalibrate_batchnorm
 
     train_samples = load_dataset("biome_patches", root=shared_data / "l8_biome_patches", split="train")

@@ -17,7 +17,7 @@ import numpy as np
 from ..spectral.bandsets import resolve_bands
 
 if TYPE_CHECKING:
-    from ..training.datasets import LabelledSample
+    from ..datasets import LabelledSample
 
 __all__ = ["PixelGBM"]
 
@@ -64,7 +64,7 @@ class PixelGBM:
             import lightgbm
         except ImportError as e:
             raise ImportError(f'the per-pixel baseline needs lightgbm ({e}); pip install "sensei_xr[baseline]"') from None
-        from ..training.datasets import IGNORE_INDEX
+        from ..datasets import IGNORE_INDEX
 
         feats, labels = [], []
         for s in samples:

@@ -16,7 +16,7 @@ from ..spectral.bandsets import band_set, canonical_set_name
 from .metrics import ImageScore, pooled_confusion, score_images, summarise
 
 if TYPE_CHECKING:
-    from ..training.datasets import LabelledSample
+    from ..datasets import LabelledSample
 
 __all__ = ["evaluate_model", "score_model", "pooled_metrics", "model_label"]
 

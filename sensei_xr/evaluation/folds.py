@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..training.datasets import LabelledSample
+    from ..datasets import LabelledSample
 
 __all__ = ["scene_of", "surface_of", "stratified_scene_folds", "split_folds"]
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # only for annotations
-    from ..training.datasets import LabelledSample
+    from ..datasets import LabelledSample
 
 __all__ = ["Confusion", "binary_metrics", "METRICS", "ImageScore", "score_images", "pooled_confusion",
            "bootstrap_ci", "summarise"]
@@ -124,7 +124,7 @@ def score_images(samples: Iterable["LabelledSample"],
     list of ImageScore
         Pixels labelled ``IGNORE_INDEX`` (no data) are not counted.
     """
-    from ..training.datasets import IGNORE_INDEX
+    from ..datasets import IGNORE_INDEX
 
     scores = []
     for s in samples:

@@ -18,7 +18,7 @@ from ..spectral.bandsets import resolve_bands
 if TYPE_CHECKING:
     import xarray as xr
 
-    from ..training.datasets import LabelledSample
+    from ..datasets import LabelledSample
 
 __all__ = ["sample_to_dataarray", "predict_probability"]
 

@@ -12,7 +12,6 @@ reflectance and brightness temperature (kelvin) from the product's metadata.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections import Counter
 from os import PathLike
@@ -22,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import catalogs, radiometry
-from ..bands import BandError, attach_wavelengths
+from ..bands import attach_wavelengths
 from ..errors import SceneError
 
 __all__ = ["SceneError", "open_scene", "RASTER_SUFFIXES"]

@@ -1,47 +1,19 @@
-"""Training utilities: labelled datasets, patch samplers with band subsets, the loop.
+"""Training utilities: patch samplers with band subsets, augmentation, synthetic clouds and
+library scenes, SEnSeI pre-training, the loop and scene-disjoint cross-validation.
 
-Importable with torch and NumPy alone (no xarray, Dask or rasterio), so it runs on a
-bare GPU machine.
+Labelled datasets are in :mod:`sensei_xr.datasets`. Importable with torch and NumPy alone
+(no xarray, Dask or rasterio), so it runs on a bare GPU machine; validation during
+training predicts through the inference engine, which needs the core dependencies.
 """
 
-from .datasets import (
-    IGNORE_INDEX,
-    LabelledSample,
-    biome_to_classes,
-    list_datasets,
-    load_biome_patches,
-    load_dataset,
-    register_dataset,
-)
+from .crossval import cross_validate
+from .library_scenes import SpectralLibrary, library_scenes  # registers the "library_scenes" dataset
+from .pretrain import pretrain_encoder
 from .samplers import Augmentation, GridPatches, RandomPatchBatches, grid_patches, make_loader
 from .synthetic import SyntheticClouds
-from .library_scenes import SpectralLibrary, library_scenes  # registers "library_scenes"
-from .pretrain import pretrain_encoder
 from .train import DEFAULT_CONFIG, load_config, train
 
-# Importing the module registers the public-dataset loaders with load_dataset().
-from .public_datasets import (
-    DatasetLayoutError,
-    iter_biome_scenes,
-    iter_cloudsen12,
-    iter_l7_irish,
-    load_38cloud,
-    load_biome_scenes,
-    load_cloudperu2,
-    load_cloudsen12,
-    load_l7_irish,
-    load_s2_cloud_mask_catalogue,
-    load_sparcs,
-)
-
 __all__ = [
-    "IGNORE_INDEX",
-    "LabelledSample",
-    "biome_to_classes",
-    "load_biome_patches",
-    "load_dataset",
-    "list_datasets",
-    "register_dataset",
     "Augmentation",
     "RandomPatchBatches",
     "grid_patches",
@@ -54,15 +26,5 @@ __all__ = [
     "DEFAULT_CONFIG",
     "train",
     "load_config",
-    "DatasetLayoutError",
-    "load_s2_cloud_mask_catalogue",
-    "load_biome_scenes",
-    "iter_biome_scenes",
-    "load_sparcs",
-    "load_l7_irish",
-    "iter_l7_irish",
-    "load_38cloud",
-    "load_cloudperu2",
-    "load_cloudsen12",
-    "iter_cloudsen12",
+    "cross_validate",
 ]

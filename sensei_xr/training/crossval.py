@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation import (
-    METRICS,
     Confusion,
     ImageScore,
     bootstrap_ci,
@@ -44,7 +43,7 @@ from ..evaluation import (
     score_model,
 )
 from ..evaluation.folds import split_folds, stratified_scene_folds
-from .datasets import LabelledSample, load_dataset
+from ..datasets import LabelledSample, load_dataset
 
 __all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "cross_validate", "summarise_cv", "cv_table_markdown",
            "main"]

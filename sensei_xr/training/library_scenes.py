@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import THERMAL_FROM_NM, BandDescriptors
-from .datasets import LabelledSample, register_dataset
+from ..bands import BandDescriptors
+from ..datasets import LabelledSample, register_dataset
 
 __all__ = ["SpectralLibrary", "library_scenes", "BRIGHT_CLASSES", "LIBRARY_SENSORS"]
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bands import BandDescriptors, to_model_input
-from .datasets import IGNORE_INDEX, LabelledSample
+from ..datasets import IGNORE_INDEX, LabelledSample
 
 __all__ = ["Augmentation", "BatchPlan", "RandomPatchBatches", "GridPatches", "grid_patches",
            "make_loader", "SyntheticFn", "VISIBLE_MAX_NM"]

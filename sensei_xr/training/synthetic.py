@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bands import BandDescriptors
-from .datasets import IGNORE_INDEX
+from ..datasets import IGNORE_INDEX
 
 __all__ = ["SyntheticClouds", "cloud_opacity_field", "cumulus_field", "cloud_reflectance"]
 

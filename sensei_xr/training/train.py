@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation import pooled_metrics
-from .datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
+from ..datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
 from .samplers import Augmentation, RandomPatchBatches
 
 __all__ = ["DEFAULT_CONFIG", "read_config", "load_config", "recalibrate_batchnorm", "train", "finish_from_checkpoint"]
@@ -97,7 +97,7 @@ def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[lis
 
     ``spec`` is a path to a Biome-patches ``.npz`` (relative to ``data_dir``), or one or a
     list of ``{dataset = NAME, root = PATH, split = S, weight = W, options = {...}}``
-    tables naming datasets of :func:`sensei_xr.training.datasets.load_dataset` (root
+    tables naming datasets of :func:`sensei_xr.datasets.load_dataset` (root
     relative to ``data_dir``; options are the loader's keyword options).
 
     Returns

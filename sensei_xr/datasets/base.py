@@ -1,7 +1,8 @@
-"""Labelled samples and the Landsat 8 Biome patches (torch- and NumPy-only).
+"""What every labelled dataset yields, and the registry that loads them by name (NumPy only).
 
-A :class:`LabelledSample` is what every dataset yields: bands with their descriptors, a
-class mask in the model's classes, a no-data mask and a little metadata.
+A :class:`LabelledSample` is one labelled image: bands with their descriptors, a class mask
+in the model's classes, a no-data mask and a little metadata. Each dataset is a module of
+this package that registers its loader with :func:`register_dataset`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import catalogs
 from ..bands import BandDescriptors
 
-__all__ = ["LabelledSample", "BIOME_LABELS", "biome_to_classes", "load_biome_patches",
-           "DATASET_LOADERS", "register_dataset", "load_dataset", "list_datasets"]
+__all__ = ["LabelledSample", "IGNORE_INDEX", "BIOME_LABELS", "biome_to_classes", "DATASET_LOADERS",
+           "register_dataset", "load_dataset", "list_datasets"]
 
 #: Landsat 8 Biome (CCA) label encoding (as in ../shared/data/l8_biome_patches).
 BIOME_LABELS = {0: "fill", 64: "cloud_shadow", 128: "clear", 192: "thin_cloud", 255: "thick_cloud"}
@@ -79,35 +79,6 @@ def biome_to_classes(mask: np.ndarray, classes: tuple[str, ...] = ("clear", "clo
     return out
 
 
-def load_biome_patches(path: str | PathLike, classes: tuple[str, ...] = ("clear", "cloud")) -> list[LabelledSample]:
-    """Read ``l8_biome_patches/{train,val}.npz`` (8 bands: B2-B7, B9 reflectance, B10 BT K).
-
-    Parameters
-    ----------
-    path : path-like
-        The ``.npz`` file.
-    classes : tuple of str
-        The model's classes.
-
-    Returns
-    -------
-    list of LabelledSample
-    """
-    data = np.load(Path(path))
-    sensor = catalogs.get_sensor("landsat8_oli_tirs")
-    names = [str(n).split("_")[0] for n in data["band_names"]]  # "B2_blue" -> "B2"
-    desc = BandDescriptors.from_sensor(sensor.id, names)
-    out = []
-    for image, mask, name in zip(data["images"], data["masks"], data["names"]):
-        nodata = (mask == 0) | ~np.isfinite(image).all(axis=0)
-        labels = biome_to_classes(mask, classes)
-        labels[nodata] = IGNORE_INDEX
-        biome = str(name).split("_")[0]
-        out.append(LabelledSample(image.astype(np.float32), desc, labels, nodata,
-                                  sensor.id, 30.0, str(name), {"surface": biome}))
-    return out
-
-
 #: Dataset name -> loader ``(root: Path | None, split: str | None, classes) -> list[LabelledSample]``.
 DATASET_LOADERS: dict[str, Callable[..., list[LabelledSample]]] = {}
 
@@ -159,18 +130,3 @@ def load_dataset(name: str, root: str | PathLike | None = None, split: str | Non
         if unknown:
             raise ValueError(f"dataset {name!r} has no option(s) {unknown}; its options: {sorted(accepted) or 'none'}")
     return loader(None if root is None else Path(root), split, tuple(classes), **options)
-
-
-@register_dataset("biome_patches")
-def _load_biome_patches_split(root: Path | None, split: str | None, classes) -> list[LabelledSample]:
-    from ..sample_data import data_dir
-
-    root = root or data_dir() / "l8_biome_patches"
-    splits = ["train", "val"] if split is None else [split]
-    out = []
-    for sp in splits:
-        f = root / f"{sp}.npz"
-        if not f.exists():
-            raise FileNotFoundError(f"{f} not found: the Biome patches have splits 'train' and 'val'")
-        out += load_biome_patches(f, classes)
-    return out
