@@ -143,3 +143,16 @@ def test_cumulus_fields_are_small_cells():
     assert (lab == 1).any() and (out[0][lab == 1] > 0.2).all()
     assert out[6][lab == 1].max() < 0.06  # low water cloud: dark in the cirrus band
     assert not (lab == IGNORE_INDEX).all()
+
+
+def test_haze_brightens_blue_more_than_swir_and_keeps_labels(biome):
+    from sensei_xr.training.synthetic import SyntheticClouds
+
+    s = biome[1]  # real Landsat 8 patch
+    synth = SyntheticClouds(probability=0.0, haze_probability=1.0)
+    out, lab = synth(s.image.copy(), s.labels.copy(), s.descriptors, np.random.default_rng(2))
+    np.testing.assert_array_equal(lab, s.labels)  # haze is not cloud
+    names = s.descriptors.names
+    gain = {b: float(np.nanmean(out[names.index(b)] - s.image[names.index(b)])) for b in ("B2", "B7")}
+    assert gain["B2"] > 0.005 and gain["B2"] > 3 * abs(gain["B7"])
+    np.testing.assert_array_equal(out[names.index("B10")], s.image[names.index("B10")])  # thermal untouched

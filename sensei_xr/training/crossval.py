@@ -75,12 +75,15 @@ def select_bands(sample: LabelledSample, bands) -> LabelledSample:
 
 
 def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, data_dir,
-                    log) -> tuple[dict, float]:
+                    log, keep: Path | None = None) -> tuple[dict, float]:
     from .train import train
 
     cfg = {**config, "seed": seed}
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
+        if keep is not None:  # the fold's models are kept there (e.g. to look at them later)
+            keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(keep)
         model_scores = {}
         if fixed:
             # One model per band set, trained on exactly those bands.
@@ -127,7 +130,8 @@ def _gbm_scores(options: dict, fixed, train_s, held, seed: int, log) -> tuple[di
 
 def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, seeds: Sequence[int] = (0,),
                    band_sets: Sequence[str] = CV_BAND_SETS, data_dir: str | os.PathLike | None = None,
-                   log: Callable[[str], None] = print, checkpoint: str | os.PathLike | None = None) -> dict:
+                   log: Callable[[str], None] = print, checkpoint: str | os.PathLike | None = None,
+                   models_dir: str | os.PathLike | None = None) -> dict:
     """Train and score a system on every fold of a scene-disjoint, stratified k-fold split.
 
     Parameters
@@ -149,6 +153,8 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
     checkpoint : path-like, optional
         A JSON file written after every run and read at the start: an interrupted
         cross-validation continues where it stopped.
+    models_dir : path-like, optional
+        Keep each run's model there (``fold<k>_seed<s>/``); by default they are deleted.
 
     Returns
     -------
@@ -178,7 +184,8 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
             if kind == "pixel_gbm":
                 scores, seconds = _gbm_scores(system.get("gbm", {}), fixed, train_s, held, seed, log)
             elif kind == "network":
-                scores, seconds = _network_scores(config, fixed, train_s, held, band_sets, seed, data_dir, log)
+                keep = Path(models_dir) / f"fold{fold}_seed{seed}" if models_dir is not None else None
+                scores, seconds = _network_scores(config, fixed, train_s, held, band_sets, seed, data_dir, log, keep)
             else:
                 raise ValueError(f"system kind must be 'network' or 'pixel_gbm', not {kind!r}")
             runs.append({"fold": fold, "seed": seed, "seconds": seconds,
@@ -277,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--out", required=True, help="result JSON (also the checkpoint of an interrupted run)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--keep-models", default=None, help="folder to keep every run's model in")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -286,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "system")
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
-    result = cross_validate(system, biome_cv_samples(), args.folds, seeds, checkpoint=out)
+    result = cross_validate(system, biome_cv_samples(), args.folds, seeds, checkpoint=out,
+                            models_dir=args.keep_models)
     _write_json(out, result)
     print(cv_table_markdown([result]))
     return 0

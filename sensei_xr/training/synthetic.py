@@ -175,6 +175,11 @@ class SyntheticClouds:
     cumulus_probability : float
         Chance that the cloud is a field of small cumulus cells (:func:`cumulus_field`,
         low water cloud, radius 1-6 px) rather than a continuous deck or veil.
+    haze_probability : float
+        Chance that a patch (with or without a cloud) is seen through haze: a smooth,
+        faint (opacity 0.03-0.15) bright veil over all of it that changes no label, since
+        haze is not cloud to a labeller; it keeps bright, hazy clear ground from looking
+        like the only thing that is not cloud.
     beta : (float, float)
         Range of the noise's spectral slope.
     label_threshold : float
@@ -190,13 +195,15 @@ class SyntheticClouds:
     thin_probability: float = 0.3
     high_probability: float = 0.3
     cumulus_probability: float = 0.0
+    haze_probability: float = 0.0
     beta: tuple[float, float] = (2.0, 4.0)
     label_threshold: float = 0.25
     ignore_below: float = 0.1
     cloud_class: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("probability", "thin_probability", "high_probability", "cumulus_probability"):
+        for name in ("probability", "thin_probability", "high_probability", "cumulus_probability",
+                     "haze_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in 0..1, not {getattr(self, name)}")
         lo, hi = self.coverage
@@ -210,6 +217,8 @@ class SyntheticClouds:
         if image.ndim != 3 or image.shape[0] != len(descriptors) or image.shape[1:] != labels.shape:
             raise ValueError(f"image {image.shape} / labels {labels.shape} / {len(descriptors)} "
                              "descriptors do not match: need (N, H, W), (H, W) and N descriptors")
+        if self.haze_probability and rng.random() < self.haze_probability:
+            image = self._haze(image, descriptors, rng)
         if rng.random() >= self.probability:
             return image, labels
         thin = rng.random() < self.thin_probability
@@ -241,3 +250,17 @@ class SyntheticClouds:
         # A faint veil over clear ground is ambiguous; over real cloud it is still cloud.
         new_labels[faint & (new_labels != self.cloud_class)] = IGNORE_INDEX
         return out, new_labels
+
+    @staticmethod
+    def _haze(image: np.ndarray, descriptors: BandDescriptors, rng: np.random.Generator) -> np.ndarray:
+        """A faint, smooth, bright veil over the whole patch (reflective bands only)."""
+        h, w = image.shape[1:]
+        alpha = cloud_opacity_field((h, w), rng, coverage=1.0, beta=4.0, sharpness=1.0, alpha_max=1.0)
+        alpha = rng.uniform(0.03, 0.15) * alpha / max(float(alpha.max()), 1e-6)
+        # Haze scatters blue most; at 1.6-2.2 um it is nearly transparent.
+        centre = descriptors.wavelengths_nm[:, 1]
+        veil = rng.uniform(0.3, 0.6) * np.clip((centre / 500.0) ** -1.5, 0.0, 1.5)
+        out = np.array(image, dtype=np.float32)
+        reflective = ~descriptors.is_thermal
+        out[reflective] = (1 - alpha) * out[reflective] + alpha * veil[reflective, None, None].astype(np.float32)
+        return out

@@ -1,0 +1,83 @@
+"""The cross-validation table of every system: results/crossval/*.json -> README.md.
+
+    python -m benchmarks.crossval_report [--dir results/crossval]
+
+Rows are systems x band sets, shaped like the paper's Tables II and III: the CV mean OA
+(the mean over the three scene-disjoint folds of each fold's pooled OA, averaged over
+seeds; what models are chosen on), each fold's OA, the seeds' spread, and the pooled OA /
+balanced accuracy / precision / recall / F1 of every held-out pixel with 95 % bootstrap
+intervals over images. The last section compares each system with the per-pixel LightGBM
+yardstick on the same folds: the bar a shipped model must clear is the yardstick's CV mean
+OA + 2 points for every band set it ships for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sensei_xr.training.crossval import CV_BAND_SETS, cv_table_markdown
+
+YARDSTICK = "pixel_gbm"
+#: Points above the yardstick's CV mean OA a shipped model must reach on each band set.
+MARGIN = 0.02
+
+
+def report(folder: Path) -> str:
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    results = {k: v for k, v in results.items() if "summary" in v}
+    if not results:
+        raise SystemExit(f"no cross-validation results in {folder}")
+    order = sorted(results, key=lambda k: (k != YARDSTICK, k))
+    lines = ["# Scene-disjoint 3-fold cross-validation on the 24 Landsat 8 Biome patches", "",
+             "Folds: biome-stratified, scene-disjoint (a scene is never in two folds; each fold holds one "
+             "patch of each of the 8 biomes). Fold 0 is the published validation split. Every score is "
+             "predicted through the inference engine behind `da.sensei.*`. Made by "
+             "`python -m benchmarks.crossval_report` from the JSON files here (each written by "
+             "`python -m sensei_xr.training.crossval <config>`; configs in `configs/systems/`).", "",
+             "Folds (held-out patches):", ""]
+    first = results[order[0]]
+    for i, f in enumerate(first["folds"]):
+        lines.append(f"- fold {i}: {', '.join(n.removesuffix('.tif') for n in f)}")
+    lines += ["", "## All systems", "", cv_table_markdown([results[k] for k in order], CV_BAND_SETS)]
+    if YARDSTICK in results:
+        base = results[YARDSTICK]["summary"]
+        lines += ["## Against the per-pixel yardstick (CV mean OA; bar = yardstick + 2 points)", "",
+                  "| system | " + " | ".join(CV_BAND_SETS) + " |", "|---|" + "---|" * len(CV_BAND_SETS)]
+        lines.append("| bar | " + " | ".join(f"{base[b]['cv_mean_oa'] + MARGIN:.3f}" if b in base else ""
+                                            for b in CV_BAND_SETS) + " |")
+        for k in order:
+            if k == YARDSTICK:
+                continue
+            s = results[k]["summary"]
+            cells = []
+            for b in CV_BAND_SETS:
+                if b not in s or b not in base:
+                    cells.append("")
+                    continue
+                v = s[b]["cv_mean_oa"]
+                cells.append(f"{v:.3f} {'meets' if v >= base[b]['cv_mean_oa'] + MARGIN else 'below'}")
+            lines.append(f"| {results[k]['system']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Runs", "", "| system | runs (fold, seed) | seconds per run (median) |", "|---|---|---|"]
+    for k in order:
+        runs = results[k]["runs"]
+        secs = sorted(r["seconds"] for r in runs)
+        lines.append(f"| {results[k]['system']} | {len(runs)} | {secs[len(secs) // 2]:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dir", default="results/crossval")
+    args = p.parse_args(argv)
+    folder = Path(args.dir)
+    text = report(folder)
+    (folder / "README.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""Train a system's shipped model on all labelled patches, check it on the real scenes, and
+write it into the registry with a card that says what it was trained and selected on.
+
+    python -m benchmarks.release_model configs/systems/sensei_dlv3.toml \\
+        --cv results/crossval/sensei_dlv3.json --name sensei-dlv3-biome-v4 [--default]
+
+The recipe (the config) was chosen by scene-disjoint cross-validation (``--cv``: the JSON
+written by ``python -m sensei_xr.training.crossval``); the model shipped is that recipe
+trained once more on all 24 Biome patches, so the cross-validation numbers are the estimate
+of how it does on unseen scenes, and no Biome patch is held out from it. The real-scene
+check (``benchmarks.scene_report``) runs on scenes no model saw; its quicklooks go to
+``docs/models/<name>/``. Dev tooling: not part of the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from sensei_xr.datasets import load_dataset
+from sensei_xr.models import load_model, save_model
+from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
+from sensei_xr.sample_data import data_dir
+from sensei_xr.training.crossval import _SYSTEM_KEYS, select_bands
+from sensei_xr.training.train import DEFAULT_CONFIG, read_config, train
+
+from .scene_report import check
+
+
+def release(config_path: Path, cv_path: Path, name: str, summary: str, make_default: bool,
+            docs: Path = Path("docs/models"), log=print) -> dict:
+    system = read_config(config_path, set(DEFAULT_CONFIG) | _SYSTEM_KEYS | {"name"}, "system")
+    cv = json.loads(cv_path.read_text())
+    if cv.get("config") != system:
+        raise SystemExit(f"{cv_path} was made with another config than {config_path}: rerun the cross-validation")
+    cfg = {k: v for k, v in system.items() if k not in _SYSTEM_KEYS}
+    patches = load_dataset("biome_patches", split="val") + load_dataset("biome_patches", split="train")
+    fixed = system.get("fixed_bands")
+    if fixed:
+        if len(fixed) != 1:
+            raise SystemExit("a fixed-band system ships one model: give its config one band set in fixed_bands")
+        patches = [select_bands(s, fixed[0]) for s in patches]
+        model_cfg = {**cfg["model"], "encoder": None, "in_bands": len(patches[0].descriptors)}
+        if fixed[0] in ("RGB", "RGBNIR", "AeroRGBNIR", "RGBNIRSWIR"):
+            model_cfg["band_set"] = fixed[0]
+        cfg = {**cfg, "model": model_cfg, "band_subsets": False, "val_band_sets": {fixed[0]: None}}
+    cfg["seed"] = cv["seeds"][0]
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        train(cfg, data_dir(), Path(tmp) / "model", resume=False, log=log, train_samples=patches,
+              val_samples=patches)
+        model = load_model(Path(tmp) / "model.safetensors")
+    seconds = time.time() - t0
+    shots = docs / name
+    shots.mkdir(parents=True, exist_ok=True)
+    scenes = check(model, shots, log=log)
+    card = dict(model.card)
+    card.update({
+        "name": name,
+        "summary": summary,
+        "system": system.get("system"),
+        "training": {**card["training"],
+                     "data": ("all 24 human-labelled Landsat 8 Biome patches of the sample data (the 16 of the "
+                              "published train split and the 8 of its val split; 256 x 256 px at 30 m, bands "
+                              "B2-B7, B9, B10)" + (f", {fixed[0]} bands only" if fixed else "")
+                              + "; " + "; ".join(d for d in [card["training"]["data"]] if "library" in d)),
+                     "validation_data": "none held out: the recipe was chosen by cross-validation (below)",
+                     "seconds": seconds},
+        "selected_on": ("the recipe in " + str(config_path) + ", chosen by the mean OA of a scene-disjoint, "
+                        "biome-stratified 3-fold cross-validation over the 24 Biome patches ("
+                        + str(len(cv["seeds"])) + " seed(s); folds in cross_validation.folds); no real scene of "
+                        "the check below was used to train or choose it"),
+        "validation_metrics": None,
+        "cross_validation": {"source": str(cv_path), "seeds": cv["seeds"], "folds": cv["folds"],
+                             "summary": {b: {k: v for k, v in s.items() if k != "per_image_oa"}
+                                         for b, s in cv["summary"].items()},
+                             "per_image_oa": {b: s["per_image_oa"] for b, s in cv["summary"].items()}},
+        "real_scenes": scenes,
+    })
+    for key in ("format", "format_version", "architecture", "classes", "num_parameters", "weights_file",
+                "sha256", "created", "sensei_xr_version"):
+        card.pop(key, None)
+    written = save_model(model, REGISTRY_DIR / name, card=card)
+    if make_default:
+        (REGISTRY_DIR / ALIASES_FILE).write_text(json.dumps({"default": name}) + "\n")
+    log(f"wrote {REGISTRY_DIR / name}.safetensors (sha256 {written['sha256'][:12]}), trained in {seconds:.0f} s")
+    return written
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("config", type=Path)
+    p.add_argument("--cv", type=Path, required=True, help="the cross-validation JSON of this config")
+    p.add_argument("--name", required=True, help="registry name, e.g. sensei-dlv3-biome-v4")
+    p.add_argument("--summary", required=True, help="one line for sensei-xr models")
+    p.add_argument("--default", action="store_true", help="make it the default model (aliases.json)")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    release(args.config, args.cv, args.name, args.summary, args.default)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
