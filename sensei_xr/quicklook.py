@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
+from .outputs import cloud_fraction
+
 __all__ = ["rgb_composite", "write_quicklook"]
 
 # Centre wavelengths (nm) of the channels a true-colour image needs.
 _RGB_NM = (660.0, 560.0, 485.0)
+#: Default longest side (pixels) of the data a quicklook is drawn from.
+MAX_PX = 2048
 
 
 def rgb_composite(scene, gain: float = 2.5) -> np.ndarray:
@@ -34,7 +39,7 @@ def rgb_composite(scene, gain: float = 2.5) -> np.ndarray:
 
 
 def write_quicklook(scene, mask, path: str | PathLike, title: str = "",
-                    metadata: dict[str, str] | None = None) -> Path:
+                    metadata: dict[str, str] | None = None, max_px: int | None = MAX_PX) -> Path:
     """RGB beside RGB with the cloud mask overlaid (cyan), written atomically as PNG.
 
     Parameters
@@ -48,6 +53,10 @@ def write_quicklook(scene, mask, path: str | PathLike, title: str = "",
     title : str
     metadata : dict of str, optional
         PNG text chunks to store (e.g. the job that made the mask).
+    max_px : int or None
+        Scene and mask are decimated (every n-th pixel) until their longest side is at
+        most this, so a full Sentinel-2 tile does not need its RGB bands in memory at full
+        resolution; the figure is about 800 px wide anyway. None: no decimation.
 
     Returns
     -------
@@ -58,6 +67,10 @@ def write_quicklook(scene, mask, path: str | PathLike, title: str = "",
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    step = max(1, math.ceil(max(mask.shape) / max_px)) if max_px else 1
+    if step > 1:
+        scene = scene.isel(y=slice(None, None, step), x=slice(None, None, step))
+        mask = mask.isel(y=slice(None, None, step), x=slice(None, None, step))
     rgb = rgb_composite(scene)
     m = np.asarray(mask.values)
     overlay = rgb.copy()
@@ -69,14 +82,15 @@ def write_quicklook(scene, mask, path: str | PathLike, title: str = "",
         ax.imshow(img, interpolation="nearest")
         ax.set_title(t)
         ax.set_axis_off()
-    valid = m != 255
-    frac = cloud.sum() / max(1, valid.sum())
-    fig.suptitle(f"{title}  cloud fraction {frac:.1%}".strip())
+    frac = cloud_fraction(m)
+    cloud_text = f"cloud fraction {frac:.1%}" if frac is not None else "no valid pixels"
+    fig.suptitle(f"{title}  {cloud_text}".strip())
     path = Path(path)
     tmp = path.with_name(f".{path.name}.partial.png")
     try:
         fig.savefig(tmp, dpi=80, metadata=dict(metadata or {}))
+        os.replace(tmp, path)
     finally:
         plt.close(fig)
-    os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)  # a failed write leaves no half-written PNG behind
     return path
