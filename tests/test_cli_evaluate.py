@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sensei_xr import cli
+from sensei_xr.cli import bench as bench_command
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -160,7 +161,7 @@ def _stand_in_benchmarks(root: Path, codes: dict[str, int]) -> Path:
 
 def test_bench_runs_the_scripts_present(tmp_path, capsys, monkeypatch):
     folder = _stand_in_benchmarks(tmp_path / "src", {"bench_model": 0, "bench_speed": 0, "scene_report": 0})
-    monkeypatch.setattr(cli, "_benchmarks_dir", lambda: folder)
+    monkeypatch.setattr(bench_command, "_benchmarks_dir", lambda: folder)
     out = tmp_path / "bench"
     code, stdout, err = run(capsys, "bench", "--quick", "--out", out)
     assert code == 0, err
@@ -175,16 +176,16 @@ def test_bench_runs_the_scripts_present(tmp_path, capsys, monkeypatch):
 
 
 def test_bench_errors_exit_2(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "_benchmarks_dir", lambda: None)
+    monkeypatch.setattr(bench_command, "_benchmarks_dir", lambda: None)
     code, _, err = run(capsys, "bench", "--quick", "--out", tmp_path / "b")
     assert_one_line_error(code, err, "bench", "needs a source checkout")
     folder = _stand_in_benchmarks(tmp_path / "src", {"bench_model": 0, "bench_scale": 3})
-    monkeypatch.setattr(cli, "_benchmarks_dir", lambda: folder)
+    monkeypatch.setattr(bench_command, "_benchmarks_dir", lambda: folder)
     code, _, err = run(capsys, "bench", "--quick", "--out", tmp_path / "b")
     assert_one_line_error(code, err, "bench", "bench_scale (exit 3)")
     assert (tmp_path / "b" / "bench_model.args").exists()  # the others still ran
 
 
 def test_benchmarks_dir_is_this_checkouts():
-    folder = cli._benchmarks_dir()
+    folder = bench_command._benchmarks_dir()
     assert folder is not None and (folder / "bench_model.py").is_file()

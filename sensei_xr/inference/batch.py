@@ -1,16 +1,18 @@
-"""Masking many scenes, resumable: COGs per scene, or one Zarr store written by region.
+"""Masking many scenes, resumable: a COG (and quicklook) per scene, or one Zarr store.
 
-A rerun finishes the same job without recomputing finished parts, and refuses to finish a
-different one. What makes a job is stored with its outputs (:func:`mask_job`: the model's
-weights, the bands used, the threshold, every argument that changes the result and the
-grid): in each COG's ``sensei_xr_job`` tag, in the Zarr store's attributes and its
-done-file. A rerun with another threshold, model or bands is refused with the
-difference named, instead of returning the old files or mixing time steps of two jobs.
+The only place where scenes become mask files; the command line goes through it too.
+Each path has two steps so that a caller can report between them: ``plan_*`` builds the
+lazy masks and refuses conflicts before any pixel is computed, ``finish_*`` does what is
+still missing.
 
-Nothing incomplete looks complete: a COG is written under a temporary name and renamed
-once complete; a Zarr store is created under a temporary name (``<store>.partial``) and
-renamed once its metadata and done-file exist; a region (time step) is recorded as done
-(in ``sensei_done.json``, rewritten atomically) only after its data is written.
+A rerun finishes the same job and refuses another. The job (:func:`mask_job`: model
+weights, bands used, threshold, result-changing arguments, grid) is stored with the
+outputs: a COG tag, a quicklook's PNG text, the Zarr store's attributes and done-file.
+
+Nothing incomplete looks complete: files are written under temporary names and renamed;
+a failed scene's outputs are removed; a Zarr store is created as ``<store>.partial`` and
+renamed once its metadata and done-file exist; a time step is recorded as done (in
+``sensei_done.json``, rewritten atomically) only after its data is written.
 """
 
 from __future__ import annotations
@@ -19,19 +21,22 @@ import inspect
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..outputs import cloud_fraction, output_path, write_mask_cog
 from .engine import class_probabilities, cloudmask
 
-__all__ = ["mask_scenes_to_cogs", "mask_stack_to_zarr", "zarr_store_state", "mask_job", "cog_job",
-           "job_differences", "JOB_TAG"]
+__all__ = ["mask_scenes_to_cogs", "plan_scenes", "finish_scene", "finish_scenes", "ScenePlan", "SceneResult",
+           "mask_stack_to_zarr", "plan_stack", "finish_stack", "StackPlan", "zarr_store_state", "mask_job",
+           "cog_job", "quicklook_job", "job_differences", "OptionNames", "JOB_TAG"]
 
 _DONE = "sensei_done.json"
-#: The COG tag / Zarr attribute holding a mask's job (JSON).
+#: The COG tag / PNG text key / Zarr attribute holding a mask's job (JSON).
 JOB_TAG = "sensei_xr_job"
 _JOB_VERSION = 1
 # Arguments of the engine that change the mask (device and batch_size change only the
@@ -39,6 +44,26 @@ _JOB_VERSION = 1
 _RESULT_ARGS = ("patch_size", "overlap", "nodata", "resolution", "sensor")
 # Keys compared between jobs ("model" is the model's name, for messages only).
 _INFO_ONLY = ("model",)
+_COG_SUFFIX = "_cloudmask.tif"
+_QUICKLOOK_SUFFIX = "_quicklook.png"
+
+
+@dataclass(frozen=True)
+class OptionNames:
+    """How error messages name the options that resolve an output conflict.
+
+    The library's keywords by default; the command line passes its flags
+    (``OptionNames("--overwrite", "--out")``) so that its errors name what to type.
+    """
+
+    overwrite: str = "overwrite=True"
+    out: str = "out_dir"
+
+    def fix(self) -> str:
+        return f"pass {self.overwrite} to replace it, or choose another {self.out}"
+
+
+_STORE_NAMES = OptionNames(out="store")
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):
@@ -128,20 +153,34 @@ def job_differences(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> lis
     return out
 
 
+def _read_job(read_text: Callable[[], str | None]) -> dict | None:
+    try:
+        job = json.loads(read_text() or "null")
+    except Exception:  # noqa: BLE001 - an unreadable or foreign file records no job
+        return None
+    return job if isinstance(job, dict) else None
+
+
 def cog_job(path: str | PathLike) -> dict | None:
     """The job stored in a mask COG's ``sensei_xr_job`` tag (None if it has none)."""
     import rasterio
 
-    try:
+    def read():
         with rasterio.open(path) as src:
-            text = src.tags().get(JOB_TAG)
-    except Exception:  # noqa: BLE001 - an unreadable file has no job
-        return None
-    try:
-        job = json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return None
-    return job if isinstance(job, dict) else None
+            return src.tags().get(JOB_TAG)
+
+    return _read_job(read)
+
+
+def quicklook_job(path: str | PathLike) -> dict | None:
+    """The job stored in a quicklook PNG's ``sensei_xr_job`` text chunk (None if none)."""
+    from PIL import Image
+
+    def read():
+        with Image.open(path) as img:
+            return img.info.get(JOB_TAG)
+
+    return _read_job(read)
 
 
 def _with_job(mask, job: dict):
@@ -151,22 +190,219 @@ def _with_job(mask, job: dict):
 # ------------------------------------------------------------------------------- COGs
 
 
-def _cog_path(out_dir: Path, name) -> Path:
-    """``<out_dir>/<name>_cloudmask.tif``, refusing names that would leave ``out_dir``."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"scene name {name!r} is not a usable file name: give a non-empty string")
-    bad = [c for c in ("/", "\\", "\0") if c in name]
-    if bad:
-        raise ValueError(
-            f"scene name {name!r} contains {' and '.join(map(repr, bad))}: names become file names "
-            f"<out_dir>/<name>_cloudmask.tif and may not name folders (or leave out_dir); rename "
-            f"the scene, e.g. {name.replace('/', '_').replace(chr(92), '_').replace(chr(0), '')!r}"
-        )
-    target = out_dir / f"{name}_cloudmask.tif"
-    # Defence in depth: whatever the name, the file sits directly in out_dir.
-    if target.resolve().parent != out_dir.resolve():
-        raise ValueError(f"scene name {name!r} would write outside {out_dir}; rename the scene")
-    return target
+def _n_bands(mask, data) -> int:
+    """Bands the model used (fewer than the scene's when ``bands=`` chose some)."""
+    used = mask.attrs.get("bands_used")
+    return len(used.split(",")) if used else int(data.sizes["band"])
+
+
+@dataclass
+class ScenePlan:
+    """One scene: its lazy mask and job, its outputs, and what they still need.
+
+    Made by :func:`plan_scenes`; ``todo`` is ``"mask"`` (compute and write everything),
+    ``"quicklook"`` (the COG is complete and of this job; only its quicklook is missing)
+    or ``"done"``.
+    """
+
+    name: str
+    scene: Any
+    mask: Any
+    job: dict
+    cog: Path
+    quicklook: Path | None
+    overwrite: bool = False
+    todo: str = "mask"
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [p for p in (self.cog, self.quicklook) if p is not None]
+
+    @property
+    def n_bands(self) -> int:
+        return _n_bands(self.mask, self.scene)
+
+
+_NOT_READ = object()
+
+
+@dataclass
+class SceneResult:
+    """What :func:`finish_scene` did: ``status`` is ``"masked"``, ``"quicklook added"`` or
+    ``"done earlier"``; ``shape`` is (y, x)."""
+
+    name: str
+    status: str
+    outputs: list[Path]
+    n_bands: int
+    shape: tuple[int, int]
+    _fraction: Any = field(default=_NOT_READ, repr=False)
+
+    @property
+    def cloud_fraction(self) -> float | None:
+        """Cloudy share of the valid pixels (None: none valid); for a scene done earlier,
+        read from its COG on first use."""
+        if self._fraction is _NOT_READ:
+            import rasterio
+
+            with rasterio.open(self.outputs[0]) as src:
+                self._fraction = cloud_fraction(src.read(1))
+        return self._fraction
+
+
+def plan_scenes(
+    scenes: Mapping[str, "xarray.DataArray"],  # noqa: F821
+    out_dir: str | PathLike,
+    *,
+    model="default",
+    threshold: float = 0.5,
+    quicklooks: bool = False,
+    overwrite: bool = False,
+    option_names: OptionNames = OptionNames(),
+    **kwargs,
+) -> list[ScenePlan]:
+    """Build each scene's lazy mask and decide what its outputs still need; no pixel is
+    computed and nothing is written.
+
+    Outputs of the same job (:func:`mask_job`) are kept; a COG of this job whose quicklook
+    is missing needs only the quicklook. Outputs of another job, or of none, are refused.
+
+    Parameters
+    ----------
+    scenes : mapping of str to DataArray
+        Scene name -> (band, y, x) scene. Names become file names
+        (``<out_dir>/<name>_cloudmask.tif``, ``<name>_quicklook.png``): they may not
+        contain ``/`` or ``\\`` (nothing is written outside ``out_dir``).
+    out_dir : path-like
+    model, threshold, **kwargs
+        As :func:`sensei_xr.inference.cloudmask`.
+    quicklooks : bool
+        Also plan a quicklook PNG per scene (:func:`sensei_xr.quicklook.write_quicklook`).
+    overwrite : bool
+        Recompute and replace existing outputs whatever job made them.
+    option_names : OptionNames
+        How the errors name the options that resolve a conflict.
+
+    Returns
+    -------
+    list of ScenePlan
+        In the order of ``scenes``, for :func:`finish_scenes`.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not a plain file name, an output path that is not a file, or
+        (without ``overwrite``) an output of another job or of none, naming the file and
+        the differences.
+    """
+    out_dir = Path(out_dir)
+    # Every path first: a bad name stops the run before any graph is built.
+    paths = {name: (output_path(out_dir, name, _COG_SUFFIX),
+                    output_path(out_dir, name, _QUICKLOOK_SUFFIX) if quicklooks else None) for name in scenes}
+    plans = []
+    for name, scene in scenes.items():
+        cog, png = paths[name]
+        for p in (cog, png):
+            if p is not None and (p.exists() or p.is_symlink()) and not p.is_file():
+                raise ValueError(f"{p} exists and is not a file; move it away or choose another "
+                                 f"{option_names.out}")
+        # Lazy: builds the graph and its attributes (bands used, model weights), reads no pixel.
+        mask = cloudmask(scene, model, threshold=threshold, **kwargs)
+        plan = ScenePlan(name, scene, mask, mask_job(mask, **kwargs), cog, png, overwrite)
+        if not overwrite:
+            _refuse_other_jobs(plan, option_names)
+            if cog.is_file():
+                plan.todo = "quicklook" if png is not None and not png.is_file() else "done"
+        plans.append(plan)
+    return plans
+
+
+def _refuse_other_jobs(plan: ScenePlan, option_names: OptionNames) -> None:
+    for path, stored_job in ((plan.cog, cog_job), (plan.quicklook, quicklook_job)):
+        if path is None or not path.is_file():
+            continue
+        stored = stored_job(path)
+        if stored is None:
+            raise ValueError(f"{path} exists but records no sensei_xr job (another program's file, or an "
+                             f"older version's); {option_names.fix()}")
+        diff = job_differences(stored, plan.job)
+        if diff:
+            raise ValueError(f"{path} exists and was made by another job: {'; '.join(diff)}; "
+                             f"{option_names.fix()}")
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    """Remove a failed scene's outputs (the writers remove their own temporary files)."""
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+def _write_quicklook(plan: ScenePlan, mask) -> None:
+    from ..quicklook import write_quicklook
+
+    write_quicklook(plan.scene, mask, plan.quicklook, title=plan.name,
+                    metadata={JOB_TAG: json.dumps(plan.job, sort_keys=True)})
+
+
+def _read_cog(plan: ScenePlan):
+    """The plan's complete COG as a mask on the scene's coordinates, with this job's attributes."""
+    import rioxarray
+
+    with rioxarray.open_rasterio(plan.cog, masked=False) as cog:
+        mask = cog.isel(band=0, drop=True).load()
+    # The job's grid matched, so the scene's own coordinates fit pixel for pixel.
+    mask = mask.assign_coords(y=plan.scene["y"].values, x=plan.scene["x"].values)
+    mask.attrs = dict(plan.mask.attrs)
+    return mask
+
+
+def finish_scene(plan: ScenePlan) -> SceneResult:
+    """Do what a planned scene still needs: mask it and write its COG (and quicklook), write
+    only its quicklook, or nothing.
+
+    If writing fails the scene's outputs are removed (a COG without its quicklook must not
+    look finished), except a COG that appeared after planning: another run's, not ours.
+    """
+    shape = tuple(int(plan.mask.sizes[d]) for d in plan.mask.dims[-2:])
+    if plan.todo == "done":
+        return SceneResult(plan.name, "done earlier", plan.outputs, plan.n_bands, shape)
+    if plan.todo == "quicklook":
+        mask = _read_cog(plan)
+        try:
+            _write_quicklook(plan, mask)
+        except BaseException:
+            _remove([plan.quicklook])
+            raise
+        return SceneResult(plan.name, "quicklook added", plan.outputs, plan.n_bands, shape,
+                           cloud_fraction(mask.values))
+    # Computed once: the COG, the quicklook and the cloud fraction share it.
+    mask = _with_job(plan.mask.compute(), plan.job)
+    try:
+        write_mask_cog(mask, plan.cog, overwrite=plan.overwrite)
+        if plan.quicklook is not None:
+            _write_quicklook(plan, mask)
+    except FileExistsError:
+        raise
+    except BaseException:
+        _remove(plan.outputs)
+        raise
+    return SceneResult(plan.name, "masked", plan.outputs, plan.n_bands, shape, cloud_fraction(mask.values))
+
+
+def finish_scenes(plans: Sequence[ScenePlan], *, progress: bool = True,
+                  on_result: Callable[[SceneResult], None] | None = None) -> list[SceneResult]:
+    """:func:`finish_scene` for each plan (from :func:`plan_scenes`) in turn, creating the
+    output folders; ``on_result`` is called with each :class:`SceneResult` as it comes,
+    ``progress`` shows a tqdm bar. Stops at the first failure (that scene's outputs
+    removed); a rerun of the same job finishes the rest."""
+    for folder in sorted({p.cog.parent for p in plans}):
+        folder.mkdir(parents=True, exist_ok=True)
+    results = []
+    for plan in _progress(plans, len(plans), "masking", progress):
+        results.append(finish_scene(plan))
+        if on_result is not None:
+            on_result(results[-1])
+    return results
 
 
 def mask_scenes_to_cogs(
@@ -177,26 +413,21 @@ def mask_scenes_to_cogs(
     threshold: float = 0.5,
     progress: bool = True,
     overwrite: bool = False,
+    quicklooks: bool = False,
     **kwargs,
 ) -> dict[str, Path]:
     """Mask each scene and write ``<out_dir>/<name>_cloudmask.tif``, skipping finished ones.
 
     A COG that exists is reused only when it was written by the same job (same model
     weights, bands, threshold, arguments and grid; :func:`mask_job`); otherwise the run is
-    refused before anything is computed.
+    refused before anything is computed. :func:`plan_scenes` then :func:`finish_scenes`.
 
     Parameters
     ----------
-    scenes : mapping of str to DataArray
-        Scene name -> (band, y, x) scene. Names become file names: they may not contain
-        ``/`` or ``\\`` (nothing is written outside ``out_dir``).
-    out_dir : path-like
-    model, threshold, **kwargs
-        As :func:`sensei_xr.inference.cloudmask`.
+    scenes, out_dir, model, threshold, quicklooks, overwrite, **kwargs
+        As :func:`plan_scenes` (``quicklooks``: also ``<name>_quicklook.png``).
     progress : bool
         Show a tqdm progress bar.
-    overwrite : bool
-        Replace existing COGs whatever job wrote them.
 
     Returns
     -------
@@ -206,91 +437,61 @@ def mask_scenes_to_cogs(
     Raises
     ------
     ValueError
-        For a name that is not a plain file name, or a COG written by another job (the
-        message names the differences).
+        As :func:`plan_scenes`: a name that is not a plain file name, or an output written
+        by another job (the message names the differences).
     """
-    from ..outputs import write_mask_cog
-
-    out_dir = Path(out_dir)
-    targets = {name: _cog_path(out_dir, name) for name in scenes}
-    # Graphs and jobs first (cheap: no pixel is read), so a conflict stops the run before
-    # any work is done.
-    plans = {}
-    for name, da in scenes.items():
-        mask = cloudmask(da, model, threshold=threshold, **kwargs)
-        job = mask_job(mask, **kwargs)
-        target = targets[name]
-        done = False
-        if (target.exists() or target.is_symlink()) and not overwrite:
-            if not target.is_file():
-                raise ValueError(f"{target} exists and is not a file; move it away or choose another out_dir")
-            stored = cog_job(target)
-            if stored is None:
-                raise ValueError(f"{target} exists but records no sensei_xr job (another program's file, "
-                                 "or an older version's); pass overwrite=True to replace it, or choose "
-                                 "another out_dir")
-            diff = job_differences(stored, job)
-            if diff:
-                raise ValueError(f"{target} exists and was made by another job: {'; '.join(diff)}. Pass "
-                                 "overwrite=True to replace it, or choose another out_dir")
-            done = True
-        plans[name] = (mask, job, done)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, (mask, job, done) in _progress(plans.items(), len(plans), "masking", progress):
-        if not done:
-            write_mask_cog(_with_job(mask, job), targets[name], overwrite=True)
-        written[name] = targets[name]
-    return written
+    plans = plan_scenes(scenes, out_dir, model=model, threshold=threshold, quicklooks=quicklooks,
+                        overwrite=overwrite, **kwargs)
+    finish_scenes(plans, progress=progress)
+    return {p.name: p.cog for p in plans}
 
 
 # ------------------------------------------------------------------------------- Zarr
 
 
-def mask_stack_to_zarr(
+@dataclass
+class StackPlan:
+    """One time stack and its store: the lazy mask, its job and the store's ``state``
+    (``"new"``, ``"resume"`` or ``"complete"``); made by :func:`plan_stack`."""
+
+    stack: Any
+    store: Path
+    mask: Any
+    job: dict
+    state: str
+    overwrite: bool = False
+
+    @property
+    def n_bands(self) -> int:
+        return _n_bands(self.mask, self.stack)
+
+
+def plan_stack(
     stack: "xarray.DataArray",  # noqa: F821
     store: str | PathLike,
     *,
     model="default",
     threshold: float = 0.5,
-    progress: bool = True,
+    overwrite: bool = False,
+    option_names: OptionNames = _STORE_NAMES,
     **kwargs,
-) -> "xarray.Dataset":  # noqa: F821
-    """Mask a (time, band, y, x) stack into a Zarr store, one time step per region.
-
-    A rerun finishes an unfinished store of the same job (stack and :func:`mask_job`),
-    also one killed before its done-file was written; another job's store is refused.
-
-    Parameters
-    ----------
-    stack : xarray.DataArray
-        Time stack of scenes.
-    store : path-like
-        Zarr directory; created on the first run, completed on later runs.
-    model, threshold, **kwargs
-        As :func:`sensei_xr.inference.cloudmask`.
-    progress : bool
-
-    Returns
-    -------
-    xarray.Dataset
-        The store, opened lazily (uint8 masks, 255 = no data).
-
-    Raises
-    ------
-    ValueError
-        If ``store`` exists and is not a sensei_xr store of this stack and job (the
-        message names the differences).
-    """
-    import xarray as xr
-
+) -> StackPlan:
+    """Build the stack's lazy mask and decide what its store still needs; nothing is
+    computed or written (with ``overwrite`` the store is replaced by :func:`finish_stack`).
+    Parameters and errors as :func:`mask_stack_to_zarr`; ``option_names`` as
+    :func:`plan_scenes`."""
     if "time" not in stack.dims:
-        raise ValueError(f"mask_stack_to_zarr needs a 'time' dim; got {stack.dims}")
+        raise ValueError(f"a stack to mask into Zarr needs a 'time' dim; got {stack.dims}")
     store = Path(store)
     mask = cloudmask(stack, model, threshold=threshold, **kwargs)
     job = mask_job(mask, **kwargs)
-    mask = mask.chunk({"time": 1})
-    ds = mask.to_dataset(name="cloudmask")
+    state = "new" if overwrite else zarr_store_state(store, stack, job=job, option_names=option_names)
+    return StackPlan(stack, store, mask, job, state, overwrite)
+
+
+def _zarr_dataset(mask, job: dict):
+    """The mask as the Dataset to store: one chunk per time step, plain attributes."""
+    ds = mask.chunk({"time": 1}).to_dataset(name="cloudmask")
     # stackstac carries per-item metadata (sets, dicts) as coordinates: Zarr cannot store
     # arbitrary Python objects, so keep only coordinates of plain array types.
     ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims and ds[c].dtype == object])
@@ -299,9 +500,28 @@ def mask_stack_to_zarr(
     ds["cloudmask"].attrs[JOB_TAG] = json.dumps(job, sort_keys=True)
     ds["cloudmask"].encoding = {"_FillValue": np.uint8(255)}
     ds["cloudmask"].attrs.pop("_FillValue", None)
+    return ds
+
+
+def _remove_store(store: Path) -> None:
+    if store.is_dir() and not store.is_symlink():
+        shutil.rmtree(store)
+    elif store.exists() or store.is_symlink():
+        store.unlink()
+
+
+def finish_stack(plan: StackPlan, *, progress: bool = True) -> "xarray.Dataset":  # noqa: F821
+    """Write the time steps its store still lacks, one region each, and return the store
+    opened lazily (uint8, 255 = no data). A step is recorded as done only once written, so
+    a run that stops (a failure, a kill) is finished by running it again."""
+    import xarray as xr
+
+    store, job = plan.store, plan.job
     done_file = store / _DONE
-    state = zarr_store_state(store, stack, job=job)
-    if state == "new":
+    if plan.overwrite:
+        _remove_store(store)
+    ds = _zarr_dataset(plan.mask, job)
+    if plan.state == "new":
         _create_store(ds, store, job)
     elif not done_file.is_file():
         # Killed between the store's creation and its done-file (sensei_xr 0.1 created
@@ -311,7 +531,7 @@ def mask_stack_to_zarr(
     if "job" not in record:
         _write_done(done_file, record["time_indices"], job)  # an older done-file: add the job
     done = set(record["time_indices"])
-    todo = [t for t in range(stack.sizes["time"]) if t not in done]
+    todo = [t for t in range(plan.stack.sizes["time"]) if t not in done]
     for t in _progress(todo, len(todo), "masking", progress):
         region = ds.isel(time=slice(t, t + 1))
         region = region.drop_vars([v for v in region.coords if "time" not in region[v].dims])
@@ -320,6 +540,48 @@ def mask_stack_to_zarr(
         _write_done(done_file, sorted(done), job)
     # Undecoded, so the mask reads back as the uint8 it was (255 = no data), not as floats.
     return xr.open_zarr(store, mask_and_scale=False)
+
+
+def mask_stack_to_zarr(
+    stack: "xarray.DataArray",  # noqa: F821
+    store: str | PathLike,
+    *,
+    model="default",
+    threshold: float = 0.5,
+    progress: bool = True,
+    overwrite: bool = False,
+    **kwargs,
+) -> "xarray.Dataset":  # noqa: F821
+    """Mask a (time, band, y, x) stack into a Zarr store, one time step per region.
+
+    A rerun finishes an unfinished store of the same job (stack and :func:`mask_job`),
+    also one killed before its done-file was written; another job's store is refused.
+    :func:`plan_stack` then :func:`finish_stack`.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        (time, band, y, x) stack of scenes.
+    store : path-like
+        Zarr directory; created on the first run, completed on later runs.
+    model, threshold, **kwargs
+        As :func:`sensei_xr.inference.cloudmask`.
+    progress : bool
+    overwrite : bool
+        Replace whatever is at ``store`` (recompute every time step).
+
+    Returns
+    -------
+    xarray.Dataset
+        The store, opened lazily (uint8 masks, 255 = no data).
+
+    Raises
+    ------
+    ValueError
+        Without ``overwrite``, as :func:`zarr_store_state`.
+    """
+    plan = plan_stack(stack, store, model=model, threshold=threshold, overwrite=overwrite, **kwargs)
+    return finish_stack(plan, progress=progress)
 
 
 def _create_store(ds, store: Path, job: dict) -> None:
@@ -349,7 +611,8 @@ def _stored_job(store: Path, done_file: Path, old) -> dict | None:
 
 
 def zarr_store_state(store: str | PathLike, stack: "xarray.DataArray",  # noqa: F821
-                     job: Mapping[str, Any] | None = None) -> str:
+                     job: Mapping[str, Any] | None = None, *,
+                     option_names: OptionNames = _STORE_NAMES) -> str:
     """Whether ``store`` is ``"new"``, an unfinished store of this very stack and job
     (``"resume"``) or a finished one (``"complete"``).
 
@@ -361,6 +624,8 @@ def zarr_store_state(store: str | PathLike, stack: "xarray.DataArray",  # noqa: 
     job : dict, optional
         The job (:func:`mask_job`) of this run; when given, a store made by another job
         is refused.
+    option_names : OptionNames
+        How the errors name the options that resolve a conflict.
 
     Raises
     ------
@@ -375,8 +640,9 @@ def zarr_store_state(store: str | PathLike, stack: "xarray.DataArray",  # noqa: 
     if not store.exists():
         return "new"
     done_file = store / _DONE
+    fix = option_names.fix()
     if not store.is_dir():
-        raise ValueError(f"{store} exists and is not a sensei_xr Zarr store; remove it or choose another store")
+        raise ValueError(f"{store} exists and is not a sensei_xr Zarr store; {fix}")
     try:
         with xr.open_zarr(store) as old:
             ours = "cloudmask" in old and ("model_sha256" in old["cloudmask"].attrs or done_file.is_file())
@@ -391,19 +657,18 @@ def zarr_store_state(store: str | PathLike, stack: "xarray.DataArray",  # noqa: 
         done = set(json.loads(done_file.read_text())["time_indices"]) if done_file.is_file() else set()
     except Exception as e:  # noqa: BLE001 - any unreadable store is "not ours"
         raise ValueError(f"{store} exists and is not a sensei_xr Zarr store "
-                         f"({type(e).__name__}: {e}); remove it or choose another store") from e
+                         f"({type(e).__name__}: {e}); {fix}") from e
     if not same:
-        raise ValueError(f"{store} exists and holds a different stack (other scenes, times or grid); "
-                         "remove it or choose another store")
+        raise ValueError(f"{store} exists and holds a different stack (other scenes, times or grid); {fix}")
     if job is not None:
         if stored is None:
             raise ValueError(f"{store} records no job (threshold, model, bands), so finishing it could "
-                             "mix two jobs; remove it or choose another store")
+                             f"mix two jobs; {fix}")
         wanted = {k: v for k, v in job.items() if k in stored} if "version" not in stored else job
         diff = job_differences(stored, wanted)
         if diff:
             raise ValueError(f"{store} was made by another job: {'; '.join(diff)}; finishing it would "
-                             "mix the two in one store: remove it or choose another store")
+                             f"mix the two in one store: {fix}")
     return "complete" if len(done) >= stack.sizes["time"] else "resume"
 
 
