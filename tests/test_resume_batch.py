@@ -232,3 +232,97 @@ def test_zarr_foreign_stores_refused(stack, models, tmp_path):
     with pytest.raises(ValueError, match="not a sensei_xr Zarr store"):
         mask_stack_to_zarr(stack, folder, model=models[0], **KW)
     assert os.listdir(folder) == ["notes.txt"]
+
+
+# ------------------------------------------------------------------------ quicklooks
+
+
+def _reads_failing_after(scene: xr.DataArray, n_ok: int) -> tuple[xr.DataArray, list]:
+    """The scene, whose pixels fail to read after ``n_ok`` reads (an outage that begins
+    once the mask is computed, while the quicklook reads the RGB bands again)."""
+    reads = []
+
+    def read(block):
+        reads.append(block.shape)
+        if len(reads) > n_ok:
+            raise OSError("simulated outage while reading the quicklook's bands")
+        return block
+
+    data = scene.chunk({"band": -1, "y": -1, "x": -1}).data
+    return scene.copy(data=data.map_blocks(read, dtype=scene.dtype, meta=np.array((), scene.dtype))), reads
+
+
+def test_quicklooks_carry_the_job_and_resume_alone(scenes, models, tmp_path):
+    from sensei_xr.inference.batch import finish_scenes, plan_scenes, quicklook_job
+
+    m0, _ = models
+    out = tmp_path / "out"
+    first = finish_scenes(plan_scenes(scenes, out, model=m0, quicklooks=True, patch_size=32, overlap=8),
+                          progress=False)
+    assert [r.status for r in first] == ["masked", "masked"]
+    png = out / "north_quicklook.png"
+    assert quicklook_job(png) == cog_job(out / "north_cloudmask.tif")
+    with rasterio.open(out / "north_cloudmask.tif") as src:
+        values = src.read(1)
+    assert first[0].cloud_fraction == pytest.approx((values == 1).sum() / (values != 255).sum())
+    cogs = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tif")}
+
+    # A lost quicklook is redrawn from its COG; the COGs are not recomputed.
+    png.unlink()
+    again = finish_scenes(plan_scenes(scenes, out, model=m0, quicklooks=True, patch_size=32, overlap=8),
+                          progress=False)
+    assert [r.status for r in again] == ["quicklook added", "done earlier"]
+    assert [r.cloud_fraction for r in again] == [r.cloud_fraction for r in first]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tif")} == cogs
+    assert quicklook_job(png) == cog_job(out / "north_cloudmask.tif")
+
+    # A quicklook of none, or of another job, is refused like a COG; nothing is touched.
+    png.write_bytes(png.read_bytes()[:8])  # a PNG signature, nothing more
+    with pytest.raises(ValueError, match=r"north_quicklook.png exists but records no sensei_xr job"):
+        mask_scenes_to_cogs(scenes, out, model=m0, quicklooks=True, **KW)
+    (out / "south_cloudmask.tif").unlink()  # only the quicklook of the 0.5 job is left
+    with pytest.raises(ValueError, match=r"south_quicklook.png exists and was made by another job: "
+                                         r"threshold 0.5 \(stored\) vs 0.3"):
+        mask_scenes_to_cogs({"south": scenes["south"]}, out, model=m0, threshold=0.3, quicklooks=True, **KW)
+    assert sorted(p.name for p in out.iterdir()) == ["north_cloudmask.tif", "north_quicklook.png",
+                                                     "south_quicklook.png"]
+    assert (out / "north_cloudmask.tif").stat().st_mtime_ns == cogs["north_cloudmask.tif"]
+
+
+def test_a_failed_quicklook_takes_its_cog_with_it(scenes, models, tmp_path):
+    """A COG without its quicklook must not look finished: a scene whose quicklook cannot
+    be drawn leaves neither file (nor a temporary one), and a rerun does the whole scene."""
+    m0, _ = models
+    probe, reads = _reads_failing_after(scenes["north"], 10**6)
+    cloudmask(probe, m0, patch_size=32, overlap=8).compute()
+    flaky, _ = _reads_failing_after(scenes["north"], len(reads))  # the mask reads fine, the RGB not
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="simulated outage while reading the quicklook"):
+        mask_scenes_to_cogs({"north": flaky, "south": scenes["south"]}, out, model=m0, quicklooks=True, **KW)
+    assert list(out.iterdir()) == []
+    written = mask_scenes_to_cogs(scenes, out, model=m0, quicklooks=True, **KW)
+    assert sorted(p.name for p in out.iterdir()) == ["north_cloudmask.tif", "north_quicklook.png",
+                                                     "south_cloudmask.tif", "south_quicklook.png"]
+    with rasterio.open(written["north"]) as src:
+        np.testing.assert_array_equal(src.read(1), cloudmask(scenes["north"], m0, patch_size=32, overlap=8).values)
+
+
+def test_an_output_path_that_is_a_folder_is_refused_even_with_overwrite(scenes, models, tmp_path):
+    out = tmp_path / "out"
+    (out / "south_cloudmask.tif").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"south_cloudmask.tif exists and is not a file"):
+        mask_scenes_to_cogs(scenes, out, model=models[0], overwrite=True, **KW)
+    assert sorted(p.name for p in out.iterdir()) == ["south_cloudmask.tif"]  # north not written either
+
+
+def test_zarr_overwrite_replaces_another_jobs_store(stack, models, tmp_path):
+    m0, _ = models
+    store = tmp_path / "s.zarr"
+    mask_stack_to_zarr(stack, store, model=m0, **KW)
+    with pytest.raises(ValueError, match=r"threshold 0.5 \(stored\) vs 0.4 .*pass overwrite=True to replace it"):
+        mask_stack_to_zarr(stack, store, model=m0, threshold=0.4, **KW)
+    ds = mask_stack_to_zarr(stack, store, model=m0, threshold=0.4, overwrite=True, **KW)
+    record = json.loads((store / "sensei_done.json").read_text())
+    assert record["time_indices"] == [0, 1, 2] and record["job"]["threshold"] == 0.4
+    np.testing.assert_array_equal(ds["cloudmask"].values,
+                                  cloudmask(stack, m0, threshold=0.4, patch_size=32, overlap=8).values)
