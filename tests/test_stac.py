@@ -305,6 +305,15 @@ def test_shipped_profiles():
     assert ls.default_scale == pytest.approx(2.75e-5) and ls.default_offset == -0.2
     # The sensor catalogs do not pick up the profile folder.
     assert not any("earth_search" in s for s in sensei_xr.list_sensors())
+    # Every shipped profile says where its mapping comes from.
+    assert all(stac.load_profile(i).references for i in ids)
+
+
+def test_profile_path_that_is_not_a_directory_warns(tmp_path, monkeypatch):
+    monkeypatch.setenv(stac.PROFILE_ENV_VAR, str(tmp_path / "missing"))
+    with pytest.warns(UserWarning, match=r"SENSEI_XR_STAC_PROFILE_PATH lists .*missing.*not a directory"):
+        dirs = stac.profile_dirs()
+    assert tmp_path / "missing" not in dirs
 
 
 def test_bad_profile_file(tmp_path):
