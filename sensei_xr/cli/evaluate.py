@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from ..errors import CliError
-from .common import add_model_options, load_model, non_negative_int, refuse_existing, say, show_progress, split_list
+from .common import (
+    add_model_options,
+    load_model,
+    non_negative_int,
+    refuse_existing,
+    say,
+    show_progress,
+    split_list,
+)
 
 #: Default output folder of ``sensei-xr evaluate``.
 DEFAULT_EVALUATION_OUT = "sensei-xr-evaluation"

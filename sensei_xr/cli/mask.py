@@ -8,8 +8,24 @@ import json
 from pathlib import Path
 
 from ..errors import CliError
-from .common import add_model_options, load_model, positive_int, say, seconds, show_progress, split_list, stac_datetime
-from .scenes import item_scenes, mask_to_cogs, option_names, plain_coords, search_all, summary_line
+from .common import (
+    add_model_options,
+    load_model,
+    positive_int,
+    say,
+    seconds,
+    show_progress,
+    split_list,
+    stac_datetime,
+)
+from .scenes import (
+    item_scenes,
+    mask_to_cogs,
+    option_names,
+    plain_coords,
+    search_all,
+    summary_line,
+)
 
 # Options that only mean something for a STAC search, and their attribute names.
 _STAC_ONLY = (("--collection", "collection"), ("--bbox", "bbox"), ("--datetime", "datetime"),
