@@ -449,3 +449,35 @@ def test_fixed_band_model_names_its_bands_by_wavelength():
                          (dict(cfg, encoder="sensei", in_bands=None), "without encoder")):
         with pytest.raises(ValueError, match=message):
             build_model(bad)
+
+
+def test_batchnorm_calibration_per_band_set(dlv3_model):
+    """A band set with its own batch-norm statistics folds with them; others keep the model's."""
+    import copy
+
+    from sensei_xr.bands import BandDescriptors
+
+    model = copy.deepcopy(dlv3_model)
+    l8 = BandDescriptors.from_sensor("landsat8_oli_tirs", ["B2", "B3", "B4", "B5"])
+    s2 = BandDescriptors.from_sensor("sentinel2_msi", ["B08", "B04", "B02", "B03"])  # other sensor, other order
+    stats = {k: v * 0 + (2.0 if k.endswith("running_var") else 0.3)
+             for k, v in model.head.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+    model.set_bn_calibration("RGBNIR", l8.normalised(), stats)
+    assert model.bn_calibration_for(l8.normalised()) == "RGBNIR"
+    assert model.bn_calibration_for(s2.normalised()) == "RGBNIR"  # centres within the tolerance
+    assert model.bn_calibration_for(l8.select(["B2", "B3", "B4"]).normalised()) is None
+    swir = BandDescriptors.from_sensor("landsat8_oli_tirs", ["B2", "B3", "B4", "B6"])
+    assert model.bn_calibration_for(swir.normalised()) is None  # 1.6 um is no NIR band
+    images = _images(1, 4, 40, 40, seed=3)
+    with torch.no_grad():
+        calibrated = model.for_bands(l8.normalised())(images)
+        plain = dlv3_model.for_bands(l8.normalised())(images)
+        reference = copy.deepcopy(dlv3_model)
+        reference.head.load_state_dict({**reference.head.state_dict(), **stats})
+        expected = reference(images, torch.from_numpy(l8.normalised()))
+    assert (calibrated - plain).abs().max() > 1e-3
+    torch.testing.assert_close(calibrated, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    # The model's own statistics are untouched.
+    assert all(torch.equal(v, dlv3_model.head.state_dict()[k]) for k, v in model.head.state_dict().items())
+    with pytest.raises(ValueError, match="running statistics"):
+        model.set_bn_calibration("bad", l8.normalised(), {"first_conv.weight": torch.zeros(1)})

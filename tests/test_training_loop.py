@@ -146,3 +146,23 @@ def test_batchnorm_recalibration_averages_training_batches(shared_data):
     recalibrate_batchnorm(again, train_samples, batches=3, patch_size=64, batch_size=2)
     bn2 = next(m for m in again.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert torch.allclose(bn.running_mean, bn2.running_mean) and torch.allclose(bn.running_var, bn2.running_var)
+
+
+def test_band_set_calibrations_measure_each_set_and_keep_the_models_own(shared_data):
+    import torch
+
+    from sensei_xr.datasets import load_dataset
+    from sensei_xr.models import build_model
+    from sensei_xr.training.train import calibrate_band_sets
+
+    torch.manual_seed(0)
+    samples = load_dataset("biome_patches", shared_data / "l8_biome_patches", "train")[:3]
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    before = {k: v.clone() for k, v in model.head.state_dict().items()}
+    done = calibrate_band_sets(model, [samples], ["RGB", "RGBNIR", "AeroRGBNIR"], batches=2, patch_size=32,
+                               batch_size=2)
+    assert done == ["RGB", "RGBNIR"]  # no coastal band in the Biome patches: skipped
+    assert all(torch.equal(v, before[k]) for k, v in model.head.state_dict().items())
+    rgb = model.bn_calibrations["RGB"][1]
+    assert not torch.allclose(rgb["bn.running_mean"], before["bn.running_mean"])
+    assert not torch.allclose(rgb["bn.running_mean"], model.bn_calibrations["RGBNIR"][1]["bn.running_mean"])

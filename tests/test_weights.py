@@ -229,3 +229,19 @@ def test_every_shipped_model_verifies():
         assert not summary.startswith("(unusable"), summary
         model = load_model(name)
         assert model.sha256 == model.card["sha256"] and model.source == aliases.get(name, name)
+
+
+def test_batchnorm_calibrations_round_trip(tmp_path):
+    from sensei_xr.bands import BandDescriptors
+
+    model = _model()
+    desc = BandDescriptors.from_sensor("landsat8_oli_tirs", ["B2", "B3", "B4"])
+    stats = {k: torch.rand_like(v) for k, v in model.head.state_dict().items() if k.endswith("running_mean")}
+    model.set_bn_calibration("RGB", desc.normalised(), stats)
+    card = save_model(model, tmp_path / "m")
+    assert card["bn_calibrations"] == ["RGB"]
+    loaded = load_model(tmp_path / "m")
+    assert list(loaded.bn_calibrations) == ["RGB"]
+    for k, v in stats.items():
+        assert torch.equal(loaded.bn_calibrations["RGB"][1][k], v)
+    assert loaded.bn_calibration_for(desc.normalised()) == "RGB"

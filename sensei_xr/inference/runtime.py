@@ -145,7 +145,12 @@ def _state_sha(model) -> str:
     import torch
 
     h = hashlib.sha256()
-    for k, v in model.state_dict().items():
+    tensors = dict(model.state_dict())
+    # Per-band-set batch-norm statistics change what the model answers too.
+    for name, (desc, buffers) in sorted(getattr(model, "bn_calibrations", {}).items()):
+        tensors.update({f"bn_calibration/{name}/descriptors": desc,
+                        **{f"bn_calibration/{name}/{k}": v for k, v in buffers.items()}})
+    for k, v in tensors.items():
         t = v.detach().cpu().contiguous()
         h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))  # any dtype, bf16 too

@@ -39,6 +39,7 @@ __all__ = [
     "cloud_class_indices",
     "HEADS",
     "ENCODERS",
+    "CALIBRATION_TOLERANCE",
     "DEFAULT_CLASSES",
 ]
 
@@ -48,6 +49,10 @@ HEADS: dict[str, type[nn.Module]] = {"deeplabv3plus": DeepLabV3Plus, "deeplabv3p
 #: Encoders by config name (``None``: fixed bands, no encoder).
 ENCODERS: dict[str, type[nn.Module]] = {"sensei": SEnSeI}
 DEFAULT_CLASSES: tuple[str, ...] = ("clear", "cloud")
+#: Largest difference of band centres, in normalised wavelength (``log10(nm - 300) - 2``;
+#: 0.05 is about 25 nm in the blue, 80 nm at 1.6 um), for a band set to use a batch-norm
+#: calibration measured on another sensor's bands (e.g. Sentinel-2 B02-B04 for Landsat 8 B2-B4).
+CALIBRATION_TOLERANCE = 0.05
 _CONFIG_KEYS = ("encoder", "head", "classes", "in_bands", "band_set")
 
 # "cloud_shadow", "cloud_free", "non_cloud", "no cloud" name classes that are not cloud.
@@ -178,6 +183,9 @@ class CloudModel(nn.Module):
         self.card: dict | None = None
         self.sha256: str | None = None
         self.source: str | None = None
+        #: Batch-norm statistics measured for particular band sets (see
+        #: :meth:`set_bn_calibration`): name -> (normalised descriptors (N, 3), head buffers).
+        self.bn_calibrations: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
 
     @property
     def config(self) -> dict:
@@ -234,6 +242,50 @@ class CloudModel(nn.Module):
         feats = self.encoder(images, _as_descriptors(descriptors, images))
         return self.head(feats)
 
+    def set_bn_calibration(self, name: str, descriptors: torch.Tensor | np.ndarray,
+                           buffers: Mapping[str, torch.Tensor]) -> None:
+        """Keep batch-norm statistics measured on one band set, for :meth:`for_bands`.
+
+        A SEnSeI model's features, and so its batch-norm inputs, are distributed differently
+        for every band set; statistics averaged over the random band subsets of training
+        fit none of them well (on Biome patches RGB OA moved from 0.29 to 0.85 with
+        statistics of RGB batches). A folded network for a band set that matches a
+        calibration (same number of bands, each centre within
+        :data:`CALIBRATION_TOLERANCE` in normalised wavelength, in any order) uses its
+        statistics; other band sets keep the model's own.
+
+        Parameters
+        ----------
+        name : str
+            e.g. ``"RGBNIR"``.
+        descriptors : tensor or array
+            (N, 3) normalised wavelengths of the band set.
+        buffers : mapping
+            The head's batch-norm ``running_mean`` / ``running_var`` buffers (names as in
+            ``head.state_dict()``) measured on that band set.
+        """
+        if self.encoder is None:
+            raise ValueError("batch-norm calibrations per band set are for SEnSeI models; a fixed-band model has one")
+        head_buffers = {k for k in self.head.state_dict() if k.endswith(("running_mean", "running_var"))}
+        unknown = sorted(set(buffers) - head_buffers)
+        if unknown or not buffers:
+            raise ValueError(f"calibration {name!r}: buffers must be the head's batch-norm running statistics; "
+                             f"unknown: {unknown[:3]}")
+        desc = _as_descriptors(descriptors, next(self.head.parameters()).float()).reshape(-1, 3).detach().cpu()
+        self.bn_calibrations[str(name)] = (desc, {k: v.detach().cpu().clone() for k, v in buffers.items()})
+
+    def bn_calibration_for(self, descriptors: torch.Tensor | np.ndarray) -> str | None:
+        """The name of the calibration matching a band set (see :meth:`set_bn_calibration`), or None."""
+        if not self.bn_calibrations:
+            return None
+        d = _as_descriptors(descriptors, next(self.head.parameters()).float()).reshape(-1, 3).detach().cpu()
+        centres = torch.sort(d[:, 1]).values
+        for name, (cal, _) in self.bn_calibrations.items():
+            if cal.shape == d.shape and torch.all(
+                    (torch.sort(cal[:, 1]).values - centres).abs() <= CALIBRATION_TOLERANCE):
+                return name
+        return None
+
     @torch.no_grad()
     def for_bands(self, descriptors: torch.Tensor | np.ndarray) -> FoldedCloudModel:
         """The model for one band set, with SEnSeI folded into the head's first conv.
@@ -253,6 +305,9 @@ class CloudModel(nn.Module):
         """
         param = next(self.head.parameters())
         head = copy.deepcopy(self.head)
+        calibration = self.bn_calibration_for(descriptors) if self.encoder is not None else None
+        if calibration is not None:  # this band set's own batch-norm statistics
+            head.load_state_dict({**head.state_dict(), **self.bn_calibrations[calibration][1]})
         conv = head.first_conv
         if not isinstance(conv, nn.Conv2d) or conv.groups != 1 or conv.padding_mode != "zeros" \
                 or isinstance(conv.padding, str):

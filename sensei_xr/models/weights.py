@@ -47,6 +47,8 @@ REGISTRY_DIR = Path(__file__).resolve().parent / "registry"
 FORMAT = "sensei_xr.model"
 #: Version of the card / weights layout this code writes and reads.
 FORMAT_VERSION = 1
+# Tensor-name prefix of per-band-set batch-norm statistics (CloudModel.bn_calibrations).
+_CALIBRATION = "bn_calibration"
 #: Aliases of shipped models (JSON ``{alias: name}``) in the registry folder.
 ALIASES_FILE = "aliases.json"
 _WEIGHTS_SUFFIX = ".safetensors"
@@ -127,6 +129,10 @@ def save_model(model: CloudModel, path: str | os.PathLike, card: Mapping[str, An
     config = model.config
     # clone(): safetensors refuses tensors that share storage.
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    for name, (desc, buffers) in model.bn_calibrations.items():
+        state[f"{_CALIBRATION}/{name}/descriptors"] = desc.detach().cpu().contiguous().clone()
+        for key, value in buffers.items():
+            state[f"{_CALIBRATION}/{name}/{key}"] = value.detach().cpu().contiguous().clone()
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": json.dumps(config)}
     _atomic_write(weights_path, lambda tmp: save_file(state, tmp, metadata=metadata))
     sha = file_sha256(weights_path)
@@ -139,6 +145,7 @@ def save_model(model: CloudModel, path: str | os.PathLike, card: Mapping[str, An
         "architecture": config,
         "classes": list(model.classes),
         "num_parameters": int(sum(p.numel() for p in model.parameters())),
+        "bn_calibrations": sorted(model.bn_calibrations),
         "training": user.pop("training", None),
         "validation_metrics": user.pop("validation_metrics", None),
     }
@@ -312,8 +319,18 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         except json.JSONDecodeError:
             saved_config = None
     model = build_model(config)
+    calibrations: dict[str, dict[str, torch.Tensor]] = {}
+    for key in [k for k in state if k.startswith(_CALIBRATION + "/")]:
+        _, name, rest = key.split("/", 2)
+        calibrations.setdefault(name, {})[rest] = state.pop(key)
     _check_state(model, state, weights_path, card_path, saved_config)
     model.load_state_dict(state, strict=True)
+    for name, tensors in calibrations.items():
+        try:
+            model.set_bn_calibration(name, tensors.pop("descriptors"), tensors)
+        except (KeyError, ValueError) as e:
+            raise WeightsError(f"{weights_path}: the batch-norm calibration {name!r} does not fit the model ({e}); "
+                               "re-save the model") from e
     model = model.to(device).eval()
     model.card, model.sha256, model.source = card, sha, source
     return model

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from ..evaluation import pooled_metrics
 from ..datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
 from .samplers import Augmentation, RandomPatchBatches
 
-__all__ = ["DEFAULT_CONFIG", "read_config", "load_config", "recalibrate_batchnorm", "train", "finish_from_checkpoint"]
+__all__ = ["DEFAULT_CONFIG", "read_config", "load_config", "recalibrate_batchnorm", "calibrate_band_sets", "train",
+           "finish_from_checkpoint"]
 
 #: The paper's recipe (SGD, momentum 0.99, lr 1e-3 / 4 on plateau down to 2e-5, patch 257 (256 here),
 #: batch 8); ``optimizer="adamw"`` is the short-budget alternative used on CPU.
@@ -57,6 +59,10 @@ DEFAULT_CONFIG = {
     # After training, re-estimate batch-norm statistics as an average over this many batches
     # of training patches with random band subsets (0: keep the running averages).
     "bn_recalibration_batches": 40,
+    # SEnSeI models: band sets (Table III names) whose own batch-norm statistics are measured
+    # on the training patches of that band set after training and kept in the model
+    # (CloudModel.set_bn_calibration); inference on a matching band set uses them.
+    "bn_calibration_sets": [],
     # name -> bands: None (all), "no_thermal", a Table III set ("RGB", "RGBNIR", ...) or names.
     "val_band_sets": {"all": None, "rgb_nir": "RGBNIR", "rgb": "RGB", "no_thermal": "no_thermal"},
 }
@@ -207,6 +213,49 @@ def recalibrate_batchnorm(model, samples: list[LabelledSample] | list[list[Label
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         model.eval()
+
+
+def calibrate_band_sets(model, sources: list[list[LabelledSample]], band_sets, batches: int = 40,
+                        patch_size: int = 256, batch_size: int = 8, device: str = "cpu") -> list[str]:
+    """Measure batch-norm statistics per band set and keep them in the model.
+
+    For each band set, the statistics are averaged over ``batches`` batches of training
+    patches restricted to exactly that band set (from the largest source that has it) and
+    stored with :meth:`CloudModel.set_bn_calibration`; the model's own statistics are left
+    as they were.
+
+    Returns
+    -------
+    list of str
+        The band sets calibrated (a set no source can give is skipped).
+    """
+    import torch
+
+    from ..errors import BandError
+    from ..spectral.bandsets import resolve_bands
+
+    norms = {n: m for n, m in model.head.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    if not norms:
+        return []
+    saved = {k: v.clone() for k, v in model.head.state_dict().items()
+             if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    stats_keys = [k for k in saved if not k.endswith("num_batches_tracked")]
+    done = []
+    for name in band_sets:
+        for src in sorted(sources, key=len, reverse=True):
+            try:
+                names = resolve_bands(src[0].descriptors, name)
+            except BandError:
+                continue
+            restricted = [replace(s, image=s.image[[s.descriptors.names.index(n) for n in names]],
+                                  descriptors=s.descriptors.select(names)) for s in src]
+            recalibrate_batchnorm(model, restricted, batches, patch_size, batch_size, None, device=device)
+            stats = {k: v for k, v in model.head.state_dict().items() if k in stats_keys}
+            model.set_bn_calibration(name, restricted[0].descriptors.normalised(), stats)
+            done.append(name)
+            break
+    model.head.load_state_dict({**model.head.state_dict(), **saved})
+    return done
 
 
 def _device(name: str) -> str:
@@ -448,6 +497,9 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
                               batch_size=cfg["batch_size"],
                               min_bands=cfg["min_bands"] if cfg["band_subsets"] else None, device=device,
                               weights=train_weights)
+    if cfg["bn_calibration_sets"] and model.encoder is not None:
+        calibrate_band_sets(model, train_sources, cfg["bn_calibration_sets"], cfg["bn_recalibration_batches"] or 40,
+                            cfg["patch_size"], cfg["batch_size"], device)
     from ..models import save_model
 
     model.eval()
@@ -461,7 +513,7 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
             "validation_data": "; ".join(val_described) + " (held out: never trained on)",
             "recipe": {k: cfg[k] for k in ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum",
                                             "weight_decay", "lr_min", "schedule", "min_bands", "band_subsets", "seed",
-                                            "bn_recalibration_batches",
+                                            "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
                                             "synthetic_clouds", "augmentation")},
             "steps_done": steps_done,
             "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation; random band subsets (>= 3 bands) per batch"
