@@ -284,6 +284,27 @@ def class_probabilities(
     _check_tiling_args(patch_size, overlap, batch_size)
     device = check_device(device)
     model_obj, ref = _resolve_model(model)
+    da, desc = _prepare_bands(da, model_obj, bands, sensor, band_dim)
+    da, time_dim, ydim, xdim = _canonical(da, band_dim)
+    data = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(da.data, chunks=DEFAULT_CHUNK)
+    if time_dim is None:
+        data = data[None]
+    probs = _probability_graph(data, model_obj, ref, desc, _declared_nodata(da, nodata), device, patch_size,
+                               overlap, batch_size)
+    coords = {k: v for k, v in da.coords.items() if set(v.dims) <= {time_dim, ydim, xdim} - {None}}
+    dims = ("class", ydim, xdim)
+    if time_dim is None:
+        probs = probs[0]
+    else:
+        dims = (time_dim, *dims)
+    result = xr.DataArray(probs, dims=dims, coords={**coords, "class": list(model_obj.classes)},
+                          name="class_probability")
+    result.attrs = _provenance(model_obj, ref, desc)
+    return _georef(result, da)
+
+
+def _prepare_bands(da, model, bands, sensor, band_dim: str):
+    """The scene's bands the model will see, and their descriptors; refuse what cannot work."""
     if band_dim not in da.dims:
         raise BandError(
             f"the DataArray has no {band_dim!r} dimension (dims: {tuple(da.dims)}); "
@@ -292,8 +313,8 @@ def class_probabilities(
     da = _select_bands(da, bands, sensor, band_dim)
     desc = _bands.band_descriptors(da, sensor=sensor, band_dim=band_dim)
     if bands is None:
-        da, desc = _fixed_bands(da, model_obj, desc, band_dim)
-    _check_band_count(model_obj, desc)
+        da, desc = _fixed_bands(da, model, desc, band_dim)
+    _check_band_count(model, desc)
     _check_reflective(desc)
     if np.issubdtype(da.dtype, np.integer) or da.dtype == bool:
         raise BandError(
@@ -301,28 +322,29 @@ def class_probabilities(
             "brightness temperature (K); convert DN first (sensei_xr.open_scene(..., "
             "calibrate=True), sensei_xr.radiometry, or da * scale + offset)"
         )
-    da, time_dim, ydim, xdim = _canonical(da, band_dim)
-    fill = _declared_nodata(da, nodata)
-    data = da.data
-    if not isinstance(data, dsa.Array):
-        data = dsa.from_array(data, chunks=DEFAULT_CHUNK)
-    if time_dim is None:
-        data = data[None]
+    return da, desc
+
+
+def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: str, patch_size: int, overlap: int,
+                       batch_size: int | None):
+    """The lazy (time, class, y, x) probabilities of a (time, band, y, x) Dask array."""
+    import dask.array as dsa
+
     ny, nx = data.shape[-2:]
-    if not _is_pointwise(model_obj) and min(ny, nx) < MIN_PATCH:
+    if not _is_pointwise(model) and min(ny, nx) < MIN_PATCH:
         # A scene smaller than the smallest patch is padded (edge values) and cropped back.
         pad = ((0, 0), (0, 0), (0, max(0, MIN_PATCH - ny)), (0, max(0, MIN_PATCH - nx)))
         data = dsa.pad(data, pad, mode="edge")
     # The batch size only matters on the worker (with the device it picks).
-    plan = _plan_for(model_obj, data.shape[-2:], patch_size, overlap)
+    plan = _plan_for(model, data.shape[-2:], patch_size, overlap)
     halo = _halo(plan, data.shape[-2:])
     data = data.astype(np.float32).rechunk({0: 1, 1: -1})
     if halo[0] or halo[1]:
         data = data.rechunk({2: _merge_small_chunks(data.chunks[2], halo[0]),
                              3: _merge_small_chunks(data.chunks[3], halo[1])})
-    classes = tuple(model_obj.classes)
-    fn = _BlockPredictor(ref, desc, plan, fill, device, batch_size, data.chunks, halo, len(classes))
-    out_chunks = (data.chunks[0], (len(classes),), data.chunks[2], data.chunks[3])
+    n_classes = len(model.classes)
+    fn = _BlockPredictor(ref, desc, plan, fill, device, batch_size, data.chunks, halo, n_classes)
+    out_chunks = (data.chunks[0], (n_classes,), data.chunks[2], data.chunks[3])
     if halo[0] or halo[1]:
         probs = dsa.map_overlap(
             fn, data, depth={0: 0, 1: 0, 2: halo[0], 3: halo[1]}, boundary="reflect",
@@ -330,17 +352,7 @@ def class_probabilities(
         )
     else:
         probs = data.map_blocks(fn, chunks=out_chunks, dtype=np.float32, meta=np.array((), np.float32))
-    coords = {k: v for k, v in da.coords.items() if set(v.dims) <= {time_dim, ydim, xdim} - {None}}
-    dims = ("class", ydim, xdim)
-    probs = probs[..., :ny, :nx]
-    if time_dim is None:
-        probs = probs[0]
-    else:
-        dims = (time_dim, *dims)
-    result = xr.DataArray(probs, dims=dims, coords={**coords, "class": list(classes)},
-                          name="class_probability")
-    result.attrs = _provenance(model_obj, ref, desc)
-    return _georef(result, da)
+    return probs[..., :ny, :nx]
 
 
 def _halo(plan: TilingPlan, shape_yx) -> tuple[int, int]:

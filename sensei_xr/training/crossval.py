@@ -95,19 +95,26 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
                 if name in _BY_WAVELENGTH:  # the engine then picks these bands from any sensor
                     model_cfg["band_set"] = name
                 run_cfg = {**cfg, "band_subsets": False, "val_band_sets": {name: None}, "model": model_cfg}
-                train(run_cfg, data_dir, Path(tmp) / name, resume=False, log=lambda m: None,
-                      train_samples=tr, val_samples=ho)
+                if not _trained(Path(tmp) / name):
+                    train(run_cfg, data_dir, Path(tmp) / name, resume=True, log=lambda m: None,
+                          train_samples=tr, val_samples=ho)
                 model = _load_trained(Path(tmp) / name)
                 model_scores[name] = score_model(model, ho, None)
                 log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
         else:
-            train(cfg, data_dir, Path(tmp) / "model", resume=False, log=lambda m: log(f"  {m}"),
-                  train_samples=train_s, val_samples=held)
+            if not _trained(Path(tmp) / "model"):
+                train(cfg, data_dir, Path(tmp) / "model", resume=True, log=lambda m: log(f"  {m}"),
+                      train_samples=train_s, val_samples=held)
             model = _load_trained(Path(tmp) / "model")
             for name in band_sets:
                 model_scores[name] = score_model(model, held, name)
                 log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
     return model_scores, time.time() - t0
+
+
+def _trained(stem: Path) -> bool:
+    """A kept model from an earlier run (its card is written last, after the weights)."""
+    return stem.with_suffix(".json").is_file() and stem.with_suffix(".safetensors").is_file()
 
 
 def _load_trained(stem: Path):
@@ -131,7 +138,7 @@ def _gbm_scores(options: dict, fixed, train_s, held, seed: int, log) -> tuple[di
 def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, seeds: Sequence[int] = (0,),
                    band_sets: Sequence[str] = CV_BAND_SETS, data_dir: str | os.PathLike | None = None,
                    log: Callable[[str], None] = print, checkpoint: str | os.PathLike | None = None,
-                   models_dir: str | os.PathLike | None = None) -> dict:
+                   models_dir: str | os.PathLike | None = None, only_fold: int | None = None) -> dict:
     """Train and score a system on every fold of a scene-disjoint, stratified k-fold split.
 
     Parameters
@@ -155,6 +162,9 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
         cross-validation continues where it stopped.
     models_dir : path-like, optional
         Keep each run's model there (``fold<k>_seed<s>/``); by default they are deleted.
+        A model already kept there is scored again, not retrained.
+    only_fold : int, optional
+        Run this fold only (folds can run in parallel processes and be joined later).
 
     Returns
     -------
@@ -177,7 +187,7 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
     done = {(r["fold"], r["seed"]) for r in runs}
     for seed in seeds:
         for fold in range(k):
-            if (fold, seed) in done:
+            if (fold, seed) in done or (only_fold is not None and fold != only_fold):
                 continue
             train_s, held = split_folds(samples, folds, fold)
             log(f"{system.get('system', 'system')}: fold {fold}, seed {seed}")
@@ -284,7 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--out", required=True, help="result JSON (also the checkpoint of an interrupted run)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    p.add_argument("--keep-models", default=None, help="folder to keep every run's model in")
+    p.add_argument("--keep-models", default=None,
+                   help="folder to keep every run's model in; a model already there is scored, not retrained")
+    p.add_argument("--only-fold", type=int, default=None,
+                   help="run this fold only (to run folds in parallel processes; --merge joins them)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="join the runs of these result files (same config) into --out instead of running")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -294,8 +309,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "system")
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
-    result = cross_validate(system, biome_cv_samples(), args.folds, seeds, checkpoint=out,
-                            models_dir=args.keep_models)
+    if args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in args.merge]
+        result = {**parts[0], "runs": sorted((r for part in parts for r in part["runs"]),
+                                              key=lambda r: (r["seed"], r["fold"]))}
+        if any(part.get("config") != system for part in parts):
+            raise SystemExit("--merge: the result files were made with other configs")
+        result["seeds"] = sorted({r["seed"] for r in result["runs"]})
+    else:
+        result = cross_validate(system, biome_cv_samples(), args.folds, seeds, checkpoint=out,
+                                models_dir=args.keep_models, only_fold=args.only_fold)
+    result["summary"] = summarise_cv(result)
     _write_json(out, result)
     print(cv_table_markdown([result]))
     return 0

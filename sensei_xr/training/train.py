@@ -295,8 +295,6 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     """
     import torch
 
-    from ..models import build_model
-
     cfg = {**DEFAULT_CONFIG, **config}
     if cfg["schedule"] not in ("plateau", "cosine"):
         raise ValueError(f"schedule must be 'plateau' or 'cosine', not {cfg['schedule']!r}")
@@ -310,6 +308,58 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         val_samples = [smp for src in val_sources for smp in src]
     else:
         val_described = [f"given samples: {', '.join(s.name for s in val_samples)}"]
+    model = _initial_model(cfg, classes, data_dir, device)
+    opt = _optimizer(cfg, model)
+    out = Path(out)
+    ckpt_dir = out.with_suffix(".ckpt")
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    start_step, history, schedule = _resume(ckpt_dir, model, opt, resume, log)
+    next_batch = _batch_source(cfg, train_sources, train_weights, classes, start_step)
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    t0 = time.time()
+    model.train()
+    running = []
+    steps = range(start_step, cfg["steps"])
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, initial=start_step, total=cfg["steps"], desc="training", unit="step")
+    for step in steps:
+        if cfg["schedule"] == "cosine":
+            for g in opt.param_groups:
+                g["lr"] = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * step / cfg["steps"]))
+        batch = next_batch(step)
+        images = batch["images"].to(device).contiguous(memory_format=torch.channels_last)
+        loss = loss_fn(model(images, batch["descriptors"].to(device)), batch["labels"].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running.append(float(loss.detach()))
+        if (step + 1) % cfg["steps_per_epoch"] == 0 or step + 1 == cfg["steps"]:
+            train_loss = float(np.mean(running))
+            running = []
+            val = pooled_metrics(model, val_samples, None, device=device)
+            model.train()
+            history.append({"step": step + 1, "train_loss": train_loss, "val": val,
+                            "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0})
+            log(f"step {step + 1}: loss {train_loss:.4f} val OA {val['overall_accuracy']:.4f} "
+                f"F1 {val['f1']:.4f} lr {opt.param_groups[0]['lr']:.2e}")
+            _plateau_step(cfg, opt, schedule, train_loss)
+            _save_checkpoint(ckpt_dir, model, opt, {
+                "step": step + 1, "history": history, "lr": opt.param_groups[0]["lr"],
+                "best": schedule["best"] if math.isfinite(schedule["best"]) else None,
+                "bad_epochs": schedule["bad_epochs"]})
+    return _finish(model, cfg, config, out, (train_sources, train_weights, train_described),
+                   (val_samples, val_described),
+                   history, device, time.time() - t0)
+
+
+def _initial_model(cfg: dict, classes: tuple[str, ...], data_dir: Path, device: str):
+    """A fresh model, or one started from ``init_model`` / ``init_encoder``, channels-last."""
+    import torch
+
+    from ..models import build_model
+
     model = build_model(cfg["model"]).to(device)
     if cfg.get("init_model"):
         # Fine-tuning: start from a whole trained model (same architecture and classes).
@@ -324,97 +374,68 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         model.encoder.load_state_dict(_encoder_state(cfg["init_encoder"], data_dir))
     # Channels-last: oneDNN's convolutions (above all their backward pass) run about 1.4x
     # faster on a CPU in this layout (measured on the paper's DeepLabv3+, patch 128).
-    model = model.to(memory_format=torch.channels_last)
-    if cfg["optimizer"] == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
-                              weight_decay=cfg["weight_decay"])
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    out = Path(out)
-    ckpt_dir = out.with_suffix(".ckpt")
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    start_step, history = 0, []
-    state_file = ckpt_dir / "state.json"
-    if resume and state_file.exists():
-        from safetensors.torch import load_file
+    return model.to(memory_format=torch.channels_last)
 
-        state = json.loads(state_file.read_text())
-        model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
-        start_step, history = state["step"], state["history"]
-        _load_optimizer(opt, load_file(ckpt_dir / "optimizer.safetensors"), state["lr"])
-        # A cosine run never sets a best loss (saved as null).
-        best = math.inf if state.get("best") is None else state["best"]
-        bad_epochs = state.get("bad_epochs", 0)
-        log(f"resumed at step {start_step}")
-    else:
-        best, bad_epochs = math.inf, 0
+
+def _optimizer(cfg: dict, model):
+    import torch
+
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
+                               weight_decay=cfg["weight_decay"])
+    return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
+def _resume(ckpt_dir: Path, model, opt, resume: bool, log) -> tuple[int, list, dict]:
+    """(first step, history, plateau state) from the latest checkpoint, or a fresh start."""
+    state_file = ckpt_dir / "state.json"
+    if not (resume and state_file.exists()):
+        return 0, [], {"best": math.inf, "bad_epochs": 0}
+    from safetensors.torch import load_file
+
+    state = json.loads(state_file.read_text())
+    model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
+    _load_optimizer(opt, load_file(ckpt_dir / "optimizer.safetensors"), state["lr"])
+    log(f"resumed at step {state['step']}")
+    # A cosine run never sets a best loss (saved as null).
+    return state["step"], state["history"], {"best": math.inf if state.get("best") is None else state["best"],
+                                             "bad_epochs": state.get("bad_epochs", 0)}
+
+
+def _batch_source(cfg: dict, sources, weights, classes: tuple[str, ...], start_step: int):
+    """``step -> batch``: the sampler's batches, through DataLoader workers if asked."""
     extra = {}
     if cfg["synthetic_clouds"] is not None:
         extra["synthetic"] = _synthetic_clouds(cfg["synthetic_clouds"], classes)
-    batches = RandomPatchBatches(train_sources if len(train_sources) > 1 else train_sources[0],
-                                 cfg["patch_size"], cfg["batch_size"], cfg["steps"],
-                                 cfg["min_bands"] if cfg["band_subsets"] else None,
-                                 cfg["seed"], _augmentation(cfg["augmentation"]),
-                                 weights=train_weights if len(train_sources) > 1 else None, **extra)
-    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    t0 = time.time()
-    model.train()
-    running = []
-    steps = range(start_step, cfg["steps"])
-    if progress:
-        from tqdm.auto import tqdm
+    batches = RandomPatchBatches(sources if len(sources) > 1 else sources[0], cfg["patch_size"], cfg["batch_size"],
+                                 cfg["steps"], cfg["min_bands"] if cfg["band_subsets"] else None, cfg["seed"],
+                                 _augmentation(cfg["augmentation"]), weights=weights if len(sources) > 1 else None,
+                                 **extra)
+    if cfg["num_workers"] <= 0:
+        return batches.__getitem__
+    # Items are pure functions of (seed, step): workers give the same batches, in order.
+    from torch.utils.data import Subset
 
-        steps = tqdm(steps, initial=start_step, total=cfg["steps"], desc="training", unit="step")
-    if cfg["num_workers"] > 0:
-        # Items are pure functions of (seed, step): workers give the same batches, in order.
-        from torch.utils.data import Subset
+    from .samplers import make_loader
 
-        from .samplers import make_loader
+    loader = iter(make_loader(Subset(batches, range(start_step, cfg["steps"])), cfg["num_workers"],
+                              seed=cfg["seed"]))
+    return lambda step: next(loader)
 
-        loader = iter(make_loader(Subset(batches, range(start_step, cfg["steps"])), cfg["num_workers"],
-                                  seed=cfg["seed"]))
-        next_batch = lambda step: next(loader)  # noqa: E731
-    else:
-        next_batch = batches.__getitem__
-    for step in steps:
-        if cfg["schedule"] == "cosine":
-            for g in opt.param_groups:
-                g["lr"] = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * step / cfg["steps"]))
-        batch = next_batch(step)
-        images = batch["images"].to(device).contiguous(memory_format=torch.channels_last)
-        logits = model(images, batch["descriptors"].to(device))
-        loss = loss_fn(logits, batch["labels"].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running.append(float(loss.detach()))
-        if (step + 1) % cfg["steps_per_epoch"] == 0 or step + 1 == cfg["steps"]:
-            train_loss = float(np.mean(running))
-            running = []
-            val = pooled_metrics(model, val_samples, None, device=device)
-            model.train()
-            history.append({"step": step + 1, "train_loss": train_loss, "val": val,
-                            "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0})
-            log(f"step {step + 1}: loss {train_loss:.4f} val OA {val['overall_accuracy']:.4f} "
-                f"F1 {val['f1']:.4f} lr {opt.param_groups[0]['lr']:.2e}")
-            # Plateau schedule on the training loss (the validation set is kept for
-            # reporting, not for steering).
-            if cfg["schedule"] == "cosine":
-                pass
-            elif train_loss < best - 1e-4:
-                best, bad_epochs = train_loss, 0
-            else:
-                bad_epochs += 1
-                if bad_epochs >= cfg["plateau_patience"]:
-                    for g in opt.param_groups:
-                        g["lr"] = max(g["lr"] / 4, cfg["lr_min"])
-                    bad_epochs = 0
-            _save_checkpoint(ckpt_dir, model, opt, {
-                "step": step + 1, "history": history, "lr": opt.param_groups[0]["lr"],
-                "best": best if math.isfinite(best) else None, "bad_epochs": bad_epochs})
-    return _finish(model, cfg, config, out, (train_sources, train_weights, train_described),
-                   (val_samples, val_described),
-                   history, device, time.time() - t0)
+
+def _plateau_step(cfg: dict, opt, schedule: dict, train_loss: float) -> None:
+    """The paper's schedule: lr / 4 when the epoch's training loss stalls (the validation
+    set is kept for reporting, never for steering); nothing for a cosine run."""
+    if cfg["schedule"] == "cosine":
+        return
+    if train_loss < schedule["best"] - 1e-4:
+        schedule["best"], schedule["bad_epochs"] = train_loss, 0
+        return
+    schedule["bad_epochs"] += 1
+    if schedule["bad_epochs"] >= cfg["plateau_patience"]:
+        for g in opt.param_groups:
+            g["lr"] = max(g["lr"] / 4, cfg["lr_min"])
+        schedule["bad_epochs"] = 0
 
 
 def _augmentation(options: dict) -> Augmentation:
