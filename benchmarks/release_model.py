@@ -2,7 +2,7 @@
 write it into the registry with a card that says what it was trained and selected on.
 
     python -m benchmarks.release_model configs/systems/sensei_dlv3.toml \\
-        --cv results/crossval/sensei_dlv3.json --name sensei-dlv3-biome-v4 [--default]
+        --cv results/crossval/sensei_dlv3.json --name sensei-dlv3-biome-v4 [--default] [--work DIR]
 
 The recipe (the config) was chosen by scene-disjoint cross-validation (``--cv``: the JSON
 written by ``python -m sensei_xr.training.crossval``); the model shipped is that recipe
@@ -30,12 +30,16 @@ from sensei_xr.training.train import DEFAULT_CONFIG, read_config, train
 from .scene_report import check
 
 
-def release(config_path: Path, cv_path: Path, name: str, summary: str, make_default: bool,
-            docs: Path = Path("docs/models"), log=print) -> dict:
-    system = read_config(config_path, set(DEFAULT_CONFIG) | _SYSTEM_KEYS | {"name"}, "system")
-    cv = json.loads(cv_path.read_text())
-    if cv.get("config") != system:
-        raise SystemExit(f"{cv_path} was made with another config than {config_path}: rerun the cross-validation")
+def _system(config_path: Path) -> dict:
+    return read_config(config_path, set(DEFAULT_CONFIG) | _SYSTEM_KEYS | {"name"}, "system")
+
+
+def train_release(config_path: Path, work: Path, seed: int, log=print) -> tuple[object, float]:
+    """Train the config's recipe on all 24 Biome patches into ``work`` (resumable; reused once done).
+
+    Returns the model and the training seconds (of the run that finished it).
+    """
+    system = _system(config_path)
     cfg = {k: v for k, v in system.items() if k not in _SYSTEM_KEYS}
     patches = load_dataset("biome_patches", split="val") + load_dataset("biome_patches", split="train")
     fixed = system.get("fixed_bands")
@@ -47,13 +51,25 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
         if fixed[0] in ("RGB", "RGBNIR", "AeroRGBNIR", "RGBNIRSWIR"):
             model_cfg["band_set"] = fixed[0]
         cfg = {**cfg, "model": model_cfg, "band_subsets": False, "val_band_sets": {fixed[0]: None}}
-    cfg["seed"] = cv["seeds"][0]
-    t0 = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        train(cfg, data_dir(), Path(tmp) / "model", resume=False, log=log, train_samples=patches,
-              val_samples=patches)
-        model = load_model(Path(tmp) / "model.safetensors")
-    seconds = time.time() - t0
+    cfg["seed"] = seed
+    work.mkdir(parents=True, exist_ok=True)
+    stem = work / "model"
+    timing = work / "seconds.txt"
+    if not (stem.with_suffix(".json").is_file() and timing.is_file()):  # the card is written last
+        t0 = time.time()
+        train(cfg, data_dir(), stem, resume=True, log=log, train_samples=patches, val_samples=patches)
+        timing.write_text(f"{time.time() - t0:.0f}\n")
+    return load_model(stem.with_suffix(".safetensors")), float(timing.read_text())
+
+
+def release(config_path: Path, cv_path: Path, name: str, summary: str, make_default: bool,
+            work: Path, docs: Path = Path("docs/models"), log=print) -> dict:
+    system = _system(config_path)
+    cv = json.loads(cv_path.read_text())
+    if cv.get("config") != system:
+        raise SystemExit(f"{cv_path} was made with another config than {config_path}: rerun the cross-validation")
+    fixed = system.get("fixed_bands")
+    model, seconds = train_release(config_path, work, cv["seeds"][0], log=log)
     shots = docs / name
     shots.mkdir(parents=True, exist_ok=True)
     scenes = check(model, shots, log=log)
@@ -98,12 +114,18 @@ def main(argv=None) -> int:
     p.add_argument("--summary", required=True, help="one line for sensei-xr models")
     p.add_argument("--default", action="store_true", help="make it the default model (aliases.json)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--work", type=Path, default=None,
+                   help="folder to train in (resumable; a finished model there is reused), default a temporary one")
     args = p.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    release(args.config, args.cv, args.name, args.summary, args.default)
+    if args.work is not None:
+        release(args.config, args.cv, args.name, args.summary, args.default, args.work)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            release(args.config, args.cv, args.name, args.summary, args.default, Path(tmp))
     return 0
 
 

@@ -56,3 +56,24 @@ def test_pretrain_config_and_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "already exists" in err or "exists" in err
     assert "must end in .safetensors" in err
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "systems").glob("*.toml")), ids=lambda p: p.name)
+def test_system_config_is_valid(path):
+    """Every system of the cross-validation table reads, and names what its kind needs."""
+    from sensei_xr.evaluation import BAND_SETS
+    from sensei_xr.evaluation.peers import list_peers
+    from sensei_xr.training.crossval import _SYSTEM_KEYS
+    from sensei_xr.training.train import read_config
+
+    system = read_config(path, set(DEFAULT_CONFIG) | _SYSTEM_KEYS | {"name", "init_encoder", "init_model"}, "system")
+    assert system.get("system"), "a system needs a name for the table"
+    kind = system.get("kind", "network")
+    assert kind in ("network", "pixel_gbm", "peer")
+    for name in system.get("fixed_bands", []):
+        assert name in BAND_SETS
+    if kind == "peer":
+        assert system["peers"] and set(system["peers"]) <= set(BAND_SETS)
+        assert set(system["peers"].values()) <= set(list_peers())
+    if kind == "network":
+        assert system["model"]["head"] in ("deeplabv3plus", "deeplabv3plus_wide", "pixelnet")

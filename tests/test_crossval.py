@@ -156,3 +156,29 @@ def test_haze_brightens_blue_more_than_swir_and_keeps_labels(biome):
     gain = {b: float(np.nanmean(out[names.index(b)] - s.image[names.index(b)])) for b in ("B2", "B7")}
     assert gain["B2"] > 0.005 and gain["B2"] > 3 * abs(gain["B7"])
     np.testing.assert_array_equal(out[names.index("B10")], s.image[names.index("B10")])  # thermal untouched
+
+
+def test_peer_system_scores_the_same_held_out_patches(biome):
+    """A peer (trained elsewhere) is scored on each fold's held-out patches, so it sits in the
+    cross-validation table on the same pixels as the systems trained here."""
+    from sensei_xr.evaluation.peers import get_peer
+    from sensei_xr.training.crossval import cross_validate
+
+    peer = get_peer("ukis-csmask-4b")
+    if peer.unavailable():
+        pytest.skip(f"the peer cannot run here (install the peers extra): {peer.unavailable()}")
+    samples = [s for s in biome if s.tags["surface"] in ("Barren", "Water")]  # 6 patches, 2 per fold
+    system = {"system": "peer", "kind": "peer", "peers": {"RGBNIR": "ukis-csmask-4b"}}
+    result = cross_validate(system, samples, k=3, seeds=[0], log=lambda m: None)
+    folds = stratified_scene_folds(samples, 3)
+    for run in result["runs"]:
+        held = [samples[i] for i in folds[run["fold"]]]
+        rows = run["band_sets"]["RGBNIR"]
+        assert [r["name"] for r in rows] == [s.name for s in held]
+        one = select_bands(held[0], "RGBNIR")
+        cloud = peer.cloud_mask(one.image, one.descriptors)
+        counted = one.labels != IGNORE_INDEX
+        assert rows[0]["tp"] == int((cloud & (one.labels == 1) & counted).sum())
+    assert set(result["summary"]) == {"RGBNIR"}
+    with pytest.raises(ValueError, match="needs peers"):
+        cross_validate({"system": "p", "kind": "peer"}, samples, k=3, seeds=[0], log=lambda m: None)

@@ -6,7 +6,6 @@ Labelled datasets are in :mod:`sensei_xr.datasets`. Importable with torch and Nu
 training predicts through the inference engine, which needs the core dependencies.
 """
 
-from .crossval import cross_validate
 from .library_scenes import SpectralLibrary, library_scenes  # registers the "library_scenes" dataset
 from .pretrain import pretrain_encoder
 from .samplers import Augmentation, GridPatches, RandomPatchBatches, grid_patches, make_loader
@@ -28,3 +27,13 @@ __all__ = [
     "load_config",
     "cross_validate",
 ]
+
+
+def __getattr__(name: str):
+    # Imported on use: `python -m sensei_xr.training.crossval` then runs a module that the
+    # package has not imported already (runpy warns otherwise).
+    if name == "cross_validate":
+        from .crossval import cross_validate
+
+        return cross_validate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,8 +9,11 @@ once, by a model that never saw its scene, and a recipe is run with several seed
 A *system* is a training config (see :data:`~sensei_xr.training.train.DEFAULT_CONFIG`) plus:
 
 * ``system``: its name in reports;
-* ``kind``: ``"network"`` (default) or ``"pixel_gbm"`` (the LightGBM yardstick of
-  :mod:`sensei_xr.evaluation.baseline`);
+* ``kind``: ``"network"`` (default), ``"pixel_gbm"`` (the LightGBM yardstick of
+  :mod:`sensei_xr.evaluation.baseline`) or ``"peer"`` (a published method of
+  :mod:`sensei_xr.evaluation.peers`, trained elsewhere: scored on each fold's held-out
+  patches, so it sits in the same table on the same pixels);
+* ``peers``: for ``kind = "peer"``, band set -> peer name (e.g. ``RGBNIR = "ukis-csmask-4b"``);
 * ``fixed_bands``: for networks without SEnSeI and for the yardstick, the band sets (names
   of :data:`~sensei_xr.evaluation.BAND_SETS`) to train one model each for; a SEnSeI network
   is trained once per fold and seed and scored on every set of ``band_sets``.
@@ -51,7 +54,7 @@ __all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "cross_validate",
 #: The band sets a cross-validation reports by default: Table III's ALL, RGB+NIR, RGB and
 #: NoRGB, and the six reflective bands Landsat and Sentinel-2 share.
 CV_BAND_SETS = ("ALL", "RGBNIRSWIR", "RGBNIR", "RGB", "NoRGB")
-_SYSTEM_KEYS = {"system", "kind", "fixed_bands", "gbm"}
+_SYSTEM_KEYS = {"system", "kind", "fixed_bands", "gbm", "peers"}
 # Band sets that name a fixed list of spectral regions (a fixed-band model can keep them).
 _BY_WAVELENGTH = ("RGB", "RGBNIR", "AeroRGBNIR", "RGBNIRSWIR")
 
@@ -121,6 +124,25 @@ def _load_trained(stem: Path):
     from ..models import load_model
 
     return load_model(stem.with_suffix(".safetensors"))
+
+
+def _peer_scores(peers: dict, held, log) -> tuple[dict, float]:
+    from ..evaluation.peers import get_peer
+
+    if not peers:
+        raise ValueError("a peer system needs peers: a table of band set -> peer name, e.g. "
+                         "peers = { RGBNIR = \"ukis-csmask-4b\" }")
+    t0 = time.time()
+    out = {}
+    for name, peer_name in peers.items():
+        peer = get_peer(peer_name)
+        why = peer.unavailable()
+        if why:
+            raise RuntimeError(f"peer {peer_name} cannot run: {why}")
+        ho = [select_bands(s, name) for s in held]
+        out[name] = score_images(ho, lambda s: peer.cloud_mask(s.image, s.descriptors), [1])
+        log(f"  {name} ({peer_name}): OA {pooled_confusion(out[name]).metrics()['overall_accuracy']:.4f}")
+    return out, time.time() - t0
 
 
 def _gbm_scores(options: dict, fixed, train_s, held, seed: int, log) -> tuple[dict, float]:
@@ -193,11 +215,13 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
             log(f"{system.get('system', 'system')}: fold {fold}, seed {seed}")
             if kind == "pixel_gbm":
                 scores, seconds = _gbm_scores(system.get("gbm", {}), fixed, train_s, held, seed, log)
+            elif kind == "peer":
+                scores, seconds = _peer_scores(system.get("peers") or {}, held, log)
             elif kind == "network":
                 keep = Path(models_dir) / f"fold{fold}_seed{seed}" if models_dir is not None else None
                 scores, seconds = _network_scores(config, fixed, train_s, held, band_sets, seed, data_dir, log, keep)
             else:
-                raise ValueError(f"system kind must be 'network' or 'pixel_gbm', not {kind!r}")
+                raise ValueError(f"system kind must be 'network', 'pixel_gbm' or 'peer', not {kind!r}")
             runs.append({"fold": fold, "seed": seed, "seconds": seconds,
                          "band_sets": {name: [{"name": s.name, "tags": dict(s.tags), **s.confusion.as_dict()}
                                               for s in sc] for name, sc in scores.items()}})

@@ -16,12 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation import pooled_metrics
 from ..datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
+from ..evaluation import pooled_metrics
+from ..inference.runtime import resolve_device
 from .samplers import Augmentation, RandomPatchBatches
 
-__all__ = ["DEFAULT_CONFIG", "read_config", "load_config", "recalibrate_batchnorm", "calibrate_band_sets", "train",
-           "finish_from_checkpoint"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "calibrate_band_sets",
+    "finish_from_checkpoint",
+    "load_config",
+    "read_config",
+    "recalibrate_batchnorm",
+    "train",
+]
 
 #: The paper's recipe (SGD, momentum 0.99, lr 1e-3 / 4 on plateau down to 2e-5, patch 257 (256 here),
 #: batch 8); ``optimizer="adamw"`` is the short-budget alternative used on CPU.
@@ -258,12 +266,6 @@ def calibrate_band_sets(model, sources: list[list[LabelledSample]], band_sets, b
     return done
 
 
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: bool = True,
           log=print, progress: bool = False, *, train_samples: list[LabelledSample] | None = None,
           val_samples: list[LabelledSample] | None = None) -> dict:
@@ -299,7 +301,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     if cfg["schedule"] not in ("plateau", "cosine"):
         raise ValueError(f"schedule must be 'plateau' or 'cosine', not {cfg['schedule']!r}")
     torch.manual_seed(cfg["seed"])
-    device = _device(cfg["device"])
+    device = resolve_device(cfg["device"])
     classes = tuple(cfg["model"]["classes"])
     data_dir = Path(data_dir)
     train_sources, train_weights, train_described = _training_sources(cfg, data_dir, classes, train_samples)
