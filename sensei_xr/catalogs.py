@@ -34,14 +34,13 @@ import math
 import os
 import re
 import threading
-import tomllib
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import CatalogError, UnknownBandError, UnknownSensorError
+from .toml_registry import read_toml, registry_dirs
 
 __all__ = [
     "Band",
@@ -470,33 +469,8 @@ def load_sensor_file(path: str | os.PathLike) -> Sensor:
     """
     p = Path(path)
     origin = str(p)
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise CatalogError(f"{origin}: cannot read catalog file: {e}") from None
-    except UnicodeDecodeError as e:
-        raise CatalogError(f"{origin}: not UTF-8 text: {e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise CatalogError(f"{origin}: not valid TOML: {e}") from None
+    data = read_toml(p, CatalogError, "catalog")
     return _sensor_from_mapping(data, origin, path=origin, stem=p.stem)
-
-
-@functools.lru_cache(maxsize=1)
-def _builtin_dir() -> Path | None:
-    # Wheel: catalogs/ force-included as package data sensei_xr/_catalogs.
-    try:
-        from importlib.resources import files
-
-        res = files("sensei_xr") / "_catalogs"
-        if isinstance(res, Path) and res.is_dir():
-            return res
-    except (ModuleNotFoundError, TypeError, OSError):
-        pass
-    # Source checkout (or editable install): <repo>/catalogs.
-    src = Path(__file__).resolve().parents[1] / "catalogs"
-    return src if src.is_dir() else None
 
 
 def catalog_dirs() -> list[Path]:
@@ -509,21 +483,7 @@ def catalog_dirs() -> list[Path]:
     -------
     list of pathlib.Path
     """
-    dirs: list[Path] = []
-    builtin = _builtin_dir()
-    if builtin is not None:
-        dirs.append(builtin)
-    for entry in os.environ.get(ENV_VAR, "").split(os.pathsep):
-        if not entry.strip():
-            continue
-        d = Path(entry.strip()).expanduser()
-        if d.is_dir():
-            if d not in dirs:
-                dirs.append(d)
-        else:
-            warnings.warn(f"{ENV_VAR} lists {entry!r}, which is not a directory; ignored",
-                          stacklevel=3)
-    return dirs
+    return registry_dirs("", ENV_VAR)
 
 
 def _check_sensor_names(sensors: Mapping[str, Sensor]) -> dict[str, str]:
@@ -564,7 +524,6 @@ _registered: dict[str, Sensor] = {}
 def clear_cache() -> None:
     """Forget parsed catalog files (re-read on next use); registered sensors are kept."""
     _load_dirs.cache_clear()
-    _builtin_dir.cache_clear()
 
 
 def _current() -> tuple[dict[str, Sensor], dict[str, str]]:

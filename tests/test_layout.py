@@ -9,7 +9,7 @@ import sensei_xr
 
 ROOT = Path(sensei_xr.__file__).parent
 #: Each unit may import only units listed before it (and itself). The order is the data path.
-LAYERS = ["errors", "catalogs", "bands", "spectral", "radiometry", "sample_data", "io", "datasets", "models",
+LAYERS = ["errors", "toml_registry", "catalogs", "bands", "spectral", "radiometry", "sample_data", "io", "datasets", "models",
           "outputs", "quicklook", "inference", "accessor", "evaluation", "training", "demo", "cli", "__init__"]
 
 

@@ -15,8 +15,6 @@ import functools
 import math
 import os
 import re
-import tomllib
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from urllib.parse import urlparse
 
 from ... import catalogs
 from ...errors import ProfileError
+from ...toml_registry import read_toml, registry_dirs
 
 __all__ = [
     "PROFILE_ENV_VAR",
@@ -328,31 +327,11 @@ def load_profile_file(path: str | os.PathLike) -> StacProfile:
         know.
     """
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise ProfileError(f"{p}: cannot read profile file: {e}") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ProfileError(f"{p}: not a valid UTF-8 TOML file: {e}") from None
+    data = read_toml(p, ProfileError, "profile")
     return _profile_from_mapping(data, str(p), path=str(p), stem=p.stem)
 
 
 # ----------------------------------------------------------------------------- registry
-
-
-@functools.lru_cache(maxsize=1)
-def _builtin_profile_dir() -> Path | None:
-    # Same places as sensei_xr.catalogs: package data in a wheel, else <repo>/catalogs.
-    try:
-        from importlib.resources import files
-
-        res = files("sensei_xr") / "_catalogs" / "stac_profiles"
-        if isinstance(res, Path) and res.is_dir():
-            return res
-    except (ModuleNotFoundError, TypeError, OSError):
-        pass
-    src = Path(__file__).resolve().parents[3] / "catalogs" / "stac_profiles"
-    return src if src.is_dir() else None
 
 
 def profile_dirs() -> list[Path]:
@@ -361,23 +340,13 @@ def profile_dirs() -> list[Path]:
     The shipped profiles (package data ``sensei_xr/_catalogs/stac_profiles`` in a wheel,
     else ``<repo>/catalogs/stac_profiles``), then each directory in
     ``$SENSEI_XR_STAC_PROFILE_PATH``; an entry that is not a directory is ignored with a
-    warning (as ``$SENSEI_XR_CATALOG_PATH`` is).
+    warning. The same loader as the sensor catalogs (:func:`sensei_xr.toml_registry.registry_dirs`).
 
     Returns
     -------
     list of pathlib.Path
     """
-    dirs = [d for d in [_builtin_profile_dir()] if d is not None]
-    for entry in os.environ.get(PROFILE_ENV_VAR, "").split(os.pathsep):
-        if not entry.strip():
-            continue
-        d = Path(entry.strip()).expanduser()
-        if d.is_dir():
-            dirs.append(d)
-        else:
-            warnings.warn(f"{PROFILE_ENV_VAR} lists {entry!r}, which is not a directory; ignored",
-                          stacklevel=3)
-    return dirs
+    return registry_dirs("stac_profiles", PROFILE_ENV_VAR)
 
 
 @functools.lru_cache(maxsize=8)
