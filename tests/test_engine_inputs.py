@@ -101,3 +101,24 @@ def test_fixed_band_model_picks_its_bands_by_wavelength(l8):
                                atol=1e-6)  # by wavelength, not by position
     with pytest.raises(BandError, match=r"takes the RGBNIRSWIR bands: .*swir16 band"):
         l8.sel(band=["B2", "B3", "B4", "B5"]).sensei.cloud_probability(model=model)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"patch_size": 17}, r"patch_size must be an integer of at least 32 pixels .*got 17"),
+    ({"patch_size": 0}, "patch_size must be"),
+    ({"patch_size": "256"}, "patch_size must be"),
+    ({"patch_size": True}, "patch_size must be"),
+    ({"patch_size": 256, "overlap": 200}, r"overlap must be an integer in 0..patch_size/2 = 0..128"),
+    ({"overlap": -1}, "overlap must be"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+])
+def test_tiling_arguments_are_named_when_wrong(l8, kwargs, match):
+    """A bad patch size is blamed on patch_size, never reported as a scene too small."""
+    with pytest.raises(ValueError, match=match):
+        l8.sensei.cloud_probability(**kwargs)
+
+
+def test_a_patch_size_off_the_network_stride_still_covers_the_scene(l8):
+    p = l8.sensei.cloud_probability(bands=["B2", "B4", "B5", "B6"], patch_size=100, overlap=10, device="cpu")
+    values = p.compute().values
+    assert values.shape == (120, 120) and np.isfinite(values).all()
