@@ -60,7 +60,11 @@ def report(folder: Path) -> str:
                 cells.append(f"{v:.3f} {'meets' if v >= base[b]['cv_mean_oa'] + MARGIN else 'below'}")
             lines.append(f"| {results[k]['system']} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## Runs", "", "| system | runs (fold, seed) | seconds per run (median) |", "|---|---|---|"]
+    lines += ["## Runs", "",
+              "Seconds are the wall time of the process that finished a run, on whatever machine ran it "
+              "(here 2 CPU cores, often two runs side by side): a run resumed from a checkpoint, or a kept "
+              "model scored again, counts only its last part.", "",
+              "| system | runs (fold, seed) | seconds per run (median) |", "|---|---|---|"]
     for k in order:
         runs = results[k]["runs"]
         secs = sorted(r["seconds"] for r in runs)

@@ -27,6 +27,7 @@ from sensei_xr.sample_data import data_dir
 from sensei_xr.training.crossval import _SYSTEM_KEYS, select_bands
 from sensei_xr.training.train import DEFAULT_CONFIG, read_config, train
 
+from .scene_report import BAND_SETS as BAND_SETS_CHECKED
 from .scene_report import check
 
 
@@ -63,7 +64,8 @@ def train_release(config_path: Path, work: Path, seed: int, log=print) -> tuple[
 
 
 def release(config_path: Path, cv_path: Path, name: str, summary: str, make_default: bool,
-            work: Path, docs: Path = Path("docs/models"), log=print) -> dict:
+            work: Path, selected_on: str, limitations: list[str], docs: Path = Path("docs/models"),
+            log=print) -> dict:
     system = _system(config_path)
     cv = json.loads(cv_path.read_text())
     if cv.get("config") != system:
@@ -84,26 +86,80 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
                               "B2-B7, B9, B10)" + (f", {fixed[0]} bands only" if fixed else "")
                               + "; " + "; ".join(d for d in [card["training"]["data"]] if "library" in d)),
                      "validation_data": "none held out: the recipe was chosen by cross-validation (below)",
+                     "config": str(config_path),
                      "seconds": seconds},
-        "selected_on": ("the recipe in " + str(config_path) + ", chosen by the mean OA of a scene-disjoint, "
-                        "biome-stratified 3-fold cross-validation over the 24 Biome patches ("
-                        + str(len(cv["seeds"])) + " seed(s); folds in cross_validation.folds); no real scene of "
-                        "the check below was used to train or choose it"),
+        "selected_on": selected_on,
         "validation_metrics": None,
         "cross_validation": {"source": str(cv_path), "seeds": cv["seeds"], "folds": cv["folds"],
                              "summary": {b: {k: v for k, v in s.items() if k != "per_image_oa"}
                                          for b, s in cv["summary"].items()},
                              "per_image_oa": {b: s["per_image_oa"] for b, s in cv["summary"].items()}},
         "real_scenes": scenes,
+        "limitations": list(limitations),
     })
     for key in ("format", "format_version", "architecture", "classes", "num_parameters", "weights_file",
                 "sha256", "created", "sensei_xr_version"):
         card.pop(key, None)
     written = save_model(model, REGISTRY_DIR / name, card=card)
+    saved = load_model(REGISTRY_DIR / f"{name}.safetensors")
+    (shots / "README.md").write_text(card_markdown(saved.card, cv_path.parent))
     if make_default:
         (REGISTRY_DIR / ALIASES_FILE).write_text(json.dumps({"default": name}) + "\n")
     log(f"wrote {REGISTRY_DIR / name}.safetensors (sha256 {written['sha256'][:12]}), trained in {seconds:.0f} s")
     return written
+
+
+def card_markdown(card: dict, results: Path) -> str:
+    """The model's page in docs/: every number from its card (and the committed CV results)."""
+    cv = card["cross_validation"]
+    s = cv["summary"]
+    sets = list(s)
+    others = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
+    gbm = others.get("pixel_gbm", {}).get("summary", {})
+    peer = others.get("ukis_csmask", {}).get("summary", {})
+    arch = card["architecture"]
+    lines = [f"# {card['name']}", "", card["summary"], "",
+             f"- **Network**: {'SEnSeI + ' if arch.get('encoder') else ''}{arch['head']} "
+             f"({card['num_parameters']:,} parameters), classes {', '.join(card['classes'])}; any band set "
+             "described by wavelengths" + (f"; batch-norm statistics measured for {', '.join(card['bn_calibrations'])}"
+                                           if card.get("bn_calibrations") else ""),
+             f"- **Trained on**: {card['training']['data']}",
+             (f"- **Recipe**: `{card['training']['config']}` ({card['training']['steps_done']} steps, "
+              f"{card['training']['device']}, {card['training']['seconds'] / 60:.0f} min); augmentation: "
+              f"{card['training']['augmentation']}"),
+             f"- **Selected on**: {card['selected_on']}",
+             f"- **Weights**: `sensei_xr/models/registry/{card['weights_file']}`, sha256 `{card['sha256'][:16]}...`",
+             "", "## Cross-validation (scene-disjoint, biome-stratified, 3 folds of the 24 Biome patches)", "",
+             ("The recipe trained on two folds and scored on the third, through the inference engine "
+              f"(seeds {cv['seeds']}; `{cv['source']}`; all systems in `results/crossval/README.md`). The bar is the "
+             "per-pixel LightGBM yardstick's CV mean OA + 2 points on the same folds; ukis-csmask is the peer, "
+             "scored on the same held-out patches."), "",
+             "| bands | CV mean OA | folds 0 / 1 / 2 | pooled F1 | bar (LightGBM + 0.02) | meets | ukis-csmask |",
+             "|---|---|---|---|---|---|---|"]
+    for b in sets:
+        bar = gbm[b]["cv_mean_oa"] + 0.02 if b in gbm else None
+        v = s[b]["cv_mean_oa"]
+        lines.append(f"| {b} | **{v:.3f}** | " + " / ".join(f"{x:.3f}" for x in s[b]["fold_oa"])
+                     + f" | {s[b]['pooled']['f1']:.3f} | " + (f"{bar:.3f}" if bar is not None else "")
+                     + " | " + ("" if bar is None else "yes" if v >= bar else "**no**") + " | "
+                     + (f"{peer[b]['cv_mean_oa']:.3f}" if b in peer else "") + " |")
+    lines += ["", "Per held-out patch (OA, all bands): "
+              + ", ".join(f"{n.removesuffix('.tif')} {x:.2f}" for n, x in sorted(cv["per_image_oa"][sets[0]].items(),
+                                                                           key=lambda kv: kv[1])), "",
+              "## Real scenes no model saw (`benchmarks/scene_report.py`, through `da.sensei.cloudmask()`)", "",
+              "| scene | what is there | expected cloud | " + " | ".join(BAND_SETS_CHECKED) + " | quicklook |",
+              "|---|---|---|" + "---|" * len(BAND_SETS_CHECKED) + "---|"]
+    for scene, row in card["real_scenes"].items():
+        exp = "" if row["expected"] is None else f"{row['expected'][0]:.0%}-{row['expected'][1]:.0%}"
+        cells = []
+        for b in BAND_SETS_CHECKED:
+            f = row["cloud_fraction"].get(b)
+            ok = row["passed"].get(b)
+            cells.append("" if f is None else f"{f:.1%}" + ("" if ok is None else " ok" if ok else " **FAIL**"))
+        lines.append(f"| {scene} | {row['what']} | {exp} | " + " | ".join(cells) + f" | [png]({scene}.png) |")
+    if card.get("limitations"):
+        lines += ["", "## Limitations", ""] + [f"- {x}" for x in card["limitations"]]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -112,6 +168,9 @@ def main(argv=None) -> int:
     p.add_argument("--cv", type=Path, required=True, help="the cross-validation JSON of this config")
     p.add_argument("--name", required=True, help="registry name, e.g. sensei-dlv3-biome-v4")
     p.add_argument("--summary", required=True, help="one line for sensei-xr models")
+    p.add_argument("--selected-on", required=True,
+                   help="what data chose the recipe and its settings (written on the card)")
+    p.add_argument("--limitation", action="append", default=[], help="a known weakness (repeatable)")
     p.add_argument("--default", action="store_true", help="make it the default model (aliases.json)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--work", type=Path, default=None,
@@ -122,10 +181,12 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
     if args.work is not None:
-        release(args.config, args.cv, args.name, args.summary, args.default, args.work)
+        release(args.config, args.cv, args.name, args.summary, args.default, args.work, args.selected_on,
+                args.limitation)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            release(args.config, args.cv, args.name, args.summary, args.default, Path(tmp))
+            release(args.config, args.cv, args.name, args.summary, args.default, Path(tmp), args.selected_on,
+                    args.limitation)
     return 0
 
 
