@@ -1,9 +1,11 @@
 """Real-scene check: a model's cloud fraction on the unlabelled real scenes of the sample data.
 
-    python -m benchmarks.scene_report --model default --out docs/default_model
+    python -m benchmarks.scene_report --model default --out results/scenes
 
-Every scene goes through ``da.sensei.cloudmask()`` (the product path) with all its bands
-and with the band sets below; each scene with a known answer (looked at by eye; the
+Every scene goes through ``da.sensei.cloudmask()`` (the product path): as a user calls it,
+with no ``bands`` (row ``ALL``: all the scene's bands are offered, and a model with
+per-band-set statistics uses the largest calibrated set among them; ``bands_used`` records
+which), and with the band sets below; each scene with a known answer (looked at by eye; the
 Landsat 8 L1 subset's MTL states its cloud cover) has an expectation, checked and printed:
 
 * eo-learn dates 2-4 and Sentinel-2 T18SVG are clear: at most 1 % cloud;
@@ -77,13 +79,19 @@ def check(model="default", out: Path | None = None, log=print) -> dict:
         desc = sensei_xr.band_descriptors(scene)
         row = {"what": what, "expected": None if lo is None else [lo, hi],
                "bands": [str(b) for b in scene.band.values], "shape": [int(scene.sizes["y"]), int(scene.sizes["x"])],
-               "cloud_fraction": {}, "passed": {}}
+               "cloud_fraction": {}, "passed": {}, "bands_used": {}}
         for set_name in BAND_SETS:
             try:
-                bands = band_set(desc, set_name)
+                bands = None if set_name == "ALL" else band_set(desc, set_name)
             except MissingBandError:
                 continue
-            mask = scene.sensei.cloudmask(model=model, bands=bands).compute()
+            try:
+                mask = scene.sensei.cloudmask(model=model, bands=bands).compute()
+            except sensei_xr.BandError:  # a fixed-band model takes its own bands only
+                if bands is None:
+                    raise
+                continue
+            row["bands_used"][set_name] = mask.attrs.get("bands_used", "").split(",")
             valid = int((mask.values != 255).sum())
             fraction = float((mask.values == 1).sum()) / max(valid, 1)
             row["cloud_fraction"][set_name] = fraction

@@ -18,8 +18,9 @@ TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.toml") if p.name != "pretrain_
 
 def test_configs_ship():
     names = {p.name for p in TRAIN_CONFIGS}
-    assert {"paper_s2.toml", "paper_s2_l8.toml", "paper_fixed_bands.toml", "default_model_gpu.toml",
-            "default_model_cpu.toml", "default_model_cpu_stage1.toml"} <= names
+    assert {"paper_s2.toml", "paper_s2_l8.toml", "paper_fixed_bands.toml"} <= names
+    systems = {p.name for p in (CONFIGS / "systems").glob("*.toml")}
+    assert {"sensei_dlv3.toml", "dlv3_fixed.toml", "sensei_nn.toml", "nn_fixed.toml", "pixel_gbm.toml"} <= systems
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
@@ -77,3 +78,10 @@ def test_system_config_is_valid(path):
         assert set(system["peers"].values()) <= set(list_peers())
     if kind == "network":
         assert system["model"]["head"] in ("deeplabv3plus", "deeplabv3plus_wide", "pixelnet")
+    # `sensei-xr train --config` takes a network system with no fixed band sets as it is.
+    if kind == "network" and "fixed_bands" not in system:
+        config = load_config(path)
+        assert config["steps"] == system["steps"] and "system" not in config
+    else:
+        with pytest.raises(ValueError, match="sensei_xr.training.crossval"):
+            load_config(path)

@@ -63,7 +63,10 @@ def test_a_loaded_model_edited_in_place_is_used_as_edited(scene, tmp_path):
     np.testing.assert_array_equal(p_obj, p_file)  # unedited: the file's model
     assert attrs_obj["model_weights"] == "file" and attrs_obj["model_sha256"] == model.sha256
 
-    _recalibrate_batchnorm(model, scene)  # buffers change in place
+    # Per-band-set statistics take precedence over the head's own: drop them, then
+    # recalibrate the head's buffers in place on the scene.
+    model.bn_calibrations.clear()
+    _recalibrate_batchnorm(model, scene)
     p_edit, attrs_edit = _prob(scene, model)
     # The edited weights, saved and loaded by path, give the expected answer independently.
     save_model(model, tmp_path / "recalibrated")
@@ -96,6 +99,8 @@ def test_edits_through_data_and_edits_after_building_the_graph(scene):
     # A fresh copy of the edited weights (never loaded from a file) gives the same answer.
     fresh = build_model(model.config)
     fresh.load_state_dict(model.state_dict())
+    for name, (desc, buffers) in model.bn_calibrations.items():  # not part of the state dict
+        fresh.set_bn_calibration(name, desc, buffers)
     np.testing.assert_array_equal(_prob(scene, fresh.eval())[0], p_edit)
 
 

@@ -236,7 +236,12 @@ def class_probabilities(
     model : str, path or CloudModel
         Registry name (``"default"``), weights path, or a loaded model.
     bands : sequence of str, optional
-        Subset of bands to use (names or catalog aliases).
+        Subset of bands to use (names or catalog aliases), used as given. By default all
+        bands are offered; a model with batch-norm statistics per band set then runs on
+        the largest calibrated set found among them when none matches them all (e.g. the
+        six reflective bands of a 13-band Sentinel-2 scene), since statistics that fit the
+        bands mask better than more bands without them. ``attrs["bands_used"]`` names the
+        bands the model saw.
     sensor : str, optional
         Catalog sensor for band names without wavelengths.
     device : str
@@ -314,6 +319,7 @@ def _prepare_bands(da, model, bands, sensor, band_dim: str):
     desc = _bands.band_descriptors(da, sensor=sensor, band_dim=band_dim)
     if bands is None:
         da, desc = _fixed_bands(da, model, desc, band_dim)
+        da, desc = _calibrated_bands(da, model, desc, band_dim)
     _check_band_count(model, desc)
     _check_reflective(desc)
     if np.issubdtype(da.dtype, np.integer) or da.dtype == bool:
@@ -451,6 +457,19 @@ def _fixed_bands(da, model, desc: BandDescriptors, band_dim: str):
     except BandError as e:
         raise BandError(f"this model has no spectral encoder and takes the {wanted} bands: {e}") from None
     names = [region_band(desc, r) for r in BAND_SETS[wanted]]  # in the model's order
+    return da.sel({band_dim: names}), desc.select(names)
+
+
+def _calibrated_bands(da, model, desc: BandDescriptors, band_dim: str):
+    """All bands, or the largest band set the model has batch-norm statistics for among them.
+
+    Only when the caller chose no bands: an explicit ``bands=`` is always used as given. The
+    result's ``bands_used`` attribute names the bands the model saw.
+    """
+    subset = getattr(model, "calibrated_subset", lambda d: None)(desc.normalised())
+    if subset is None:
+        return da, desc
+    names = [desc.names[i] for i in subset[1]]
     return da.sel({band_dim: names}), desc.select(names)
 
 

@@ -252,7 +252,9 @@ class CloudModel(nn.Module):
         statistics of RGB batches). A folded network for a band set that matches a
         calibration (same number of bands, each centre within
         :data:`CALIBRATION_TOLERANCE` in normalised wavelength, in any order) uses its
-        statistics; other band sets keep the model's own.
+        statistics; other band sets keep the model's own. Statistics you re-estimate in the
+        head yourself (train-mode passes) are therefore used only for band sets without a
+        calibration: remove one (``model.bn_calibrations.pop(name)``) to use yours there.
 
         Parameters
         ----------
@@ -285,6 +287,43 @@ class CloudModel(nn.Module):
                     (torch.sort(cal[:, 1]).values - centres).abs() <= CALIBRATION_TOLERANCE):
                 return name
         return None
+
+    def calibrated_subset(self, descriptors: torch.Tensor | np.ndarray) -> tuple[str, list[int]] | None:
+        """The largest calibrated band set found among these bands, when none matches them all.
+
+        A band set without its own statistics runs on the statistics averaged over training's
+        random subsets, which fit no band set well; the bands of a calibrated set, found among
+        the given ones, usually mask better than all of them (see :meth:`set_bn_calibration`).
+
+        Parameters
+        ----------
+        descriptors : tensor or array
+            (N, 3) normalised wavelengths of the available bands.
+
+        Returns
+        -------
+        (str, list of int) or None
+            The calibration's name and the indices (ascending) of the bands that make it up;
+            None when a calibration matches all the bands, or none is found among them.
+        """
+        if not self.bn_calibrations or self.bn_calibration_for(descriptors) is not None:
+            return None
+        d = _as_descriptors(descriptors, next(self.head.parameters()).float()).reshape(-1, 3).detach().cpu()
+        best: tuple[str, list[int]] | None = None
+        for name, (cal, _) in sorted(self.bn_calibrations.items()):
+            if len(cal) > len(d) or (best is not None and len(cal) <= len(best[1])):
+                continue
+            taken: list[int] = []
+            for centre in cal[:, 1]:  # each calibrated band: the nearest free band, if close enough
+                gaps = (d[:, 1] - centre).abs()
+                gaps[taken] = float("inf")
+                i = int(torch.argmin(gaps))
+                if gaps[i] > CALIBRATION_TOLERANCE:
+                    break
+                taken.append(i)
+            else:
+                best = (name, sorted(taken))
+        return best
 
     @torch.no_grad()
     def for_bands(self, descriptors: torch.Tensor | np.ndarray) -> FoldedCloudModel:

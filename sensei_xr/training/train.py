@@ -101,9 +101,19 @@ def read_config(path: str | PathLike, known: set[str], what: str = "training") -
 def load_config(path: str | PathLike) -> dict:
     """Read a training config (TOML or JSON) into a dict for :func:`train`.
 
-    Unknown keys are an error (a typo would otherwise silently train with a default).
+    Unknown keys are an error (a typo would otherwise silently train with a default). A
+    network system of ``configs/systems/`` is a training config too (its ``system`` is a
+    label); one with ``kind`` or ``fixed_bands`` is for the cross-validation only.
     """
-    return read_config(path, set(DEFAULT_CONFIG) | {"name", "init_encoder", "init_model"})
+    config = read_config(path, set(DEFAULT_CONFIG) | {"name", "init_encoder", "init_model", "system", "kind",
+                                                      "fixed_bands", "gbm", "peers"})
+    extra = sorted(k for k in ("fixed_bands", "gbm", "peers") if k in config)
+    if extra or config.get("kind", "network") != "network":
+        raise ValueError(f"{path} is a cross-validation system ({', '.join(extra) or config['kind']}), not a "
+                         "training config: run it with python -m sensei_xr.training.crossval, or train one "
+                         "of its models from a config without those keys")
+    config.pop("kind", None)
+    return {k: v for k, v in config.items() if k != "system"}
 
 
 def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[list[LabelledSample]], list[float], list[str]]:
