@@ -84,7 +84,7 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
                      "data": ("all 24 human-labelled Landsat 8 Biome patches of the sample data (the 16 of the "
                               "published train split and the 8 of its val split; 256 x 256 px at 30 m, bands "
                               "B2-B7, B9, B10)" + (f", {fixed[0]} bands only" if fixed else "")
-                              + "; " + "; ".join(d for d in [card["training"]["data"]] if "library" in d)),
+                              + "".join(f"; {d}" for d in [card["training"]["data"]] if "library" in d)),
                      "validation_data": "none held out: the recipe was chosen by cross-validation (below)",
                      "config": str(config_path),
                      "seconds": seconds},
@@ -120,9 +120,12 @@ def card_markdown(card: dict, results: Path) -> str:
     arch = card["architecture"]
     lines = [f"# {card['name']}", "", card["summary"], "",
              f"- **Network**: {'SEnSeI + ' if arch.get('encoder') else ''}{arch['head']} "
-             f"({card['num_parameters']:,} parameters), classes {', '.join(card['classes'])}; any band set "
-             "described by wavelengths" + (f"; batch-norm statistics measured for {', '.join(card['bn_calibrations'])}"
-                                           if card.get("bn_calibrations") else ""),
+             f"({card['num_parameters']:,} parameters), classes {', '.join(card['classes'])}; "
+             + ("any band set described by wavelengths" if arch.get("encoder")
+                else f"the {arch.get('band_set') or str(arch.get('in_bands')) + ' fixed'} bands, picked by "
+                     "wavelength from any sensor")
+             + (f"; batch-norm statistics measured for {', '.join(card['bn_calibrations'])}"
+                if card.get("bn_calibrations") else ""),
              f"- **Trained on**: {card['training']['data']}",
              (f"- **Recipe**: `{card['training']['config']}` ({card['training']['steps_done']} steps, "
               f"{card['training']['device']}, {card['training']['seconds'] / 60:.0f} min); augmentation: "
@@ -147,6 +150,8 @@ def card_markdown(card: dict, results: Path) -> str:
               + ", ".join(f"{n.removesuffix('.tif')} {x:.2f}" for n, x in sorted(cv["per_image_oa"][sets[0]].items(),
                                                                            key=lambda kv: kv[1])), "",
               "## Real scenes no model saw (`benchmarks/scene_report.py`, through `da.sensei.cloudmask()`)", "",
+              "Column ALL is the call as a user makes it, `cloudmask()` with no `bands`: all the scene's bands "
+              "are offered and the model takes what it uses (its calibrated or fixed band set).", "",
               "| scene | what is there | expected cloud | " + " | ".join(BAND_SETS_CHECKED) + " | quicklook |",
               "|---|---|---|" + "---|" * len(BAND_SETS_CHECKED) + "---|"]
     for scene, row in card["real_scenes"].items():
