@@ -160,8 +160,10 @@ def card_markdown(card: dict, results: Path) -> str:
         for b in BAND_SETS_CHECKED:
             f = row["cloud_fraction"].get(b)
             ok = row["passed"].get(b)
-            cells.append("" if f is None else f"{f:.1%}" + ("" if ok is None else " ok" if ok else " **FAIL**"))
-        lines.append(f"| {scene} | {row['what']} | {exp} | " + " | ".join(cells) + f" | [png]({scene}.png) |")
+            cells.append(("refused: lacks its bands" if b == "ALL" and row.get("refused") else "") if f is None
+                         else f"{f:.1%}" + ("" if ok is None else " ok" if ok else " **FAIL**"))
+        lines.append(f"| {scene} | {row['what']} | {exp} | " + " | ".join(cells) + " | "
+                     + ("" if row.get("refused") else f"[png]({scene}.png)") + " |")
     if card.get("limitations"):
         lines += ["", "## Limitations", ""] + [f"- {x}" for x in card["limitations"]]
     return "\n".join(lines) + "\n"

@@ -87,9 +87,9 @@ def check(model="default", out: Path | None = None, log=print) -> dict:
                 continue
             try:
                 mask = scene.sensei.cloudmask(model=model, bands=bands).compute()
-            except sensei_xr.BandError:  # a fixed-band model takes its own bands only
+            except sensei_xr.BandError as e:  # a fixed-band model takes its own bands only
                 if bands is None:
-                    raise
+                    row["refused"] = str(e)
                 continue
             row["bands_used"][set_name] = mask.attrs.get("bands_used", "").split(",")
             valid = int((mask.values != 255).sum())

@@ -245,3 +245,16 @@ def test_batchnorm_calibrations_round_trip(tmp_path):
     for k, v in stats.items():
         assert torch.equal(loaded.bn_calibrations["RGB"][1][k], v)
     assert loaded.bn_calibration_for(desc.normalised()) == "RGB"
+
+
+def test_saved_files_get_the_mode_of_any_new_file(tmp_path):
+    """Written through a private temporary file, the weights and card still end up readable
+    as any file the user creates there (not 0600)."""
+    import os
+
+    written = save_model(build_model({}), tmp_path / "m")
+    (tmp_path / "plain").write_text("x")
+    plain = os.stat(tmp_path / "plain").st_mode & 0o777
+    for path in (tmp_path / "m.safetensors", tmp_path / "m.json"):
+        assert os.stat(path).st_mode & 0o777 == plain, path
+    assert written["sha256"]
