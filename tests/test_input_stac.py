@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import threading
 import time
 
@@ -17,45 +16,7 @@ import pytest
 from sensei_xr import cli
 from sensei_xr.io import stac
 from sensei_xr.demo import DEMO_S2_COLLECTION
-from stac_fixtures import demo_catalog, rustac_url  # noqa: F401  (fixtures)
-
-
-class SilentServer:
-    """Accepts TCP connections on 127.0.0.1 and never sends a byte."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.accepted.append(conn)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def __enter__(self) -> "SilentServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for c in self.accepted:
-            c.close()
-        self.sock.close()
+from stac_fixtures import SilentServer, demo_catalog, rustac_url  # noqa: F401  (fixtures)
 
 
 class _Api(http.server.BaseHTTPRequestHandler):
