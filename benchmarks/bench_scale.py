@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.bench_inference import (accessor_patches, folded_input, grid_starts, lazy_s2_scene, model_input,
+from benchmarks.bench_inference import (accessor_patches, cpu_runner, grid_starts, lazy_s2_scene, model_input,
                                         patch_grid_seconds)
 from benchmarks.bench_speed import QUICK_TILING, Tiling
 from benchmarks.common import environment, md_table, median_ratio, write_results
@@ -129,15 +129,17 @@ def measure_cluster(n_workers: int, size: int, chunk: int, tiling: Tiling) -> di
 
 
 def raw_model_seconds(size: int, chunk: int, tiling: Tiling) -> tuple[float, float]:
-    """The folded network over non-overlapping patches of every chunk, on one torch thread
-    in this process: network time only, as (wall, CPU) seconds."""
+    """The folded network as the accessor runs it on a CPU (ONNX Runtime) over
+    non-overlapping patches of every chunk, one thread in this process: network time only,
+    as (wall, CPU) seconds."""
     import torch
 
     from sensei_xr.models import load_model
 
     torch.set_num_threads(1)
     scene = lazy_s2_scene(size, chunk)
-    net = folded_input(load_model("default"), scene.isel(y=slice(0, tiling.patch), x=slice(0, tiling.patch)))[0]
+    net = cpu_runner(load_model("default"), scene.isel(y=slice(0, tiling.patch), x=slice(0, tiling.patch)),
+                     threads=1)[0]
     wall = cpu = 0.0
     for r in range(0, size, chunk):
         for c in range(0, size, chunk):

@@ -19,7 +19,7 @@ import torch
 
 import sensei_xr  # noqa: F401  (registers the accessor)
 from sensei_xr.bands import BandDescriptors, band_descriptors, to_model_input
-from sensei_xr.inference import engine, runtime
+from sensei_xr.inference import blocks, runtime
 from sensei_xr.models import build_model, load_model, save_model
 
 KW = dict(patch_size=64, overlap=16, device="cpu")
@@ -123,15 +123,21 @@ def test_in_memory_models_are_not_kept_after_their_graphs(scene, monkeypatch):
 # ------------------------------------------------------------------ torch threads
 
 
-def _recording_predict_block(monkeypatch):
+def _recording_predict(monkeypatch):
+    """Records (torch threads, batch size) of every block's prediction."""
     seen = []
-    real = engine.predict_block
+    real_patches, real_pixels = blocks.predict_patches, blocks.predict_pixels
 
-    def recording(x, run, plan, origin, core, device="cpu", **kw):
+    def patches(x, run, plan, *args, **kw):
         seen.append((torch.get_num_threads(), plan.batch_size))
-        return real(x, run, plan, origin, core, device, **kw)
+        return real_patches(x, run, plan, *args, **kw)
 
-    monkeypatch.setattr(engine, "predict_block", recording)
+    def pixels(x, run, device="cpu"):
+        seen.append((torch.get_num_threads(), None))
+        return real_pixels(x, run, device)
+
+    monkeypatch.setattr(blocks, "predict_patches", patches)
+    monkeypatch.setattr(blocks, "predict_pixels", pixels)
     return seen
 
 
@@ -147,7 +153,7 @@ def caller_threads():
 
 
 def test_sync_scheduler_keeps_the_callers_threads(scene, monkeypatch, caller_threads):
-    seen = _recording_predict_block(monkeypatch)
+    seen = _recording_predict(monkeypatch)
     model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
     scene.chunk({"y": 48, "x": 48}).sensei.cloud_probability(model=model, **KW).compute(scheduler="sync")
     assert len(seen) == 4
@@ -156,7 +162,7 @@ def test_sync_scheduler_keeps_the_callers_threads(scene, monkeypatch, caller_thr
 
 
 def test_threaded_scheduler_splits_the_cores_and_restores_each_thread(scene, monkeypatch, caller_threads):
-    seen = _recording_predict_block(monkeypatch)
+    seen = _recording_predict(monkeypatch)
     model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
     lazy = scene.chunk({"y": 48, "x": 48}).sensei.cloud_probability(model=model, **KW)
 
@@ -177,6 +183,19 @@ def test_threaded_scheduler_splits_the_cores_and_restores_each_thread(scene, mon
     assert len(seen) == 4
     assert {t for t, _ in seen} == {max(1, runtime._cores() // 2)}  # cores / pool threads
     assert after == before  # each pool thread restored
+    assert torch.get_num_threads() == caller_threads
+
+
+def test_a_scene_in_fewer_chunks_than_pool_threads_uses_every_core(scene, monkeypatch, caller_threads):
+    """One chunk under the threaded scheduler: the only task gets all the cores, not
+    cores / pool threads of them (one core idled before)."""
+    seen = _recording_predict(monkeypatch)
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    with ThreadPoolExecutor(4) as pool, dask.config.set(scheduler="threads", pool=pool):
+        scene.chunk({"y": -1, "x": -1}).sensei.cloud_probability(model=model, **KW).compute()
+        scene.chunk({"y": -1, "x": 48}).sensei.cloud_probability(model=model, **KW).compute()
+    n_cols = -(-scene.sizes["x"] // 48)
+    assert [t for t, _ in seen] == [runtime._cores()] + [max(1, runtime._cores() // min(4, n_cols))] * n_cols
     assert torch.get_num_threads() == caller_threads
 
 
@@ -276,7 +295,7 @@ def test_cache_sizes_from_the_environment(monkeypatch):
 def test_device_auto_and_batch_size_are_decided_on_the_worker(scene, monkeypatch):
     """A graph built where CUDA is visible runs on a worker without it (and on CPU takes
     the CPU's batch size), with the CPU result."""
-    seen = _recording_predict_block(monkeypatch)
+    seen = _recording_predict(monkeypatch)
     model = build_model({"encoder": "sensei", "head": "deeplabv3plus", "classes": ["clear", "cloud"]})
     kw = dict(patch_size=64, overlap=16)
     with monkeypatch.context() as m:

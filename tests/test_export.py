@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
-onnx = pytest.importorskip("onnx", reason="ONNX export tests need onnx: pip install 'sensei_xr[onnx]'")
-ort = pytest.importorskip("onnxruntime", reason="ONNX export tests need onnxruntime: pip install 'sensei_xr[onnx]'")
-
-from sensei_xr.models import build_model, export_onnx  # noqa: E402
-from sensei_xr.models.export import default_opset  # noqa: E402
-
+from sensei_xr.models import build_model, export_onnx
+from sensei_xr.models.export import default_opset
 
 
 # Small tensors: one torch thread is fastest, and immune to other jobs on shared cores.

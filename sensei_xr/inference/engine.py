@@ -1,10 +1,12 @@
 """Lazy, chunked, seam-free inference on DataArrays with Dask.
 
-The graph is one ``map_overlap`` over the underlying Dask array ``(time, band, y, x)``:
-each block gets a halo of ``patch - 1`` pixels plus the no-data fill's reach (reflected at
-the scene's edges), is tiled into patches on a grid anchored at the scene origin, predicted
-in forward passes of a fixed batch size and blended with a smooth window
-(:mod:`sensei_xr.inference.tiling`); only the block's own pixels are returned.
+The graph has two steps over the underlying Dask array ``(time, band, y, x)``. A
+``map_overlap`` gives each block a halo of ``patch - 1`` pixels plus the no-data fill's reach
+(reflected at the scene's edges) and runs the patches of the scene's patch grid whose
+origin lies in the block, in forward passes of a fixed batch size: each patch once per
+scene, whatever the chunking. A light second step adds to each block the parts of its
+neighbours' patches that reach into it and blends them with a smooth window
+(:mod:`sensei_xr.inference.tiling`).
 
 The result does not depend on the chunking, bit for bit, with or without no-data: every
 patch sees the same pixels (no-data filled from the scene and the patch, never the block)
@@ -19,15 +21,15 @@ set (both caches bounded); ``device="auto"`` and the default batch size are deci
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import numpy as np
 
 from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
-from .runtime import ModelRef, check_device, get_runner, resolve_device, torch_threads
-from .tiling import FILL_REACH, TilingPlan, fill_nodata, halo_for, predict_block
+from .blocks import BlockPredictor, blend_graph
+from .runtime import ModelRef, check_backend, check_device
+from .tiling import FILL_REACH, TilingPlan, halo_for
 from ..errors import InferenceError
 
 __all__ = [
@@ -223,6 +225,7 @@ def class_probabilities(
     nodata: float | None = None,
     band_dim: str = "band",
     resolution: float | None = None,
+    backend: str = "auto",
 ):
     """Per-class probabilities, lazily: a float32 DataArray ``(time?, class, y, x)``.
 
@@ -262,6 +265,10 @@ def class_probabilities(
         refine, by integer factors up to :data:`MAX_COARSEN` and :data:`MAX_REFINE`) and
         the probabilities are brought back to the input grid. The paper found PerúSat-1
         (2.8 m) better at 5.6 m, and SLSTR (500 m) better upsampled to 250 m.
+    backend : str
+        What runs the network: ``"auto"`` (ONNX Runtime on a CPU when ``onnx`` and
+        ``onnxruntime`` are installed, several times faster there; torch on CUDA),
+        ``"torch"`` or ``"onnxruntime"``. Probabilities of the two differ by about 1e-5.
 
     Returns
     -------
@@ -284,10 +291,11 @@ def class_probabilities(
     if resolution is not None:
         return _at_resolution(da, resolution, model=model, bands=bands, sensor=sensor, device=device,
                               patch_size=patch_size, overlap=overlap, batch_size=batch_size,
-                              nodata=nodata, band_dim=band_dim)
+                              nodata=nodata, band_dim=band_dim, backend=backend)
 
     _check_tiling_args(patch_size, overlap, batch_size)
     device = check_device(device)
+    check_backend(backend, device)
     model_obj, ref = _resolve_model(model)
     da, desc = _prepare_bands(da, model_obj, bands, sensor, band_dim)
     da, time_dim, ydim, xdim = _canonical(da, band_dim)
@@ -295,7 +303,7 @@ def class_probabilities(
     if time_dim is None:
         data = data[None]
     probs = _probability_graph(data, model_obj, ref, desc, _declared_nodata(da, nodata), device, patch_size,
-                               overlap, batch_size)
+                               overlap, batch_size, backend)
     coords = {k: v for k, v in da.coords.items() if set(v.dims) <= {time_dim, ydim, xdim} - {None}}
     dims = ("class", ydim, xdim)
     if time_dim is None:
@@ -332,8 +340,15 @@ def _prepare_bands(da, model, bands, sensor, band_dim: str):
 
 
 def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: str, patch_size: int, overlap: int,
-                       batch_size: int | None):
-    """The lazy (time, class, y, x) probabilities of a (time, band, y, x) Dask array."""
+                       batch_size: int | None, backend: str = "auto"):
+    """The lazy (time, class, y, x) probabilities of a (time, band, y, x) Dask array.
+
+    A network with patches takes two steps: each block (with its halo) runs the patches
+    whose origin lies in it, once per scene, and returns their weighted probabilities in
+    parity planes over its own pixels and the part of the next blocks they reach
+    (:func:`~sensei_xr.inference.tiling.predict_patches`); a light second step adds to each
+    block what its neighbours above and to the left reached into it, and blends.
+    """
     import dask.array as dsa
 
     ny, nx = data.shape[-2:]
@@ -349,15 +364,18 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
         data = data.rechunk({2: _merge_small_chunks(data.chunks[2], halo[0]),
                              3: _merge_small_chunks(data.chunks[3], halo[1])})
     n_classes = len(model.classes)
-    fn = _BlockPredictor(ref, desc, plan, fill, device, batch_size, data.chunks, halo, n_classes)
-    out_chunks = (data.chunks[0], (n_classes,), data.chunks[2], data.chunks[3])
-    if halo[0] or halo[1]:
-        probs = dsa.map_overlap(
-            fn, data, depth={0: 0, 1: 0, 2: halo[0], 3: halo[1]}, boundary="reflect",
-            trim=False, chunks=out_chunks, dtype=np.float32, meta=np.array((), np.float32),
-        )
+    fn = BlockPredictor(ref, desc, plan, fill, device, batch_size, data.chunks, halo, n_classes, backend)
+    meta = np.array((), np.float32)
+    if plan.pointwise:
+        out_chunks = (data.chunks[0], (n_classes,), data.chunks[2], data.chunks[3])
+        probs = data.map_blocks(fn, chunks=out_chunks, dtype=np.float32, meta=meta)
     else:
-        probs = data.map_blocks(fn, chunks=out_chunks, dtype=np.float32, meta=np.array((), np.float32))
+        planes = dsa.map_overlap(
+            fn, data, depth={0: 0, 1: 0, 2: halo[0], 3: halo[1]}, boundary="reflect", trim=False,
+            chunks=(data.chunks[0], (4 * (n_classes + 1),), fn.extent_rows, fn.extent_cols),
+            dtype=np.float32, meta=meta,
+        )
+        probs = blend_graph(planes, data.chunks, n_classes)
     return probs[..., :ny, :nx]
 
 
@@ -509,75 +527,6 @@ def _georef(result, template):
         except Exception:
             pass
     return result
-
-
-class _BlockPredictor:
-    """The per-block function; small and picklable (no model inside).
-
-    ``device`` may be ``"auto"`` and ``batch_size`` None: both are decided where the block
-    runs, so a graph built on a machine without a GPU uses the workers' GPUs.
-    """
-
-    def __init__(self, ref, desc, plan, fill, device, batch_size, chunks, halo, n_classes):
-        self.ref = ref
-        self.n_classes = n_classes
-        self.names = desc.names
-        self.kinds = desc.kinds
-        self.wavelengths = desc.wavelengths_nm
-        self.plan = plan
-        self.fill = fill
-        self.device = device
-        self.batch_size = batch_size
-        self.halo = tuple(halo)
-        self.row_starts = np.concatenate([[0], np.cumsum(chunks[2])]).tolist()
-        self.col_starts = np.concatenate([[0], np.cumsum(chunks[3])]).tolist()
-        self.ny, self.nx = self.row_starts[-1], self.col_starts[-1]
-
-    def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
-        loc = block_info[0]["chunk-location"] if block_info else (0, 0, 0, 0)
-        iy, ix = loc[2], loc[3]
-        r0, r1 = self.row_starts[iy], self.row_starts[iy + 1]
-        c0, c1 = self.col_starts[ix], self.col_starts[ix + 1]
-        where = f"in block (time {loc[0]}, rows {r0}:{r1}, cols {c0}:{c1})"
-        try:
-            return self._predict(block, (r0, r1, c0, c1), where)
-        except BandError as e:
-            raise BandError(str(e)) from None
-        except Exception as e:  # name the failing block
-            raise InferenceError(f"inference failed {where}: {type(e).__name__}: {e}") from e
-
-    def _predict(self, block, bounds, where):
-        r0, r1, c0, c1 = bounds
-        hy, hx = self.halo
-        core = (slice(hy, hy + r1 - r0), slice(hx, hx + c1 - c0))
-        desc = BandDescriptors(self.names, self.wavelengths, self.kinds)
-        device = resolve_device(self.device)
-        # One patch per pass is fastest on a CPU (it stays in cache: 256 px patches of the
-        # DeepLab head take about 2.5x longer each in batches of 8, measured on 2 cores).
-        batch = self.batch_size or (32 if device.startswith("cuda") else 1)
-        plan = dataclasses.replace(self.plan, batch_size=batch)
-        out = []
-        for x in block:  # time steps (one per block)
-            invalid = ~np.isfinite(x).all(axis=0)
-            if self.fill is not None:
-                invalid |= (x == self.fill).any(axis=0)
-            if invalid[core].all():
-                out.append(np.full((self.n_classes, r1 - r0, c1 - c0), np.nan, np.float32))
-                continue
-            if invalid.any():
-                x = np.where(invalid[None], np.float32(np.nan), x)
-            _bands.check_band_values(x[:, core[0], core[1]], desc, where=where)
-            x = _bands.to_model_input(x, desc)
-            # Near no-data from its neighbours here, far no-data per patch in predict_block.
-            x, far = fill_nodata(x, ~invalid, return_far=True)
-            # Threads for this scheduler while the block runs; the thread's own after.
-            with torch_threads():
-                run = get_runner(self.ref, desc.normalised(), desc.key, device)
-                probs = predict_block(x, run, plan, (r0 - hy, c0 - hx), core, device,
-                                      valid=~invalid, far=far)
-            probs[:, invalid[core]] = np.nan
-            out.append(probs.astype(np.float32))
-        return np.stack(out)
 
 
 # --------------------------------------------------------------------------------------

@@ -1,10 +1,16 @@
-"""Per-process model runtime: device choice, bounded model caches, torch threads.
+"""Per-process model runtime: device choice, execution backend, bounded model caches,
+torch threads.
 
 Task graphs carry a :class:`ModelRef` (a name or path plus the weights' sha256, or the
 hash of an in-memory model's weights), never the model itself: each worker process loads
 a model once and keeps the :data:`MODEL_CACHE_SIZE` most recently used in ``_MODELS``,
 and keeps one folded network per model, band set and device, the
 :data:`FOLDED_CACHE_SIZE` most recently used, in ``_FOLDED``.
+
+On a CPU the folded network runs in ONNX Runtime (``backend="auto"``, when installed):
+exported once per process, band set and thread count (about 0.5 s), it ran the default
+model 2.5-4x faster than torch on this project's CPUs (`docs/benchmarks.md`). On CUDA,
+and with ``backend="torch"``, torch runs it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ __all__ = [
     "resolve_device",
     "check_device",
     "get_runner",
+    "check_backend",
+    "BACKENDS",
     "torch_threads",
     "MODEL_CACHE_SIZE",
     "FOLDED_CACHE_SIZE",
@@ -58,6 +66,8 @@ _LOCK = threading.Lock()
 _KEY_LOCKS: dict[tuple, "_Pending"] = {}
 _MODELS: "OrderedDict[tuple, object]" = OrderedDict()
 _FOLDED: "OrderedDict[tuple, object]" = OrderedDict()
+# ONNX Runtime sessions of folded networks, by the folded key and the thread count.
+_SESSIONS: "OrderedDict[tuple, object]" = OrderedDict()
 # Private copies of models handed over as Python objects, by ModelRef.source. Weak: a
 # copy lives as long as a graph (its ModelRef) or the model cache holds it.
 _IN_MEMORY: "weakref.WeakValueDictionary[str, object]" = weakref.WeakValueDictionary()
@@ -246,15 +256,20 @@ def _dask_pool_size() -> int | None:
     return None
 
 
-def _threads_for_this_task() -> int | None:
+def _threads_for_this_task(tasks: int | None = None) -> int | None:
     """Torch threads for a task, from the scheduler running it; None: leave as they are.
 
-    * ``dask.distributed``: ``cores / concurrent tasks on the host``, where those are the
-      worker's threads times the workers on the host: ``$SENSEI_XR_WORKERS_PER_HOST`` if
-      set, else ``cores // threads_per_worker`` (what ``LocalCluster`` starts by default).
-    * threaded scheduler: ``cores // pool threads``.
+    The cores are shared among the tasks that can run at once on the host:
+
+    * ``dask.distributed``: the worker's threads times the workers on the host
+      (``$SENSEI_XR_WORKERS_PER_HOST`` if set, else ``cores // threads_per_worker``, what
+      ``LocalCluster`` starts by default);
+    * threaded scheduler: the pool's threads;
     * synchronous scheduler: the caller's own setting (torch's default: every physical
       core): the task runs on the caller's thread, alone.
+
+    ``tasks``, the tasks of the graph, caps that count: a scene in one chunk gets every
+    core, not ``1 / pool threads`` of them.
     """
     cores = _cores()
     try:
@@ -265,17 +280,21 @@ def _threads_for_this_task() -> int | None:
         nthreads = None
     if nthreads is not None:
         per_host = int(os.environ.get("SENSEI_XR_WORKERS_PER_HOST", max(1, cores // nthreads)))
-        return max(1, cores // max(1, nthreads * per_host))
-    pool = _dask_pool_size()
-    if pool is None:
-        return None
-    return max(1, cores // pool)
+        concurrent = nthreads * per_host
+    else:
+        concurrent = _dask_pool_size()
+        if concurrent is None:
+            return None
+    if tasks is not None:
+        concurrent = min(concurrent, max(1, int(tasks)))
+    return max(1, cores // max(1, concurrent))
 
 
 @contextmanager
-def torch_threads(threads: int | None = None) -> Iterator[int]:
+def torch_threads(threads: int | None = None, tasks: int | None = None) -> Iterator[int]:
     """Run a block with ``threads`` torch threads (default: from the scheduler running
-    this task, see :func:`_threads_for_this_task`), then restore the thread's setting.
+    this task and the graph's ``tasks``, see :func:`_threads_for_this_task`), then restore
+    the thread's setting.
 
     torch's CPU thread count is per thread (OpenMP), and new threads start from the last
     value set anywhere; restoring it keeps both the caller's and later threads' settings.
@@ -283,7 +302,7 @@ def torch_threads(threads: int | None = None) -> Iterator[int]:
     import torch
 
     before = torch.get_num_threads()
-    wanted = _threads_for_this_task() if threads is None else threads
+    wanted = _threads_for_this_task(tasks) if threads is None else threads
     wanted = before if wanted is None else int(wanted)
     if wanted != before:
         torch.set_num_threads(wanted)
@@ -373,12 +392,78 @@ def _load_uncached(ref: ModelRef, device: str):
     return model.to(device).eval()
 
 
-def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, device: str):
+#: Execution backends: ``"auto"`` (ONNX Runtime on a CPU when installed, else torch),
+#: ``"torch"``, ``"onnxruntime"`` (CPU only).
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def _onnxruntime_missing() -> str | None:
+    """Why ONNX Runtime cannot run here, or None when it can."""
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        return f"{e.name or 'onnxruntime'} is not installed (pip install onnx onnxruntime)"
+    return None
+
+
+def check_backend(backend, device: str) -> str:
+    """``backend`` if it names a backend that can run on ``device``; else a clear error."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    if backend == "onnxruntime":
+        if device.startswith("cuda"):
+            raise ValueError("backend='onnxruntime' runs on the CPU only: use device='cpu', or "
+                             "backend='torch' (or 'auto') on CUDA")
+        missing = _onnxruntime_missing()
+        if missing:
+            raise RuntimeError(f"backend='onnxruntime' was asked for but {missing}; or use backend='torch'")
+    return backend
+
+
+def _ort_session(net, n_bands: int, threads: int):
+    """An ONNX Runtime session of a folded network, ``threads`` intra-op threads."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    from ..models.export import default_opset
+
+    module = net
+    buf = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notices
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.zeros(1, n_bands, 64, 64),), buf, dynamo=False,
+                          opset_version=default_opset(), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                                        "logits": {0: "batch", 2: "height", 3: "width"}},
+                          do_constant_folding=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle pool threads sleep instead of spinning: other Dask tasks share the cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+
+
+def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, device: str,
+               backend: str = "auto", threads: int | None = None):
     """A function from a (B, N, P, P) float32 torch batch on ``device`` to (B, C, P, P)
     float32 probabilities on ``device`` (float16 autocast on CUDA).
 
     The folded network for this model, band set and device is built once per process and
-    reused while it is among the :data:`FOLDED_CACHE_SIZE` most recently used.
+    reused while it is among the :data:`FOLDED_CACHE_SIZE` most recently used; so is its
+    ONNX Runtime session (per thread count) when ONNX Runtime runs it.
+
+    Parameters
+    ----------
+    backend : str
+        One of :data:`BACKENDS`.
+    threads : int, optional
+        CPU threads for ONNX Runtime (torch's current setting when None).
     """
     import torch
 
@@ -387,10 +472,36 @@ def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, dev
         desc = torch.as_tensor(descriptors_norm, dtype=torch.float32, device=device)
         with torch.no_grad():
             if getattr(model, "encoder", None) is not None:
-                return model.for_bands(desc).to(device).eval()
-            return _Baseline(model, desc)
+                net = model.for_bands(desc).to(device).eval()
+            else:
+                net = _baseline_module(model, desc)
+            return net
 
-    net = _cached(_FOLDED, (ref.source, ref.sha256, device, band_key), fold, FOLDED_CACHE_SIZE)
+    key = (ref.source, ref.sha256, device, band_key)
+    net = _cached(_FOLDED, key, fold, FOLDED_CACHE_SIZE)
+    use_ort = device == "cpu" and backend != "torch" and (backend == "onnxruntime" or not _onnxruntime_missing())
+    if use_ort:
+        threads = torch.get_num_threads() if threads is None else int(threads)
+        n_bands = len(descriptors_norm)
+        try:
+            session = _cached(_SESSIONS, (*key, threads), lambda: _ort_session(net, n_bands, threads),
+                              FOLDED_CACHE_SIZE)
+        except Exception as e:
+            if backend == "onnxruntime":
+                raise RuntimeError(f"ONNX Runtime cannot run this model ({type(e).__name__}: {e}); "
+                                   "use backend='torch'") from e
+            import warnings
+
+            warnings.warn(f"this model does not export to ONNX ({type(e).__name__}: {e}); torch runs it "
+                          "instead (slower on a CPU)", RuntimeWarning, stacklevel=2)
+            session = None
+    if use_ort and session is not None:
+
+        def run_ort(batch):
+            logits = session.run(None, {"images": batch.numpy()})[0]
+            return torch.softmax(torch.from_numpy(logits).float(), dim=1)
+
+        return run_ort
     use_half = device.startswith("cuda")
 
     def run(batch):
@@ -405,11 +516,19 @@ def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, dev
     return run
 
 
-class _Baseline:
-    """A no-SEnSeI model takes fixed bands: descriptors are checked, then ignored."""
+def _baseline_module(model, desc):
+    import torch
 
-    def __init__(self, model, desc):
-        self.model, self.desc = model, desc
+    class Baseline(torch.nn.Module):
+        """A no-SEnSeI model takes fixed bands: descriptors are checked, then ignored."""
 
-    def __call__(self, x):
-        return self.model(x, self.desc)
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.register_buffer("desc", desc)
+
+        def forward(self, x):
+            return self.model(x, self.desc)
+
+    return Baseline().eval()
+

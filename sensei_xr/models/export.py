@@ -73,7 +73,7 @@ def export_onnx(model: CloudModel, descriptors: Any, path: str | os.PathLike, op
     try:
         import onnx
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("ONNX export needs the onnx package: pip install 'sensei_xr[onnx]'") from e
+        raise ImportError("ONNX export needs the onnx package: pip install onnx (a dependency of sensei_xr)") from e
 
     opset = default_opset() if opset is None else int(opset)
     path = Path(path)

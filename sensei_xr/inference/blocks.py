@@ -1,0 +1,173 @@
+"""The per-block work of the engine's graph (:mod:`sensei_xr.inference.engine`): run a
+block's patches (or pixels), then blend each block with what its neighbours' patches
+reached into it. NumPy and torch per block; the only Dask here is the second step's
+graph layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .. import bands as _bands
+from ..bands import BandDescriptors, BandError
+from ..errors import InferenceError
+from .runtime import get_runner, resolve_device, torch_threads
+from .tiling import blend_planes, fill_nodata, patch_origins, predict_patches, predict_pixels
+
+__all__ = ["BlockPredictor", "blend_graph"]
+
+
+class BlockPredictor:
+    """The per-block function; small and picklable (no model inside).
+
+    For a network with patches it returns the block's parity planes (the patches whose
+    origin lies in the block, over the block and as far as they reach beyond it), for a
+    pointwise one the block's probabilities. ``device`` may be ``"auto"`` and
+    ``batch_size`` None: both are decided where the block runs, so a graph built on a
+    machine without a GPU uses the workers' GPUs.
+    """
+
+    def __init__(self, ref, desc, plan, fill, device, batch_size, chunks, halo, n_classes, backend="auto"):
+        self.ref = ref
+        self.backend = backend
+        self.n_classes = n_classes
+        self.names = desc.names
+        self.kinds = desc.kinds
+        self.wavelengths = desc.wavelengths_nm
+        self.plan = plan
+        self.fill = fill
+        self.device = device
+        self.batch_size = batch_size
+        self.halo = tuple(halo)
+        self.row_starts = np.concatenate([[0], np.cumsum(chunks[2])]).astype(int).tolist()
+        self.col_starts = np.concatenate([[0], np.cumsum(chunks[3])]).astype(int).tolist()
+        self.ny, self.nx = self.row_starts[-1], self.col_starts[-1]
+        # Blocks computed at once, at most: when fewer than the scheduler's threads, each
+        # gets more torch threads (a one-chunk scene uses every core).
+        self.tasks = len(chunks[0]) * (len(self.row_starts) - 1) * (len(self.col_starts) - 1)
+        if not plan.pointwise:
+            self.row_origins = patch_origins(self.ny, plan.patch, plan.stride)
+            self.col_origins = patch_origins(self.nx, plan.patch, plan.stride)
+            self.extent_rows = self._extents(self.row_starts, self.row_origins, self.ny)
+            self.extent_cols = self._extents(self.col_starts, self.col_origins, self.nx)
+
+    def _extents(self, starts, origins, n: int) -> tuple[int, ...]:
+        """Per block along an axis: its pixels plus how far its own patches reach beyond
+        (never beyond the scene)."""
+        out = []
+        for a, b in zip(starts[:-1], starts[1:]):
+            own = self._owned(origins, a, b)
+            reach = min(n, own[-1][1] + self.plan.patch) if own else b
+            out.append(max(b, reach) - a)
+        return tuple(out)
+
+    def _owned(self, origins, a: int, b: int) -> list[tuple[int, int]]:
+        """(grid index, origin) of the patches a block ``[a, b)`` runs: those whose origin
+        lies in it, and for the first block those starting before the scene."""
+        s = self.plan.stride
+        return [(int(o) // s, int(o)) for o in origins if a <= o < b or (a == 0 and o < 0)]
+
+    def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
+        loc = block_info[0]["chunk-location"] if block_info else (0, 0, 0, 0)
+        iy, ix = loc[2], loc[3]
+        r0, r1 = self.row_starts[iy], self.row_starts[iy + 1]
+        c0, c1 = self.col_starts[ix], self.col_starts[ix + 1]
+        where = f"in block (time {loc[0]}, rows {r0}:{r1}, cols {c0}:{c1})"
+        try:
+            return self._predict(block, (iy, ix), (r0, r1, c0, c1), where)
+        except BandError as e:
+            raise BandError(str(e)) from None
+        except Exception as e:  # name the failing block
+            raise InferenceError(f"inference failed {where}: {type(e).__name__}: {e}") from e
+
+    def _predict(self, block, loc, bounds, where):
+        r0, r1, c0, c1 = bounds
+        hy, hx = self.halo
+        core = (slice(hy, hy + r1 - r0), slice(hx, hx + c1 - c0))
+        if self.plan.pointwise:
+            shape = (self.n_classes, r1 - r0, c1 - c0)
+            reach = core
+        else:
+            shape = (4 * (self.n_classes + 1), self.extent_rows[loc[0]], self.extent_cols[loc[1]])
+            reach = (slice(hy, hy + shape[1]), slice(hx, hx + shape[2]))
+        desc = BandDescriptors(self.names, self.wavelengths, self.kinds)
+        device = resolve_device(self.device)
+        # One patch per pass is fastest on a CPU (it stays in cache: 256 px patches of the
+        # DeepLab head take about 2.5x longer each in batches of 8, measured on 2 cores).
+        batch = self.batch_size or (32 if device.startswith("cuda") else 1)
+        plan = dataclasses.replace(self.plan, batch_size=batch)
+        out = []
+        for x in block:  # time steps (one per block)
+            invalid = ~np.isfinite(x).all(axis=0)
+            if self.fill is not None:
+                invalid |= (x == self.fill).any(axis=0)
+            result = np.zeros(shape, np.float32)
+            if invalid[reach].all():  # nothing here or where this block's patches reach
+                result[:self.n_classes, :r1 - r0, :c1 - c0] = np.nan
+                out.append(result)
+                continue
+            if invalid.any():
+                x = np.where(invalid[None], np.float32(np.nan), x)
+            if not invalid[core].all():
+                _bands.check_band_values(x[:, core[0], core[1]], desc, where=where)
+            x = _bands.to_model_input(x, desc)
+            # Near no-data from its neighbours here, far no-data per patch in predict_patches.
+            x, far = fill_nodata(x, ~invalid, return_far=True)
+            # Threads for this scheduler while the block runs; the thread's own after.
+            with torch_threads(tasks=self.tasks) as threads:
+                run = get_runner(self.ref, desc.normalised(), desc.key, device, self.backend, threads)
+                if self.plan.pointwise:
+                    result = predict_pixels(x[:, core[0], core[1]], run, device)
+                else:
+                    result = predict_patches(
+                        x, run, plan, (r0 - hy, c0 - hx),
+                        self._owned(self.row_origins, r0, r1), self._owned(self.col_origins, c0, c1),
+                        (r0, r0 + shape[1], c0, c0 + shape[2]), self.n_classes, device,
+                        valid=~invalid, far=far,
+                    ).reshape(shape)
+            # No data: NaN in the block's own pixels (of the first plane, for patches).
+            result[:self.n_classes, :r1 - r0, :c1 - c0][:, invalid[core]] = np.nan
+            out.append(result.astype(np.float32, copy=False))
+        return np.stack(out)
+
+
+def blend_graph(planes, chunks, n_classes: int):
+    """Probabilities from the blocks' parity planes: each block with the spill of the
+    blocks above, to the left and above-left (a patch reaches at most one block further:
+    blocks are at least ``patch - 1`` pixels), blended."""
+    import dask.array as dsa
+    from dask.highlevelgraph import HighLevelGraph
+
+    name = "sensei-blend-" + planes.name.split("-")[-1]
+    rows, cols = chunks[2], chunks[3]
+    dsk = {}
+    for t in range(len(chunks[0])):
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                up = (planes.name, t, 0, i - 1, j) if i else None
+                left = (planes.name, t, 0, i, j - 1) if j else None
+                up_left = (planes.name, t, 0, i - 1, j - 1) if i and j else None
+                dsk[(name, t, 0, i, j)] = (_add_spills, (planes.name, t, 0, i, j), up, left, up_left,
+                                           rows[i], cols[j], rows[i - 1] if i else 0, cols[j - 1] if j else 0,
+                                           n_classes)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[planes])
+    return dsa.Array(graph, name, chunks=(chunks[0], (n_classes,), rows, cols), meta=np.array((), np.float32))
+
+
+def _add_spills(own, up, left, up_left, h: int, w: int, up_h: int, left_w: int, n_classes: int) -> np.ndarray:
+    """A block's probabilities: its own parity planes, plus what its upper, left and
+    upper-left neighbours' patches reached into it, blended (exact: each plane holds one
+    patch's value per pixel, the others add zeros)."""
+    planes = own[0, :, :h, :w].copy()
+    if up is not None:
+        spill = up[0, :, up_h:, :w]
+        planes[:, :spill.shape[1]] += spill
+    if left is not None:
+        spill = left[0, :, :h, left_w:]
+        planes[:, :, :spill.shape[2]] += spill
+    if up_left is not None:
+        spill = up_left[0, :, up_h:, left_w:]
+        planes[:, :spill.shape[1], :spill.shape[2]] += spill
+    return blend_planes(planes.reshape(4, n_classes + 1, h, w))[None]
