@@ -21,6 +21,9 @@ set (both caches bounded); ``device="auto"`` and the default batch size are deci
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
@@ -59,12 +62,41 @@ MAX_COARSEN, MAX_REFINE = 16, 4
 # --------------------------------------------------------------------------------------
 
 
+# Models loaded to build graphs (their classes, card and band sets; never handed out), by
+# name and the weights file's path, mtime and size: a notebook calling the accessor again
+# does not rebuild the network each time (0.1 s a call).
+_GRAPH_MODELS: "OrderedDict[tuple, object]" = OrderedDict()
+_GRAPH_MODELS_SIZE = 4
+_GRAPH_MODELS_LOCK = threading.Lock()
+
+
+def _load_for_graph(name):
+    from ..models import load_model
+    from ..models.weights import weights_file
+
+    path = weights_file(name)
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_model(name)  # it names what is missing
+    key = (os.fspath(name), str(path), stat.st_mtime_ns, stat.st_size)
+    with _GRAPH_MODELS_LOCK:
+        model = _GRAPH_MODELS.get(key)
+        if model is not None:
+            _GRAPH_MODELS.move_to_end(key)
+            return model
+    model = load_model(name)
+    with _GRAPH_MODELS_LOCK:
+        _GRAPH_MODELS[key] = model
+        while len(_GRAPH_MODELS) > _GRAPH_MODELS_SIZE:
+            _GRAPH_MODELS.popitem(last=False)
+    return model
+
+
 def _resolve_model(model):
     """A loaded model and its picklable reference."""
-    from ..models import load_model
-
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        obj = load_model(model)
+        obj = _load_for_graph(model)
         return obj, ModelRef.for_loaded(obj)
     if not hasattr(model, "classes") or not hasattr(model, "state_dict"):
         raise TypeError(

@@ -33,6 +33,7 @@ __all__ = [
     "WeightsError",
     "save_model",
     "load_model",
+    "weights_file",
     "list_models",
     "REGISTRY_DIR",
     "FORMAT",
@@ -263,6 +264,12 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[Path, str]:
     known = names + [f"{a} (= {t})" for a, t in registry_aliases().items()]
     raise WeightsError(f"no model named {text!r}; available models: {', '.join(known)} "
                        "(or pass the path of a .safetensors file)")
+
+
+def weights_file(name_or_path: str | os.PathLike) -> Path:
+    """The ``.safetensors`` file :func:`load_model` would read for a name or path (it may
+    not exist; :func:`load_model` says so)."""
+    return _paths(_resolve(name_or_path)[0])[0]
 
 
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> CloudModel:
