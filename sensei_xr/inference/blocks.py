@@ -112,7 +112,7 @@ class BlockPredictor:
                 x = np.where(invalid[None], np.float32(np.nan), x)
             if not invalid[core].all():
                 _bands.check_band_values(x[:, core[0], core[1]], desc, where=where)
-            x = _bands.to_model_input(x, desc)
+            x = _bands.to_model_input(x, desc, copy=False)
             # Near no-data from its neighbours here, far no-data per patch in predict_patches.
             x, far = fill_nodata(x, ~invalid, return_far=True)
             # Threads for this scheduler while the block runs; the thread's own after.
@@ -130,7 +130,7 @@ class BlockPredictor:
             # No data: NaN in the block's own pixels (of the first plane, for patches).
             result[:self.n_classes, :r1 - r0, :c1 - c0][:, invalid[core]] = np.nan
             out.append(result.astype(np.float32, copy=False))
-        return np.stack(out)
+        return out[0][None] if len(out) == 1 else np.stack(out)  # one time step per block: no copy
 
 
 def blend_graph(planes, chunks, n_classes: int):
@@ -160,7 +160,9 @@ def _add_spills(own, up, left, up_left, h: int, w: int, up_h: int, left_w: int, 
     """A block's probabilities: its own parity planes, plus what its upper, left and
     upper-left neighbours' patches reached into it, blended (exact: each plane holds one
     patch's value per pixel, the others add zeros)."""
-    planes = own[0, :, :h, :w].copy()
+    planes = own[0, :, :h, :w]
+    if up is not None or left is not None or up_left is not None:
+        planes = planes.copy()  # the neighbours' spill is added to it; the input stays
     if up is not None:
         spill = up[0, :, up_h:, :w]
         planes[:, :spill.shape[1]] += spill
