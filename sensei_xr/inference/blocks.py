@@ -14,17 +14,22 @@ from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
 from ..errors import InferenceError
 from .runtime import get_runner, resolve_device, torch_threads
-from .tiling import blend_planes, fill_nodata, patch_origins, predict_patches, predict_pixels
+from .tiling import blend_sums, fill_nodata, patch_origins, predict_patches, predict_pixels
 
-__all__ = ["BlockPredictor", "blend_graph"]
+__all__ = ["BlockPredictor", "blend_graph", "NO_DATA_SUM"]
+
+#: Window sum given to no-data pixels: negative whatever the at most 4 patches of the
+#: neighbouring blocks add (each under 2^56, :data:`~sensei_xr.inference.tiling.FIXED_POINT`).
+NO_DATA_SUM = -(2 ** 62)
 
 
 class BlockPredictor:
     """The per-block function; small and picklable (no model inside).
 
-    For a network with patches it returns the block's parity planes (the patches whose
-    origin lies in the block, over the block and as far as they reach beyond it), for a
-    pointwise one the block's probabilities. ``device`` may be ``"auto"`` and
+    For a network with patches it returns the block's fixed-point sums (of the patches
+    whose origin lies in the block, over the block and as far as they reach beyond it;
+    see :func:`~sensei_xr.inference.tiling.predict_patches`), for a pointwise one the
+    block's probabilities. ``device`` may be ``"auto"`` and
     ``batch_size`` None: both are decided where the block runs, so a graph built on a
     machine without a GPU uses the workers' GPUs.
     """
@@ -59,15 +64,15 @@ class BlockPredictor:
         out = []
         for a, b in zip(starts[:-1], starts[1:]):
             own = self._owned(origins, a, b)
-            reach = min(n, own[-1][1] + self.plan.patch) if own else b
+            reach = min(n, own[-1] + self.plan.patch) if own else b
             out.append(max(b, reach) - a)
         return tuple(out)
 
-    def _owned(self, origins, a: int, b: int) -> list[tuple[int, int]]:
-        """(grid index, origin) of the patches a block ``[a, b)`` runs: those whose origin
-        lies in it, and for the first block those starting before the scene."""
-        s = self.plan.stride
-        return [(int(o) // s, int(o)) for o in origins if a <= o < b or (a == 0 and o < 0)]
+    @staticmethod
+    def _owned(origins, a: int, b: int) -> list[int]:
+        """Origins of the patches a block ``[a, b)`` runs: those whose origin lies in it,
+        and for the first block those starting before the scene."""
+        return [int(o) for o in origins if a <= o < b or (a == 0 and o < 0)]
 
     def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
         loc = block_info[0]["chunk-location"] if block_info else (0, 0, 0, 0)
@@ -85,12 +90,13 @@ class BlockPredictor:
     def _predict(self, block, loc, bounds, where):
         r0, r1, c0, c1 = bounds
         hy, hx = self.halo
-        core = (slice(hy, hy + r1 - r0), slice(hx, hx + c1 - c0))
+        h, w, C = r1 - r0, c1 - c0, self.n_classes
+        core = (slice(hy, hy + h), slice(hx, hx + w))
         if self.plan.pointwise:
-            shape = (self.n_classes, r1 - r0, c1 - c0)
+            shape, dtype = (C, h, w), np.float32
             reach = core
         else:
-            shape = (4 * (self.n_classes + 1), self.extent_rows[loc[0]], self.extent_cols[loc[1]])
+            shape, dtype = (C + 1, self.extent_rows[loc[0]], self.extent_cols[loc[1]]), np.int64
             reach = (slice(hy, hy + shape[1]), slice(hx, hx + shape[2]))
         desc = BandDescriptors(self.names, self.wavelengths, self.kinds)
         device = resolve_device(self.device)
@@ -103,73 +109,77 @@ class BlockPredictor:
             invalid = ~np.isfinite(x).all(axis=0)
             if self.fill is not None:
                 invalid |= (x == self.fill).any(axis=0)
-            result = np.zeros(shape, np.float32)
             if invalid[reach].all():  # nothing here or where this block's patches reach
-                result[:self.n_classes, :r1 - r0, :c1 - c0] = np.nan
-                out.append(result)
-                continue
-            if invalid.any():
-                x = np.where(invalid[None], np.float32(np.nan), x)
-            if not invalid[core].all():
-                _bands.check_band_values(x[:, core[0], core[1]], desc, where=where)
-            x = _bands.to_model_input(x, desc, copy=False)
-            # Near no-data from its neighbours here, far no-data per patch in predict_patches.
-            x, far = fill_nodata(x, ~invalid, return_far=True)
-            # Threads for this scheduler while the block runs; the thread's own after.
-            with torch_threads(tasks=self.tasks) as threads:
-                run = get_runner(self.ref, desc.normalised(), desc.key, device, self.backend, threads)
-                if self.plan.pointwise:
-                    result = predict_pixels(x[:, core[0], core[1]], run, device)
-                else:
-                    result = predict_patches(
-                        x, run, plan, (r0 - hy, c0 - hx),
-                        self._owned(self.row_origins, r0, r1), self._owned(self.col_origins, c0, c1),
-                        (r0, r0 + shape[1], c0, c0 + shape[2]), self.n_classes, device,
-                        valid=~invalid, far=far,
-                    ).reshape(shape)
-            # No data: NaN in the block's own pixels (of the first plane, for patches).
-            result[:self.n_classes, :r1 - r0, :c1 - c0][:, invalid[core]] = np.nan
-            out.append(result.astype(np.float32, copy=False))
+                result = np.zeros(shape, dtype)
+            else:
+                result = self._run(x, invalid, desc, device, plan, (r0, c0), core, shape, where)
+            # No data in the block's own pixels: NaN, or for sums a window sum that stays
+            # negative whatever the neighbours add (blend_sums gives NaN there).
+            if self.plan.pointwise:
+                result[:, invalid[core]] = np.nan
+            else:
+                result[-1, :h, :w][invalid[core]] = NO_DATA_SUM
+            out.append(result)
         return out[0][None] if len(out) == 1 else np.stack(out)  # one time step per block: no copy
 
+    def _run(self, x, invalid, desc, device, plan, start, core, shape, where):
+        if invalid.any():
+            x = np.where(invalid[None], np.float32(np.nan), x)
+        if not invalid[core].all():
+            _bands.check_band_values(x[:, core[0], core[1]], desc, where=where)
+        x = _bands.to_model_input(x, desc, copy=False)
+        # Near no-data from its neighbours here, far no-data per patch in predict_patches.
+        x, far = fill_nodata(x, ~invalid, return_far=True)
+        # Threads for this scheduler while the block runs; the thread's own after.
+        with torch_threads(tasks=self.tasks) as threads:
+            run = get_runner(self.ref, desc.normalised(), desc.key, device, self.backend, threads)
+            if self.plan.pointwise:
+                return predict_pixels(x[:, core[0], core[1]], run, device).astype(np.float32, copy=False)
+            (r0, c0), (hy, hx) = start, self.halo
+            return predict_patches(
+                x, run, plan, (r0 - hy, c0 - hx),
+                self._owned(self.row_origins, r0, r0 + core[0].stop - core[0].start),
+                self._owned(self.col_origins, c0, c0 + core[1].stop - core[1].start),
+                (r0, r0 + shape[1], c0, c0 + shape[2]), self.n_classes, device,
+                valid=~invalid, far=far,
+            )
 
-def blend_graph(planes, chunks, n_classes: int):
-    """Probabilities from the blocks' parity planes: each block with the spill of the
-    blocks above, to the left and above-left (a patch reaches at most one block further:
-    blocks are at least ``patch - 1`` pixels), blended."""
+
+def blend_graph(sums, chunks, n_classes: int):
+    """Probabilities from the blocks' fixed-point sums: each block's own, plus what the
+    blocks above, to the left and above-left reached into it (a patch reaches at most one
+    block further: blocks are at least ``patch - 1`` pixels), blended."""
     import dask.array as dsa
     from dask.highlevelgraph import HighLevelGraph
 
-    name = "sensei-blend-" + planes.name.split("-")[-1]
+    name = "sensei-blend-" + sums.name.split("-")[-1]
     rows, cols = chunks[2], chunks[3]
     dsk = {}
     for t in range(len(chunks[0])):
         for i in range(len(rows)):
             for j in range(len(cols)):
-                up = (planes.name, t, 0, i - 1, j) if i else None
-                left = (planes.name, t, 0, i, j - 1) if j else None
-                up_left = (planes.name, t, 0, i - 1, j - 1) if i and j else None
-                dsk[(name, t, 0, i, j)] = (_add_spills, (planes.name, t, 0, i, j), up, left, up_left,
-                                           rows[i], cols[j], rows[i - 1] if i else 0, cols[j - 1] if j else 0,
-                                           n_classes)
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[planes])
+                up = (sums.name, t, 0, i - 1, j) if i else None
+                left = (sums.name, t, 0, i, j - 1) if j else None
+                up_left = (sums.name, t, 0, i - 1, j - 1) if i and j else None
+                dsk[(name, t, 0, i, j)] = (_add_spills, (sums.name, t, 0, i, j), up, left, up_left,
+                                           rows[i], cols[j], rows[i - 1] if i else 0, cols[j - 1] if j else 0)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[sums])
     return dsa.Array(graph, name, chunks=(chunks[0], (n_classes,), rows, cols), meta=np.array((), np.float32))
 
 
-def _add_spills(own, up, left, up_left, h: int, w: int, up_h: int, left_w: int, n_classes: int) -> np.ndarray:
-    """A block's probabilities: its own parity planes, plus what its upper, left and
-    upper-left neighbours' patches reached into it, blended (exact: each plane holds one
-    patch's value per pixel, the others add zeros)."""
-    planes = own[0, :, :h, :w]
+def _add_spills(own, up, left, up_left, h: int, w: int, up_h: int, left_w: int) -> np.ndarray:
+    """A block's probabilities: its own sums, plus what its upper, left and upper-left
+    neighbours' patches reached into it, blended (integer sums: exact in any order)."""
+    sums = own[0, :, :h, :w]
     if up is not None or left is not None or up_left is not None:
-        planes = planes.copy()  # the neighbours' spill is added to it; the input stays
+        sums = sums.copy()  # the neighbours' spill is added to it; the input stays
     if up is not None:
         spill = up[0, :, up_h:, :w]
-        planes[:, :spill.shape[1]] += spill
+        sums[:, :spill.shape[1]] += spill
     if left is not None:
         spill = left[0, :, :h, left_w:]
-        planes[:, :, :spill.shape[2]] += spill
+        sums[:, :, :spill.shape[2]] += spill
     if up_left is not None:
         spill = up_left[0, :, up_h:, left_w:]
-        planes[:, :spill.shape[1], :spill.shape[2]] += spill
-    return blend_planes(planes.reshape(4, n_classes + 1, h, w))[None]
+        sums[:, :spill.shape[1], :spill.shape[2]] += spill
+    return blend_sums(sums)[None]

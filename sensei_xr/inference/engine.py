@@ -377,7 +377,7 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
 
     A network with patches takes two steps: each block (with its halo) runs the patches
     whose origin lies in it, once per scene, and returns their weighted probabilities in
-    parity planes over its own pixels and the part of the next blocks they reach
+    fixed-point sums over its own pixels and the part of the next blocks they reach
     (:func:`~sensei_xr.inference.tiling.predict_patches`); a light second step adds to each
     block what its neighbours above and to the left reached into it, and blends.
     """
@@ -402,12 +402,12 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
         out_chunks = (data.chunks[0], (n_classes,), data.chunks[2], data.chunks[3])
         probs = data.map_blocks(fn, chunks=out_chunks, dtype=np.float32, meta=meta)
     else:
-        planes = dsa.map_overlap(
+        sums = dsa.map_overlap(
             fn, data, depth={0: 0, 1: 0, 2: halo[0], 3: halo[1]}, boundary="reflect", trim=False,
-            chunks=(data.chunks[0], (4 * (n_classes + 1),), fn.extent_rows, fn.extent_cols),
-            dtype=np.float32, meta=meta,
+            chunks=(data.chunks[0], (n_classes + 1,), fn.extent_rows, fn.extent_cols),
+            dtype=np.int64, meta=np.array((), np.int64),
         )
-        probs = blend_graph(planes, data.chunks, n_classes)
+        probs = blend_graph(sums, data.chunks, n_classes)
     return probs[..., :ny, :nx]
 
 

@@ -6,7 +6,7 @@ it, so it depends on the scene only, never on how the scene was chunked. Each pa
 predicted once: the block holding its origin runs it (:func:`predict_patches`), with a halo
 of ``patch - 1`` pixels (see :func:`halo_for`) plus :data:`FILL_REACH` pixels where the
 scene has no data (:func:`fill_nodata` looks that far); its neighbours add the part that
-reaches into them (:func:`blend_planes`).
+reaches into them, in fixed point so that the sums are exact (:func:`blend_sums`).
 
 No data is filled in two steps, both functions of the scene alone: pixels near data from
 their neighbours (:func:`fill_nodata`), pixels farther from any data with the mean of the
@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["TilingPlan", "FILL_REACH", "blend_window", "halo_for", "fill_nodata", "patch_origins",
-           "predict_patches", "blend_planes", "predict_pixels"]
+__all__ = ["TilingPlan", "FILL_REACH", "FIXED_POINT", "blend_window", "halo_for", "fill_nodata", "patch_origins",
+           "predict_patches", "blend_sums", "predict_pixels"]
 
 #: Rounds of 3x3 neighbour averaging in :func:`fill_nodata`, which is also how far (pixels)
 #: a filled value can depend on the input: a block needs this much halo beyond what its
@@ -148,12 +148,17 @@ def patch_origins(n: int, patch: int, stride: int) -> np.ndarray:
     The first and last patches reach beyond the scene (into the reflected halo), so the
     pixels near its edges are predicted by as many patches as those inside it: measured
     on the Biome cross-validation (256 px scenes), about 0.8 points of overall accuracy
-    over a grid that stops at the edges. Patches two apart never overlap
-    (``2 stride >= patch``). A function of the scene alone, so every chunking runs the
-    same patches.
+    over a grid that stops at the edges. A function of the scene alone, so every chunking
+    runs the same patches.
     """
     first = -((patch - 1) // stride) * stride  # the lowest multiple of stride above -patch
     return np.arange(first, n, stride, dtype=np.int64)
+
+
+#: Fixed-point scale of the window-weighted sums (:func:`predict_patches`): integers add
+#: exactly in any order, so a pixel's sum is the same whichever blocks its patches ran in.
+#: A pixel has at most 4 patches (overlap <= patch / 2), each adding at most 1: < 2^58.
+FIXED_POINT = float(2 ** 56)
 
 
 def predict_patches(
@@ -161,26 +166,24 @@ def predict_patches(
     run: Callable,
     plan: TilingPlan,
     origin: tuple[int, int],
-    rows: Sequence[tuple[int, int]],
-    cols: Sequence[tuple[int, int]],
+    rows: Sequence[int],
+    cols: Sequence[int],
     extent: tuple[int, int, int, int],
     n_classes: int,
     device: str = "cpu",
     valid: np.ndarray | None = None,
     far: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Predict some of the scene's patches and lay their window-weighted probabilities out
-    in four parity planes (see :func:`blend_planes`).
+    """Predict some of the scene's patches and sum their window-weighted probabilities,
+    in fixed point, over an extent (see :func:`blend_sums`).
 
     Each patch is predicted once per scene: a block runs the patches whose origin lies in
     it, and the parts of them that reach into the next blocks are added there afterwards.
-    Plane ``2 * (i % 2) + (j % 2)`` holds the patches of grid row ``i`` and column ``j``:
-    patches of one parity never overlap (the stride is at least half the patch), so each
-    plane holds at most one patch's value per pixel, and adding planes from different
-    blocks (one value plus zeros) is exact whatever the chunking.
+    The sums are 64-bit integers (:data:`FIXED_POINT`): they add exactly in any order, so
+    the result does not depend on which block ran which patch, i.e. on the chunking.
 
     The block goes to ``device`` once; patches are cut, predicted and weighted there, and
-    only the planes come back (on a GPU, per-patch copies would leave it idle).
+    only the sums come back (on a GPU, per-patch copies would leave it idle).
 
     Parameters
     ----------
@@ -192,12 +195,12 @@ def predict_patches(
     plan : TilingPlan
     origin : tuple of int
         Global (row, col) of ``x[:, 0, 0]`` in the scene (may be negative in the halo).
-    rows, cols : sequence of (int, int)
-        (grid index, global origin) of the patch rows and columns to run; every patch
-        ``rows x cols`` is run, except those without a valid pixel.
+    rows, cols : sequence of int
+        Global origins of the patch rows and columns to run; every patch ``rows x cols``
+        is run, except those without a valid pixel.
     extent : tuple of int
-        Global ``(row0, row1, col0, col1)`` of the planes; every patch overlaps it, and
-        is cut to it.
+        Global ``(row0, row1, col0, col1)`` of the sums; every patch overlaps it, and is
+        cut to it.
     n_classes : int
         Classes the network predicts (C).
     device : str
@@ -213,8 +216,9 @@ def predict_patches(
     Returns
     -------
     numpy.ndarray
-        (4, C + 1, row1 - row0, col1 - col0) float32: per parity plane, the probabilities
-        times the blending window, and the window itself in the last channel.
+        (C + 1, row1 - row0, col1 - col0) int64: the probabilities times the blending
+        window, summed over the patches, and the window's sum in the last channel, in
+        units of ``1 / FIXED_POINT``.
     """
     import torch
 
@@ -222,16 +226,16 @@ def predict_patches(
     h, w = x.shape[-2:]
     e_r0, e_r1, e_c0, e_c1 = extent
     jobs = []
-    for i, gr in rows:
-        for j, gc in cols:
+    for gr in rows:
+        for gc in cols:
             lr, lc = gr - origin[0], gc - origin[1]
             if lr < 0 or lc < 0 or lr + p > h or lc + p > w:
                 raise AssertionError("patch outside the block: halo too small")
             if not (gr < e_r1 and gr + p > e_r0 and gc < e_c1 and gc + p > e_c0):
-                raise AssertionError("patch outside the planes' extent")
+                raise AssertionError("patch outside the extent")
             if valid is not None and not valid[lr:lr + p, lc:lc + p].any():
                 continue
-            jobs.append((2 * (i % 2) + (j % 2), lr, lc, gr - e_r0, gc - e_c0))  # i, j may be < 0
+            jobs.append((lr, lc, gr - e_r0, gc - e_c0))
     with torch.inference_mode():
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
         fill_far = far is not None and valid is not None and bool(far.any())
@@ -239,49 +243,47 @@ def predict_patches(
             far_t = torch.from_numpy(np.ascontiguousarray(far)).to(device)
             valid_t = torch.from_numpy(np.ascontiguousarray(valid, dtype=np.float32)).to(device)
         window = torch.from_numpy(blend_window(p)).to(device)
-        planes = torch.zeros((4, n_classes + 1, e_r1 - e_r0, e_c1 - e_c0), dtype=torch.float32, device=device)
+        sums = torch.zeros((n_classes + 1, e_r1 - e_r0, e_c1 - e_c0), dtype=torch.int64, device=device)
         for start in range(0, len(jobs), plan.batch_size):
             batch_jobs = jobs[start:start + plan.batch_size]
-            patches = [xt[:, lr:lr + p, lc:lc + p] for _, lr, lc, _, _ in batch_jobs]
+            patches = [xt[:, lr:lr + p, lc:lc + p] for lr, lc, _, _ in batch_jobs]
             # Every forward pass gets exactly batch_size patches (the last padded with
             # zeros): convolution kernels pick their algorithm by batch size, so a patch's
             # prediction, and with it the result, would otherwise depend on the chunking.
             patches += [torch.zeros_like(patches[0])] * (plan.batch_size - len(patches))
             batch = torch.stack(patches)
             if fill_far:
-                batch = _fill_far(batch, far_t, valid_t, [(lr, lc) for _, lr, lc, _, _ in batch_jobs], p)
+                batch = _fill_far(batch, far_t, valid_t, [(lr, lc) for lr, lc, _, _ in batch_jobs], p)
             probs = run(batch)
-            for (par, _, _, pr0, pc0), pr in zip(batch_jobs, probs):
+            for (_, _, pr0, pc0), pr in zip(batch_jobs, probs):
                 # The patch cut to the extent, in extent (a) and in patch (b) coordinates.
                 a_r0, a_r1 = max(pr0, 0), min(pr0 + p, e_r1 - e_r0)
                 a_c0, a_c1 = max(pc0, 0), min(pc0 + p, e_c1 - e_c0)
                 b_r, b_c = slice(a_r0 - pr0, a_r1 - pr0), slice(a_c0 - pc0, a_c1 - pc0)
-                view = planes[par, :, a_r0:a_r1, a_c0:a_c1]
                 win = window[b_r, b_c]
-                view[:-1] = pr[:, b_r, b_c] * win  # one patch per pixel and plane: set, not add
-                view[-1] = win
-        return planes.cpu().numpy()
+                weighted = torch.cat([pr[:, b_r, b_c] * win, win[None]])  # float32, as always
+                sums[:, a_r0:a_r1, a_c0:a_c1] += torch.round(weighted.double() * FIXED_POINT).long()
+        return sums.cpu().numpy()
 
 
-def blend_planes(planes: np.ndarray) -> np.ndarray:
-    """Class probabilities from parity planes: the window-weighted mean of the patches.
-
-    The four planes are added in a fixed order, so the sums, and the result, are the same
-    bit for bit whichever blocks the planes were assembled from.
+def blend_sums(sums: np.ndarray) -> np.ndarray:
+    """Class probabilities from fixed-point sums: the window-weighted mean of the patches.
 
     Parameters
     ----------
-    planes : numpy.ndarray
-        (4, C + 1, H, W) float32, as :func:`predict_patches` lays them out.
+    sums : numpy.ndarray
+        (C + 1, H, W) int64, as :func:`predict_patches` makes them (added up over the
+        blocks that ran the patches covering each pixel). A negative window sum marks no
+        data.
 
     Returns
     -------
     numpy.ndarray
-        (C, H, W) float32 probabilities; NaN where no patch covers a pixel.
+        (C, H, W) float32 probabilities; NaN where the window sum is not positive.
     """
-    total = ((planes[0] + planes[1]) + planes[2]) + planes[3]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return total[:-1] / total[-1:]
+    weight = sums[-1:].astype(np.float64)
+    weight[weight <= 0] = np.nan
+    return (sums[:-1] / weight).astype(np.float32)
 
 
 def predict_pixels(x: np.ndarray, run: Callable, device: str = "cpu") -> np.ndarray:
