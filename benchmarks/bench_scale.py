@@ -251,9 +251,10 @@ def markdown(res: dict) -> str:
     if res["accessor_patches_over_raw"]:
         lines.append(
             f"  Of that, the accessor runs {res['accessor_patches_over_raw']:.2f}x the raw model's patches "
-            f"({res['patches_accessor']} vs {res['patches_raw_model']}: patch overlap and patches "
-            f"crossing chunk boundaries run once per chunk), so {res['accessor_overhead_per_patch']:.2f}x per "
-            "patch is Dask, halo copies, blending and no-data checks.")
+            f"({res['patches_accessor']} vs {res['patches_raw_model']}: the patch overlap and the ring of "
+            f"patches past the scene's edges; each patch runs once in any chunking), so "
+            f"{res['accessor_overhead_per_patch']:.2f}x per patch is Dask, halo copies, reading the lazy "
+            "blocks, blending and no-data checks.")
     lines.append(f"- cloud fraction of the mask: {res['cloud_fraction']:.3f}.")
     return "\n".join(lines)
 
