@@ -77,7 +77,7 @@ def test_system_config_is_valid(path):
         assert system["peers"] and set(system["peers"]) <= set(BAND_SETS)
         assert set(system["peers"].values()) <= set(list_peers())
     if kind == "network":
-        assert system["model"]["head"] in ("deeplabv3plus", "deeplabv3plus_wide", "pixelnet")
+        assert system["model"]["head"] in ("deeplabv3plus", "deeplabv3plus_wide", "deeplabv3plus_pixel", "pixelnet")
     # `sensei-xr train --config` takes a network system with no fixed band sets as it is.
     if kind == "network" and "fixed_bands" not in system:
         config = load_config(path)

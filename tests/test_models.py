@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sensei_xr.models import (
     CloudModel,
     DeepLabV3Plus,
+    DeepLabV3PlusPixel,
     DeepLabV3PlusWide,
     FoldedCloudModel,
     PixelNet,
@@ -73,6 +74,14 @@ def encoder() -> SEnSeI:
 @pytest.fixture(scope="module")
 def dlv3_model() -> CloudModel:
     return _calibrated({"encoder": "sensei", "head": "deeplabv3plus", "classes": ["clear", "cloud"]})
+
+
+@pytest.fixture(scope="module")
+def dlv3_pixel_model() -> CloudModel:
+    model = _calibrated({"encoder": "sensei", "head": "deeplabv3plus_pixel", "classes": ["clear", "cloud"]})
+    with torch.no_grad():  # a trained branch is not zero: make it count
+        torch.nn.init.normal_(model.head.pixel_branch[-1].weight, std=0.5)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +201,7 @@ def test_descriptor_errors(encoder):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("head", [DeepLabV3Plus, DeepLabV3PlusWide])
+@pytest.mark.parametrize("head", [DeepLabV3Plus, DeepLabV3PlusWide, DeepLabV3PlusPixel])
 @pytest.mark.parametrize("size", [(37, 53), (31, 17), (64, 64), (9, 11)])
 def test_deeplab_output_size_equals_input(size, head):
     torch.manual_seed(0)
@@ -211,9 +220,42 @@ def test_paper_deeplab_parameter_counts_match_table_vii():
     assert len(sensei_dlv3.head.aspp.branches) == 2 and not hasattr(sensei_dlv3.head, "decoder")
     wide = build_model({"encoder": "sensei", "head": "deeplabv3plus_wide", "classes": ["clear", "cloud"]})
     assert float(f"{_count(wide.head):.3g}") == 2.73e6
+    # The per-pixel branch: 64 x 32 centre taps, BN, 32 x 32 conv + BN, 32 x 2 + 2.
+    pixel = build_model({"encoder": "sensei", "head": "deeplabv3plus_pixel", "classes": ["clear", "cloud"]})
+    assert _count(pixel) - _count(sensei_dlv3) == 64 * 32 * 9 + 2 * 32 + 32 * 32 + 2 * 32 + 32 * 2 + 2
 
 
-@pytest.mark.parametrize("head", [DeepLabV3Plus, DeepLabV3PlusWide])
+def test_pixel_branch_head():
+    """The stem at stride 1 read every second pixel is the stride-2 stem; the per-pixel
+    branch's off-centre taps stay zero through training; at initialisation the head is
+    the paper's network (the branch's last layer is zero)."""
+    torch.manual_seed(0)
+    net = DeepLabV3PlusPixel(5, 2)
+    x = torch.rand(2, 5, 19, 24)
+    conv = net.first_conv
+    stem = torch.nn.functional.conv2d(x, conv.weight[:32], None, 2, 1)
+    assert torch.allclose(conv(x)[:, :32, ::2, ::2], stem, atol=1e-6)
+    opt = torch.optim.AdamW(net.parameters(), 1e-2, weight_decay=1e-2)
+    for _ in range(3):
+        loss = net(x).square().mean() + net.pixel_branch(conv(x)[:, 32:]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    off_centre = conv.weight[32:].clone()
+    off_centre[:, :, 1, 1] = 0
+    assert off_centre.abs().max() == 0 and conv.weight[32:, :, 1, 1].abs().min() > 0
+    net.eval()
+    with torch.no_grad():
+        torch.nn.init.zeros_(net.pixel_branch[-1].weight)
+        torch.nn.init.zeros_(net.pixel_branch[-1].bias)
+        y = net.first_conv(x)
+        _, deep = net.backbone(y[:, :32, ::2, ::2])
+        paper = torch.nn.functional.interpolate(net.classifier(net.aspp(deep)), size=[19, 24], mode="bilinear",
+                                                align_corners=False)
+        assert torch.allclose(net(x), paper)
+
+
+@pytest.mark.parametrize("head", [DeepLabV3Plus, DeepLabV3PlusWide, DeepLabV3PlusPixel])
 def test_deeplab_output_stride_8(head):
     torch.manual_seed(0)
     net = head(4, 2).eval()
@@ -322,9 +364,9 @@ def test_baseline_checks_band_count():
 
 
 @pytest.mark.parametrize("size", [(37, 53), (33, 16)])
-@pytest.mark.parametrize("which", ["dlv3", "pixel"])
-def test_folded_equals_unfolded(which, size, dlv3_model, pixel_model):
-    model = dlv3_model if which == "dlv3" else pixel_model
+@pytest.mark.parametrize("which", ["dlv3", "pixel", "dlv3_pixel"])
+def test_folded_equals_unfolded(which, size, dlv3_model, pixel_model, dlv3_pixel_model):
+    model = {"dlv3": dlv3_model, "pixel": pixel_model, "dlv3_pixel": dlv3_pixel_model}[which]
     desc = _descriptors(7, seed=3)
     images = _images(2, 7, *size, seed=5)
     with torch.no_grad():

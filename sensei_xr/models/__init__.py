@@ -4,7 +4,7 @@ Import needs only torch, numpy and safetensors (no xarray, dask or rasterio), so
 model core can run anywhere torch does.
 
 * :class:`SEnSeI` - any band set -> 64-channel feature map.
-* :class:`DeepLabV3Plus` (the paper's), :class:`DeepLabV3PlusWide`, :class:`PixelNet` -
+* :class:`DeepLabV3Plus` (the paper's), :class:`DeepLabV3PlusWide`, :class:`DeepLabV3PlusPixel`, :class:`PixelNet` -
   segmentation heads.
 * :class:`CloudModel`, :func:`build_model` - encoder + head from a plain config;
   :meth:`CloudModel.for_bands` folds SEnSeI away for one band set
@@ -14,7 +14,7 @@ model core can run anywhere torch does.
 """
 
 from .cloud_model import CloudModel, FoldedCloudModel, build_model, cloud_class_indices
-from .deeplab import DeepLabV3Plus, DeepLabV3PlusWide
+from .deeplab import DeepLabV3Plus, DeepLabV3PlusPixel, DeepLabV3PlusWide
 from .export import export_onnx
 from .pixelnet import PixelNet
 from .sensei import SEnSeI
@@ -23,6 +23,7 @@ from .weights import WeightsError, list_models, load_model, save_model
 __all__ = [
     "SEnSeI",
     "DeepLabV3Plus",
+    "DeepLabV3PlusPixel",
     "DeepLabV3PlusWide",
     "PixelNet",
     "CloudModel",

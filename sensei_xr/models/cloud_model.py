@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .deeplab import DeepLabV3Plus, DeepLabV3PlusWide
+from .deeplab import DeepLabV3Plus, DeepLabV3PlusPixel, DeepLabV3PlusWide
 from .pixelnet import PixelNet
 from .sensei import SEnSeI
 
@@ -45,7 +45,7 @@ __all__ = [
 
 #: Segmentation heads by config name.
 HEADS: dict[str, type[nn.Module]] = {"deeplabv3plus": DeepLabV3Plus, "deeplabv3plus_wide": DeepLabV3PlusWide,
-                                     "pixelnet": PixelNet}
+                                     "deeplabv3plus_pixel": DeepLabV3PlusPixel, "pixelnet": PixelNet}
 #: Encoders by config name (``None``: fixed bands, no encoder).
 ENCODERS: dict[str, type[nn.Module]] = {"sensei": SEnSeI}
 DEFAULT_CLASSES: tuple[str, ...] = ("clear", "cloud")
@@ -176,7 +176,7 @@ class CloudModel(nn.Module):
         self.head = head
         self.classes = classes
         if config is None:
-            head_name = next((k for k, v in HEADS.items() if isinstance(head, v)), type(head).__name__)
+            head_name = next((k for k, v in HEADS.items() if type(head) is v), type(head).__name__)
             config = {"encoder": "sensei" if encoder is not None else None, "head": head_name,
                       "classes": list(classes), "in_bands": None if encoder is not None else head.in_channels}
         self._config = dict(config)
@@ -352,7 +352,8 @@ class CloudModel(nn.Module):
                 or isinstance(conv.padding, str):
             raise TypeError("folding needs a plain zero-padded, ungrouped first Conv2d")
         head.first_conv = nn.Identity()
-        k = conv.weight.detach().double()  # (O, C, kh, kw)
+        # A head may mask its kernel (DeepLabV3PlusPixel): fold what it applies.
+        k = getattr(conv, "effective_weight", lambda: conv.weight)().detach().double()  # (O, C, kh, kw)
         bias = conv.bias.detach().double() if conv.bias is not None else k.new_zeros(k.shape[0])
         desc = _as_descriptors(descriptors, param.float())
         if desc.dim() == 3:
@@ -426,7 +427,7 @@ def build_model(config: Mapping[str, Any]) -> CloudModel:
     Parameters
     ----------
     config : dict
-        ``{"encoder": "sensei" | None, "head": "deeplabv3plus" | "deeplabv3plus_wide" | "pixelnet",
+        ``{"encoder": "sensei" | None, "head": "deeplabv3plus" | "deeplabv3plus_wide" | "deeplabv3plus_pixel" | "pixelnet",
         "classes": [...], "in_bands": int, "band_set": str}``; ``in_bands`` only (and then
         required) without encoder; ``band_set`` optionally without encoder: the model's
         bands as a band set of :data:`sensei_xr.spectral.BAND_SETS` (e.g. ``"RGBNIRSWIR"``),
