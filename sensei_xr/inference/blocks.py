@@ -148,38 +148,61 @@ class BlockPredictor:
 def blend_graph(sums, chunks, n_classes: int):
     """Probabilities from the blocks' fixed-point sums: each block's own, plus what the
     blocks above, to the left and above-left reached into it (a patch reaches at most one
-    block further: blocks are at least ``patch - 1`` pixels), blended."""
+    block further: blocks are at least ``patch - 1`` pixels), blended.
+
+    A block's spill is cut out (copied) in small tasks of its own: the strip below it
+    (used by the blocks below and below-right, a row of blocks later) and the strip to its
+    right. So a block's full sums are freed once it is blended, and what waits for the next
+    row of blocks is a strip as tall as a patch's reach, not the row of blocks' sums: peak
+    memory grows with the chunk size, not with the scene's width.
+    """
     import dask.array as dsa
     from dask.highlevelgraph import HighLevelGraph
 
-    name = "sensei-blend-" + sums.name.split("-")[-1]
+    token = sums.name.split("-")[-1]
+    name, below, right = "sensei-blend-" + token, "sensei-spill-below-" + token, "sensei-spill-right-" + token
     rows, cols = chunks[2], chunks[3]
     dsk = {}
     for t in range(len(chunks[0])):
         for i in range(len(rows)):
             for j in range(len(cols)):
-                up = (sums.name, t, 0, i - 1, j) if i else None
-                left = (sums.name, t, 0, i, j - 1) if j else None
-                up_left = (sums.name, t, 0, i - 1, j - 1) if i and j else None
-                dsk[(name, t, 0, i, j)] = (_add_spills, (sums.name, t, 0, i, j), up, left, up_left,
-                                           rows[i], cols[j], rows[i - 1] if i else 0, cols[j - 1] if j else 0)
+                own = (sums.name, t, 0, i, j)
+                if i + 1 < len(rows):
+                    dsk[(below, t, i, j)] = (_spill_below, own, rows[i])
+                if j + 1 < len(cols):
+                    dsk[(right, t, i, j)] = (_spill_right, own, rows[i], cols[j])
+                up = (below, t, i - 1, j) if i else None
+                left = (right, t, i, j - 1) if j else None
+                up_left = (below, t, i - 1, j - 1) if i and j else None
+                dsk[(name, t, 0, i, j)] = (_add_spills, own, up, left, up_left, rows[i], cols[j],
+                                           cols[j - 1] if j else 0)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[sums])
     return dsa.Array(graph, name, chunks=(chunks[0], (n_classes,), rows, cols), meta=np.array((), np.float32))
 
 
-def _add_spills(own, up, left, up_left, h: int, w: int, up_h: int, left_w: int) -> np.ndarray:
-    """A block's probabilities: its own sums, plus what its upper, left and upper-left
-    neighbours' patches reached into it, blended (integer sums: exact in any order)."""
+def _spill_below(own, h: int) -> np.ndarray:
+    # A copy: a view would keep the block's full sums alive until the next row.
+    return own[0, :, h:].copy()
+
+
+def _spill_right(own, h: int, w: int) -> np.ndarray:
+    return own[0, :, :h, w:].copy()
+
+
+def _add_spills(own, up, left, up_left, h: int, w: int, left_w: int) -> np.ndarray:
+    """A block's probabilities: its own sums, plus the spill strips of its upper, left and
+    upper-left neighbours (the strips below them and to their right), blended (integer
+    sums: exact in any order)."""
     sums = own[0, :, :h, :w]
     if up is not None or left is not None or up_left is not None:
         sums = sums.copy()  # the neighbours' spill is added to it; the input stays
     if up is not None:
-        spill = up[0, :, up_h:, :w]
+        spill = up[:, :, :w]
         sums[:, :spill.shape[1]] += spill
     if left is not None:
-        spill = left[0, :, :h, left_w:]
+        spill = left[:, :h]
         sums[:, :, :spill.shape[2]] += spill
     if up_left is not None:
-        spill = up_left[0, :, up_h:, left_w:]
+        spill = up_left[:, :, left_w:]
         sums[:, :spill.shape[1], :spill.shape[2]] += spill
     return blend_sums(sums)[None]
