@@ -182,3 +182,37 @@ def test_peer_system_scores_the_same_held_out_patches(biome):
     assert set(result["summary"]) == {"RGBNIR"}
     with pytest.raises(ValueError, match="needs peers"):
         cross_validate({"system": "p", "kind": "peer"}, samples, k=3, seeds=[0], log=lambda m: None)
+
+
+def test_kept_fold_model_gains_missing_calibrations_without_retraining(biome, tmp_path):
+    """A fold model kept from an earlier run is scored again, not retrained; band sets the
+    config now asks to calibrate are measured on that fold's training patches, saved with
+    it, and scored beside the table's band sets."""
+    import torch
+
+    from sensei_xr.models import load_model
+    from sensei_xr.training.crossval import cross_validate
+
+    samples = [s for s in biome if s.tags["surface"] in ("Barren", "Water", "Forest")]  # 3 per fold
+    system = {"system": "tiny", "model": {"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]},
+              "patch_size": 32, "batch_size": 2, "steps": 4, "steps_per_epoch": 2, "optimizer": "adamw",
+              "bn_recalibration_batches": 2, "bn_calibration_sets": ["RGB"], "val_band_sets": {"all": "ALL"},
+              "device": "cpu"}
+    first = cross_validate(system, samples, k=3, only_fold=1, band_sets=("RGB",), models_dir=tmp_path,
+                           log=lambda m: None)
+    stem = tmp_path / "fold1_seed0" / "model"
+    before = load_model(stem.with_suffix(".safetensors"))
+    assert sorted(before.bn_calibrations) == ["RGB"] and set(first["runs"][0]["band_sets"]) == {"RGB"}
+    logs: list[str] = []
+    again = cross_validate({**system, "bn_calibration_sets": ["RGB", "NIRSWIR"]}, samples, k=3, only_fold=1,
+                           band_sets=("RGB",), models_dir=tmp_path, log=logs.append)
+    assert not any("step" in m for m in logs), "the kept model was trained again"
+    after = load_model(stem.with_suffix(".safetensors"))
+    assert sorted(after.bn_calibrations) == ["NIRSWIR", "RGB"]
+    assert after.card["calibrated_after_training"] == ["NIRSWIR"]
+    for (name, p), q in zip(before.named_parameters(), after.parameters()):
+        assert torch.equal(p, q), name
+    # The RGB scores are the kept model's, unchanged; NIRSWIR is scored on the same patches.
+    assert again["runs"][0]["band_sets"]["RGB"] == first["runs"][0]["band_sets"]["RGB"]
+    held = [r["name"] for r in again["runs"][0]["band_sets"]["NIRSWIR"]]
+    assert held == [r["name"] for r in first["runs"][0]["band_sets"]["RGB"]] and len(held) == 3

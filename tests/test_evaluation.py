@@ -151,6 +151,7 @@ def test_summarise_splits_by_tags_and_keeps_per_image_metrics():
         "COMMON": ["B01", "B02", "B03", "B04", "B8A", "B10", "B11", "B12"],
         "NoRGB": ["B01", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"],
         "RGBNIRSWIR": ["B02", "B03", "B04", "B08", "B11", "B12"],
+        "NIRSWIR": ["B8A", "B11", "B12"],  # the narrow NIR band, as Landsat 8's B5
     }),
     ("landsat8_oli_tirs", {
         "RGB": ["B2", "B3", "B4"],  # not the panchromatic B8 though it is centred in green
@@ -159,6 +160,7 @@ def test_summarise_splits_by_tags_and_keeps_per_image_metrics():
         "COMMON": ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B9"],
         "NoRGB": ["B1", "B5", "B6", "B7", "B8", "B9", "B10", "B11"],
         "RGBNIRSWIR": ["B2", "B3", "B4", "B5", "B6", "B7"],
+        "NIRSWIR": ["B5", "B6", "B7"],
     }),
     ("landsat7_etm", {
         "RGB": ["B1", "B2", "B3"],
@@ -167,6 +169,7 @@ def test_summarise_splits_by_tags_and_keeps_per_image_metrics():
         "COMMON": ["B1", "B2", "B3", "B4", "B5", "B7"],  # no coastal, no cirrus band
         "NoRGB": ["B4", "B5", "B6", "B7", "B8"],
         "RGBNIRSWIR": ["B1", "B2", "B3", "B4", "B5", "B7"],
+        "NIRSWIR": ["B4", "B5", "B7"],
     }),
     ("planetscope_4band", {
         "RGB": ["blue", "green", "red"],
@@ -175,6 +178,7 @@ def test_summarise_splits_by_tags_and_keeps_per_image_metrics():
         "COMMON": ["blue", "green", "red", "nir"],
         "NoRGB": ["nir"],
         "RGBNIRSWIR": "swir16",
+        "NIRSWIR": "swir16",
     }),
 ])
 def test_band_sets_resolved_by_wavelength(sensor, expected):

@@ -2,7 +2,8 @@
 
 :func:`band_set` gives the bands of ``ALL``, ``COMMON``, ``RGB``, ``RGBNIR``,
 ``AeroRGBNIR``, ``NoRGB`` (and ``RGBNIRSWIR``, the six reflective bands Landsat and
-Sentinel-2 share) for any band descriptors; :func:`resolve_bands` also takes ``None``,
+Sentinel-2 share, and ``NIRSWIR``, their narrow NIR and two SWIR bands) for any band
+descriptors; :func:`resolve_bands` also takes ``None``,
 ``"no_thermal"`` or a list of names.
 NumPy only.
 """
@@ -75,6 +76,9 @@ BAND_SETS: dict[str, tuple[str, ...] | None] = {
     # Not in Table III: the six reflective bands that Landsat 4-9 and Sentinel-2 share
     # (the bands of ukis-csmask's 6-band model and of the per-pixel baseline's best set).
     "RGBNIRSWIR": ("blue", "green", "red", "nir", "swir16", "swir22"),
+    # Not in Table III: narrow NIR and both SWIR bands, what a Sentinel-2 20 m product
+    # (no visible band) shares with Landsat 8 (B8A / B11 / B12 and B5 / B6 / B7).
+    "NIRSWIR": ("nir_common", "swir16", "swir22"),
 }
 
 

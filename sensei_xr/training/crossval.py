@@ -109,10 +109,30 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
                 train(cfg, data_dir, Path(tmp) / "model", resume=True, log=lambda m: log(f"  {m}"),
                       train_samples=train_s, val_samples=held)
             model = _load_trained(Path(tmp) / "model")
-            for name in band_sets:
+            _calibrate_kept(model, cfg, train_s, Path(tmp) / "model", log)
+            # Every calibrated band set is scored, not only the table's.
+            extra = [b for b in cfg.get("bn_calibration_sets", []) if b not in band_sets]
+            for name in list(band_sets) + extra:
                 model_scores[name] = score_model(model, held, name)
                 log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
     return model_scores, time.time() - t0
+
+
+def _calibrate_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
+    """Measure the batch-norm calibrations the config asks for and a kept model lacks, on
+    the fold's training patches with the function training uses (a recipe can gain a band
+    set without training its fold models again); saved back with the model."""
+    from ..models import save_model
+    from .train import DEFAULT_CONFIG, calibrate_band_sets
+
+    missing = [b for b in cfg.get("bn_calibration_sets", []) if b not in model.bn_calibrations]
+    if not missing or model.encoder is None:
+        return
+    get = lambda key: cfg.get(key, DEFAULT_CONFIG[key])  # noqa: E731
+    done = calibrate_band_sets(model, [list(train_s)], missing, get("bn_recalibration_batches") or 40,
+                               get("patch_size"), get("batch_size"))
+    log(f"  measured the batch-norm calibrations of {done} for the kept model")
+    save_model(model, stem, card={**model.card, "calibrated_after_training": done})
 
 
 def _trained(stem: Path) -> bool:
