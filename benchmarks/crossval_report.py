@@ -40,7 +40,9 @@ def report(folder: Path) -> str:
     first = results[order[0]]
     for i, f in enumerate(first["folds"]):
         lines.append(f"- fold {i}: {', '.join(n.removesuffix('.tif') for n in f)}")
-    lines += ["", "## All systems", "", cv_table_markdown([results[k] for k in order], CV_BAND_SETS)]
+    # Band sets beyond the table's that some system was calibrated and scored on (NIRSWIR).
+    extra = sorted({b for r in results.values() for b in r["summary"]} - set(CV_BAND_SETS))
+    lines += ["", "## All systems", "", cv_table_markdown([results[k] for k in order], CV_BAND_SETS + tuple(extra))]
     if YARDSTICK in results:
         base = results[YARDSTICK]["summary"]
         lines += ["## Against the per-pixel yardstick (CV mean OA; bar = yardstick + 2 points)", "",
