@@ -204,7 +204,8 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
         cross-validation continues where it stopped.
     models_dir : path-like, optional
         Keep each run's model there (``fold<k>_seed<s>/``); by default they are deleted.
-        A model already kept there is scored again, not retrained.
+        A model already kept there is scored again, not retrained (batch-norm
+        calibrations the config asks for and it lacks are measured first and saved with it).
     only_fold : int, optional
         Run this fold only (folds can run in parallel processes and be joined later).
 
