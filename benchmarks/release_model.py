@@ -21,18 +21,18 @@ import time
 from pathlib import Path
 
 from sensei_xr.datasets import load_dataset
-from sensei_xr.models import load_model, save_model
+from sensei_xr.models import CloudEnsemble, load_model, save_model
 from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
 from sensei_xr.sample_data import data_dir
-from sensei_xr.training.crossval import _SYSTEM_KEYS, select_bands
-from sensei_xr.training.train import DEFAULT_CONFIG, read_config, train
+from sensei_xr.training.crossval import _SYSTEM_KEYS, read_system, select_bands
+from sensei_xr.training.train import train
 
 from .scene_report import BAND_SETS as BAND_SETS_CHECKED
 from .scene_report import check
 
 
 def _system(config_path: Path) -> dict:
-    return read_config(config_path, set(DEFAULT_CONFIG) | _SYSTEM_KEYS | {"name"}, "system")
+    return read_system(config_path)
 
 
 def train_release(config_path: Path, work: Path, seed: int, log=print) -> tuple[object, float]:
@@ -41,6 +41,19 @@ def train_release(config_path: Path, work: Path, seed: int, log=print) -> tuple[
     Returns the model and the training seconds (of the run that finished it).
     """
     system = _system(config_path)
+    if system.get("kind") == "ensemble":
+        # Each member is its own recipe's release run (in work/member<i>); the ensemble is their mean.
+        members, seconds, recipes = [], 0.0, []
+        for i, member in enumerate(system["members"]):
+            model, sec = train_release(config_path.parent / member, work / f"member{i}", seed, log=log)
+            members.append(model)
+            seconds += sec
+            recipes.append({"config": str(config_path.parent / member), "seconds": sec,
+                            **{k: model.card["training"].get(k) for k in
+                               ("recipe", "steps_done", "augmentation", "encoder_initialisation", "device")}})
+        ensemble = CloudEnsemble(members).eval()
+        ensemble.card = {"training": {"data": members[0].card["training"]["data"], "members": recipes}}
+        return ensemble, seconds
     cfg = {k: v for k, v in system.items() if k not in _SYSTEM_KEYS}
     patches = load_dataset("biome_patches", split="val") + load_dataset("biome_patches", split="train")
     fixed = system.get("fixed_bands")
@@ -118,18 +131,30 @@ def card_markdown(card: dict, results: Path) -> str:
     gbm = others.get("pixel_gbm", {}).get("summary", {})
     peer = others.get("ukis_csmask", {}).get("summary", {})
     arch = card["architecture"]
+    training = card["training"]
+    if "ensemble" in arch:
+        network = (f"- **Network**: the mean class probability of {len(arch['ensemble'])} SEnSeI networks ("
+                   + ", ".join(a["head"] for a in arch["ensemble"])
+                   + f"; {card['num_parameters']:,} parameters in all), classes {', '.join(card['classes'])}; any "
+                   "band set described by wavelengths; every member runs at inference")
+        recipe = (f"- **Recipe**: `{training['config']}`, its members "
+                  + "; ".join(f"`{m['config']}` ({m['steps_done']} steps, {m['device']}, {m['seconds'] / 60:.0f} min)"
+                              for m in training["members"])
+                  + f"; augmentation: {training['members'][0]['augmentation']}")
+    else:
+        network = (f"- **Network**: {'SEnSeI + ' if arch.get('encoder') else ''}{arch['head']} "
+                   f"({card['num_parameters']:,} parameters), classes {', '.join(card['classes'])}; "
+                   + ("any band set described by wavelengths" if arch.get("encoder")
+                      else f"the {arch.get('band_set') or str(arch.get('in_bands')) + ' fixed'} bands, picked by "
+                           "wavelength from any sensor"))
+        recipe = (f"- **Recipe**: `{training['config']}` ({training['steps_done']} steps, "
+                  f"{training['device']}, {training['seconds'] / 60:.0f} min); augmentation: "
+                  f"{training['augmentation']}")
     lines = [f"# {card['name']}", "", card["summary"], "",
-             f"- **Network**: {'SEnSeI + ' if arch.get('encoder') else ''}{arch['head']} "
-             f"({card['num_parameters']:,} parameters), classes {', '.join(card['classes'])}; "
-             + ("any band set described by wavelengths" if arch.get("encoder")
-                else f"the {arch.get('band_set') or str(arch.get('in_bands')) + ' fixed'} bands, picked by "
-                     "wavelength from any sensor")
-             + (f"; batch-norm statistics measured for {', '.join(card['bn_calibrations'])}"
-                if card.get("bn_calibrations") else ""),
-             f"- **Trained on**: {card['training']['data']}",
-             (f"- **Recipe**: `{card['training']['config']}` ({card['training']['steps_done']} steps, "
-              f"{card['training']['device']}, {card['training']['seconds'] / 60:.0f} min); augmentation: "
-              f"{card['training']['augmentation']}"),
+             network + (f"; batch-norm statistics measured for {', '.join(card['bn_calibrations'])}"
+                        if card.get("bn_calibrations") else ""),
+             f"- **Trained on**: {training['data']}",
+             recipe,
              f"- **Selected on**: {card['selected_on']}",
              f"- **Weights**: `sensei_xr/models/registry/{card['weights_file']}`, sha256 `{card['sha256'][:16]}...`",
              "", "## Cross-validation (scene-disjoint, biome-stratified, 3 folds of the 24 Biome patches)", "",

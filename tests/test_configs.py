@@ -64,13 +64,15 @@ def test_system_config_is_valid(path):
     """Every system of the cross-validation table reads, and names what its kind needs."""
     from sensei_xr.evaluation import BAND_SETS
     from sensei_xr.evaluation.peers import list_peers
-    from sensei_xr.training.crossval import _SYSTEM_KEYS
-    from sensei_xr.training.train import read_config
+    from sensei_xr.training.crossval import read_system
 
-    system = read_config(path, set(DEFAULT_CONFIG) | _SYSTEM_KEYS | {"name", "init_encoder", "init_model"}, "system")
+    system = read_system(path)
     assert system.get("system"), "a system needs a name for the table"
     kind = system.get("kind", "network")
-    assert kind in ("network", "pixel_gbm", "peer")
+    assert kind in ("network", "ensemble", "pixel_gbm", "peer")
+    if kind == "ensemble":  # its members are network systems of this folder
+        assert len(system["member_systems"]) == len(system["members"]) >= 2
+        assert all((path.parent / m).is_file() for m in system["members"])
     for name in system.get("fixed_bands", []):
         assert name in BAND_SETS
     if kind == "peer":

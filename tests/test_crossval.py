@@ -216,3 +216,40 @@ def test_kept_fold_model_gains_missing_calibrations_without_retraining(biome, tm
     assert again["runs"][0]["band_sets"]["RGB"] == first["runs"][0]["band_sets"]["RGB"]
     held = [r["name"] for r in again["runs"][0]["band_sets"]["NIRSWIR"]]
     assert held == [r["name"] for r in first["runs"][0]["band_sets"]["RGB"]] and len(held) == 3
+
+
+def test_ensemble_system_scores_the_mean_of_its_members_fold_models(biome, tmp_path):
+    """An ensemble system trains (or reuses) each member's fold model as the member's own
+    cross-validation would, and scores their mean probability through the engine."""
+    from sensei_xr.evaluation import score_model
+    from sensei_xr.models import CloudEnsemble, load_model
+    from sensei_xr.training.crossval import cross_validate, read_system
+
+    samples = [s for s in biome if s.tags["surface"] in ("Barren", "Water", "Forest")]  # 3 per fold
+    tiny = {"model": {"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]}, "patch_size": 32,
+            "batch_size": 2, "steps": 4, "steps_per_epoch": 2, "optimizer": "adamw", "bn_recalibration_batches": 2,
+            "val_band_sets": {"all": "ALL"}, "device": "cpu"}
+    members = [{"system": "a", **tiny, "bn_calibration_sets": ["RGB"]},
+               {"system": "b", **tiny, "lr": 3e-3, "bn_calibration_sets": ["RGB", "RGBNIR"]}]
+    system = {"system": "ens", "kind": "ensemble", "members": ["a.toml", "b.toml"], "member_systems": members}
+    result = cross_validate(system, samples, k=3, only_fold=2, band_sets=("RGB", "ALL"), models_dir=tmp_path,
+                            log=lambda m: None)
+    kept = [load_model(tmp_path / "fold2_seed0" / f"member{i}" / "model.safetensors") for i in range(2)]
+    assert sorted(kept[1].bn_calibrations) == ["RGB", "RGBNIR"]
+    held = [samples[i] for i in stratified_scene_folds(samples, 3)[2]]
+    expected = score_model(CloudEnsemble(kept), held, "RGB")
+    rows = result["runs"][0]["band_sets"]["RGB"]
+    assert [r["name"] for r in rows] == [s.name for s in held]
+    assert [{k: r[k] for k in ("tp", "fp", "tn", "fn")} for r in rows] == [s.confusion.as_dict() for s in expected]
+    assert set(result["runs"][0]["band_sets"]) == {"RGB", "ALL"}  # RGB is the only set both calibrated
+    logs: list[str] = []
+    cross_validate(system, samples, k=3, only_fold=2, band_sets=("RGB",), models_dir=tmp_path, log=logs.append)
+    assert not any("step" in m for m in logs), "a kept member was trained again"
+    # A config file names its members by path; read_system reads them, and refuses a fixed-band one.
+    (tmp_path / "m.toml").write_text('system = "m"\nsteps = 4\n')
+    (tmp_path / "fixed.toml").write_text('system = "f"\nfixed_bands = ["RGB"]\n')
+    (tmp_path / "ens.toml").write_text('system = "e"\nkind = "ensemble"\nmembers = ["m.toml", "m.toml"]\n')
+    assert [m["steps"] for m in read_system(tmp_path / "ens.toml")["member_systems"]] == [4, 4]
+    (tmp_path / "bad.toml").write_text('system = "e"\nkind = "ensemble"\nmembers = ["m.toml", "fixed.toml"]\n')
+    with pytest.raises(ValueError, match="not a SEnSeI network"):
+        read_system(tmp_path / "bad.toml")

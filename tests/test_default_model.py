@@ -32,7 +32,7 @@ def test_default_is_listed_and_verified(default_model):
     weights = Path(sensei_xr.models.__file__).parent / "registry" / f"{default_model.source}.safetensors"
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == card["sha256"] == default_model.sha256
     assert default_model.classes == ("clear", "cloud")
-    assert default_model.encoder is not None
+    assert default_model.in_bands is None  # takes any band set (SEnSeI)
     for key in ("training", "selected_on", "cross_validation", "real_scenes", "bn_calibrations"):
         assert card.get(key), key
 

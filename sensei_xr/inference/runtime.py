@@ -156,10 +156,14 @@ def _state_sha(model) -> str:
 
     h = hashlib.sha256()
     tensors = dict(model.state_dict())
-    # Per-band-set batch-norm statistics change what the model answers too.
-    for name, (desc, buffers) in sorted(getattr(model, "bn_calibrations", {}).items()):
-        tensors.update({f"bn_calibration/{name}/descriptors": desc,
-                        **{f"bn_calibration/{name}/{k}": v for k, v in buffers.items()}})
+    # Per-band-set batch-norm statistics change what the model answers too (an
+    # ensemble's are its members').
+    members = getattr(model, "members", None)
+    for i, member in enumerate(members if members is not None else [model]):
+        prefix = f"members.{i}." if members is not None else ""
+        for name, (desc, buffers) in sorted(getattr(member, "bn_calibrations", {}).items()):
+            tensors.update({f"{prefix}bn_calibration/{name}/descriptors": desc,
+                            **{f"{prefix}bn_calibration/{name}/{k}": v for k, v in buffers.items()}})
     for k, v in tensors.items():
         t = v.detach().cpu().contiguous()
         h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -471,7 +475,8 @@ def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, dev
         model = _load(ref, device)
         desc = torch.as_tensor(descriptors_norm, dtype=torch.float32, device=device)
         with torch.no_grad():
-            if getattr(model, "encoder", None) is not None:
+            # SEnSeI models and ensembles of them take any band set: fold them for this one.
+            if hasattr(model, "for_bands") and getattr(model, "in_bands", None) is None:
                 net = model.for_bands(desc).to(device).eval()
             else:
                 net = _baseline_module(model, desc)

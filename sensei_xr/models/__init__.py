@@ -9,11 +9,14 @@ model core can run anywhere torch does.
 * :class:`CloudModel`, :func:`build_model` - encoder + head from a plain config;
   :meth:`CloudModel.for_bands` folds SEnSeI away for one band set
   (:class:`FoldedCloudModel`).
+* :class:`CloudEnsemble` - the mean probability of several SEnSeI models, folded,
+  saved and run like one model.
 * :func:`save_model`, :func:`load_model`, :func:`list_models` - safetensors + JSON card.
 * :func:`export_onnx` - ONNX export of a folded model.
 """
 
 from .cloud_model import CloudModel, FoldedCloudModel, build_model, cloud_class_indices
+from .ensemble import CloudEnsemble, FoldedEnsemble
 from .deeplab import DeepLabV3Plus, DeepLabV3PlusPixel, DeepLabV3PlusWide
 from .export import export_onnx
 from .pixelnet import PixelNet
@@ -28,6 +31,8 @@ __all__ = [
     "PixelNet",
     "CloudModel",
     "FoldedCloudModel",
+    "CloudEnsemble",
+    "FoldedEnsemble",
     "build_model",
     "cloud_class_indices",
     "save_model",

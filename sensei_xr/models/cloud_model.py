@@ -79,6 +79,40 @@ def cloud_class_indices(classes: Sequence[str]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def largest_calibrated_subset(calibrations: Mapping[str, torch.Tensor],
+                              descriptors: torch.Tensor) -> tuple[str, list[int]] | None:
+    """The largest of these calibrated band sets found among the bands, or None.
+
+    Parameters
+    ----------
+    calibrations : mapping
+        Calibration name -> its (M, 3) normalised descriptors.
+    descriptors : torch.Tensor
+        (N, 3) normalised wavelengths of the available bands (CPU).
+
+    Returns
+    -------
+    (str, list of int) or None
+        The name and the indices (ascending) of the bands that make it up: each calibrated
+        band is matched to the nearest free band within :data:`CALIBRATION_TOLERANCE`.
+    """
+    best: tuple[str, list[int]] | None = None
+    for name, cal in sorted(calibrations.items()):
+        if len(cal) > len(descriptors) or (best is not None and len(cal) <= len(best[1])):
+            continue
+        taken: list[int] = []
+        for centre in cal[:, 1]:  # each calibrated band: the nearest free band, if close enough
+            gaps = (descriptors[:, 1] - centre).abs()
+            gaps[taken] = float("inf")
+            i = int(torch.argmin(gaps))
+            if gaps[i] > CALIBRATION_TOLERANCE:
+                break
+            taken.append(i)
+        else:
+            best = (name, sorted(taken))
+    return best
+
+
 def _as_descriptors(descriptors: Any, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.asarray(descriptors) if not torch.is_tensor(descriptors) else descriptors,
                            dtype=like.dtype, device=like.device)
@@ -309,21 +343,7 @@ class CloudModel(nn.Module):
         if not self.bn_calibrations or self.bn_calibration_for(descriptors) is not None:
             return None
         d = _as_descriptors(descriptors, next(self.head.parameters()).float()).reshape(-1, 3).detach().cpu()
-        best: tuple[str, list[int]] | None = None
-        for name, (cal, _) in sorted(self.bn_calibrations.items()):
-            if len(cal) > len(d) or (best is not None and len(cal) <= len(best[1])):
-                continue
-            taken: list[int] = []
-            for centre in cal[:, 1]:  # each calibrated band: the nearest free band, if close enough
-                gaps = (d[:, 1] - centre).abs()
-                gaps[taken] = float("inf")
-                i = int(torch.argmin(gaps))
-                if gaps[i] > CALIBRATION_TOLERANCE:
-                    break
-                taken.append(i)
-            else:
-                best = (name, sorted(taken))
-        return best
+        return largest_calibrated_subset({name: cal for name, (cal, _) in self.bn_calibrations.items()}, d)
 
     @torch.no_grad()
     def for_bands(self, descriptors: torch.Tensor | np.ndarray) -> FoldedCloudModel:

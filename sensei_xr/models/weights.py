@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import torch
 
 from .cloud_model import CloudModel, _normalise_config, build_model
+from .ensemble import CloudEnsemble, build_ensemble, is_ensemble_config
 from ..errors import WeightsError
 
 __all__ = [
@@ -104,12 +105,24 @@ def _package_version() -> str:
         return "unknown"
 
 
-def save_model(model: CloudModel, path: str | os.PathLike, card: Mapping[str, Any] | None = None) -> dict:
+def _members(model: CloudModel | CloudEnsemble) -> list[tuple[str, CloudModel]]:
+    """(tensor-name prefix, model) of each network whose calibrations are saved."""
+    if isinstance(model, CloudEnsemble):
+        return [(f"members.{i}.", m) for i, m in enumerate(model.members)]
+    return [("", model)]
+
+
+def _calibration_names(model: CloudModel | CloudEnsemble) -> list[str]:
+    return model.bn_calibration_names if isinstance(model, CloudEnsemble) else sorted(model.bn_calibrations)
+
+
+def save_model(model: CloudModel | CloudEnsemble, path: str | os.PathLike,
+               card: Mapping[str, Any] | None = None) -> dict:
     """Write ``<path>.safetensors`` and its model card ``<path>.json``.
 
     Parameters
     ----------
-    model : CloudModel
+    model : CloudModel or CloudEnsemble
         The model to save (any device; tensors are written from CPU copies).
     path : path-like
         Output stem; a ``.safetensors`` or ``.json`` suffix is stripped.
@@ -126,18 +139,19 @@ def save_model(model: CloudModel, path: str | os.PathLike, card: Mapping[str, An
     """
     from safetensors.torch import save_file
 
-    if not isinstance(model, CloudModel):
-        raise TypeError(f"save_model takes a CloudModel, got {type(model).__name__}")
+    if not isinstance(model, (CloudModel, CloudEnsemble)):
+        raise TypeError(f"save_model takes a CloudModel or CloudEnsemble, got {type(model).__name__}")
     stem = _stem(path)
     stem.parent.mkdir(parents=True, exist_ok=True)
     weights_path, card_path = _paths(stem)
     config = model.config
     # clone(): safetensors refuses tensors that share storage.
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    for name, (desc, buffers) in model.bn_calibrations.items():
-        state[f"{_CALIBRATION}/{name}/descriptors"] = desc.detach().cpu().contiguous().clone()
-        for key, value in buffers.items():
-            state[f"{_CALIBRATION}/{name}/{key}"] = value.detach().cpu().contiguous().clone()
+    for prefix, member in _members(model):
+        for name, (desc, buffers) in member.bn_calibrations.items():
+            state[f"{prefix}{_CALIBRATION}/{name}/descriptors"] = desc.detach().cpu().contiguous().clone()
+            for key, value in buffers.items():
+                state[f"{prefix}{_CALIBRATION}/{name}/{key}"] = value.detach().cpu().contiguous().clone()
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": json.dumps(config)}
     _atomic_write(weights_path, lambda tmp: save_file(state, tmp, metadata=metadata))
     sha = file_sha256(weights_path)
@@ -150,7 +164,7 @@ def save_model(model: CloudModel, path: str | os.PathLike, card: Mapping[str, An
         "architecture": config,
         "classes": list(model.classes),
         "num_parameters": int(sum(p.numel() for p in model.parameters())),
-        "bn_calibrations": sorted(model.bn_calibrations),
+        "bn_calibrations": _calibration_names(model),
         "training": user.pop("training", None),
         "validation_metrics": user.pop("validation_metrics", None),
     }
@@ -219,7 +233,7 @@ def _read_card(card_path: Path, weights_path: Path) -> dict:
     return card
 
 
-def _check_state(model: CloudModel, state: Mapping[str, torch.Tensor], weights_path: Path,
+def _check_state(model: CloudModel | CloudEnsemble, state: Mapping[str, torch.Tensor], weights_path: Path,
                  card_path: Path, saved_config: Any) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -272,7 +286,7 @@ def weights_file(name_or_path: str | os.PathLike) -> Path:
     return _paths(_resolve(name_or_path)[0])[0]
 
 
-def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> CloudModel:
+def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> CloudModel | CloudEnsemble:
     """Load a saved model by registry name or path, verified against its card.
 
     Parameters
@@ -285,8 +299,10 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
 
     Returns
     -------
-    CloudModel
-        In eval mode, with ``card`` (dict), ``sha256`` and ``source`` set.
+    CloudModel or CloudEnsemble
+        In eval mode, with ``card`` (dict), ``sha256`` and ``source`` set; a
+        :class:`~sensei_xr.models.ensemble.CloudEnsemble` when the card's architecture is
+        ``{"ensemble": [...]}``.
 
     Raises
     ------
@@ -311,7 +327,8 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
             "download or copy it again (with its card), or re-save the model"
         )
     try:
-        config = _normalise_config(card["architecture"])
+        arch = card["architecture"]
+        model = build_ensemble(arch) if is_ensemble_config(arch) else build_model(_normalise_config(arch))
     except (TypeError, ValueError) as e:
         raise WeightsError(f"model card {card_path} has an invalid architecture: {e}") from e
     try:
@@ -329,16 +346,20 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
             saved_config = json.loads(meta["config"])
         except json.JSONDecodeError:
             saved_config = None
-    model = build_model(config)
-    calibrations: dict[str, dict[str, torch.Tensor]] = {}
-    for key in [k for k in state if k.startswith(_CALIBRATION + "/")]:
-        _, name, rest = key.split("/", 2)
-        calibrations.setdefault(name, {})[rest] = state.pop(key)
+    members = dict(_members(model))
+    calibrations: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key in [k for k in state if f"{_CALIBRATION}/" in k]:
+        head, name, rest = key.split("/", 2)
+        prefix = head[: -len(_CALIBRATION)]
+        if prefix not in members or not head.endswith(_CALIBRATION):
+            raise WeightsError(f"{weights_path}: tensor {key!r} is a batch-norm calibration of no model in "
+                               f"{card_path.name}'s architecture; use the card written with these weights")
+        calibrations.setdefault((prefix, name), {})[rest] = state.pop(key)
     _check_state(model, state, weights_path, card_path, saved_config)
     model.load_state_dict(state, strict=True)
-    for name, tensors in calibrations.items():
+    for (prefix, name), tensors in calibrations.items():
         try:
-            model.set_bn_calibration(name, tensors.pop("descriptors"), tensors)
+            members[prefix].set_bn_calibration(name, tensors.pop("descriptors"), tensors)
         except (KeyError, ValueError) as e:
             raise WeightsError(f"{weights_path}: the batch-norm calibration {name!r} does not fit the model ({e}); "
                                "re-save the model") from e
@@ -364,8 +385,10 @@ def list_models() -> dict[str, str]:
             out[name] = f"(unusable: {e})"
             continue
         arch = card.get("architecture", {})
+        nets = [f"{a.get('encoder') or 'no encoder'} + {a.get('head')}"
+                for a in (arch.get("ensemble") or [arch])]
         parts = [str(card.get("summary") or card.get("name", name)),
-                 f"{arch.get('encoder') or 'no encoder'} + {arch.get('head')}",
+                 f"mean of {len(nets)}: {', '.join(nets)}" if is_ensemble_config(arch) else nets[0],
                  "classes " + "/".join(card.get("classes", []))]
         cv = (card.get("cross_validation") or {}).get("summary")
         metrics = card.get("validation_metrics")

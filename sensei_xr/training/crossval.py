@@ -16,7 +16,13 @@ A *system* is a training config (see :data:`~sensei_xr.training.train.DEFAULT_CO
 * ``peers``: for ``kind = "peer"``, band set -> peer name (e.g. ``RGBNIR = "ukis-csmask-4b"``);
 * ``fixed_bands``: for networks without SEnSeI and for the yardstick, the band sets (names
   of :data:`~sensei_xr.evaluation.BAND_SETS`) to train one model each for; a SEnSeI network
-  is trained once per fold and seed and scored on every set of ``band_sets``.
+  is trained once per fold and seed and scored on every set of ``band_sets``;
+* ``members``: for ``kind = "ensemble"``, the system configs (paths relative to the
+  ensemble's config) of SEnSeI networks whose mean probability is scored: each member's
+  fold model is trained (or kept, in ``<models_dir>/fold<k>_seed<s>/member<i>/``) exactly
+  as for the member's own cross-validation, and the
+  :class:`~sensei_xr.models.CloudEnsemble` of them is scored. Read ensembles with
+  :func:`read_system`, which adds the members' configs as ``member_systems``.
 
 Every score is predicted through the inference engine behind ``da.sensei.*``.
 """
@@ -48,13 +54,13 @@ from ..evaluation import (
 from ..evaluation.folds import split_folds, stratified_scene_folds
 from ..datasets import LabelledSample, load_dataset
 
-__all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "cross_validate", "summarise_cv", "cv_table_markdown",
-           "main"]
+__all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "read_system", "cross_validate", "summarise_cv",
+           "cv_table_markdown", "main"]
 
 #: The band sets a cross-validation reports by default: Table III's ALL, RGB+NIR, RGB and
 #: NoRGB, and the six reflective bands Landsat and Sentinel-2 share.
 CV_BAND_SETS = ("ALL", "RGBNIRSWIR", "RGBNIR", "RGB", "NoRGB")
-_SYSTEM_KEYS = {"system", "kind", "fixed_bands", "gbm", "peers"}
+_SYSTEM_KEYS = {"system", "kind", "fixed_bands", "gbm", "peers", "members", "member_systems"}
 # Band sets that name a fixed list of spectral regions (a fixed-band model can keep them).
 _BY_WAVELENGTH = ("RGB", "RGBNIR", "AeroRGBNIR", "RGBNIRSWIR")
 
@@ -75,6 +81,68 @@ def select_bands(sample: LabelledSample, bands) -> LabelledSample:
         names = [region_band(sample.descriptors, r) for r in BAND_SETS[bands]]
     idx = [sample.descriptors.names.index(n) for n in names]
     return replace(sample, image=sample.image[idx], descriptors=sample.descriptors.select(names))
+
+
+def read_system(path: str | os.PathLike) -> dict:
+    """A system config (TOML or JSON); an ensemble's member configs are read too, into
+    ``member_systems`` (each a network system with no fixed band sets)."""
+    from .train import DEFAULT_CONFIG, read_config
+
+    known = set(DEFAULT_CONFIG) | (_SYSTEM_KEYS - {"member_systems"}) | {"name", "init_encoder", "init_model"}
+    system = read_config(path, known, "system")
+    if system.get("kind") == "ensemble":
+        members = system.get("members")
+        if not isinstance(members, list) or len(members) < 2:
+            raise ValueError(f"{path}: an ensemble names at least two member configs in members = [...]")
+        subs = []
+        for member in members:
+            sub = read_system(Path(path).parent / member)
+            if sub.get("kind", "network") != "network" or sub.get("fixed_bands") \
+                    or (sub.get("model") or {}).get("encoder", "sensei") is None:
+                raise ValueError(f"{path}: member {member} is not a SEnSeI network system; an ensemble "
+                                 "averages SEnSeI networks")
+            subs.append(sub)
+        system["member_systems"] = subs
+    elif "members" in system:
+        raise ValueError(f"{path}: members is for kind = \"ensemble\"")
+    return system
+
+
+def _fold_model(config: dict, train_s, held, seed: int, data_dir, log, folder: str | os.PathLike):
+    """A SEnSeI network trained on a fold (or kept from an earlier run) with the
+    calibrations its config asks for."""
+    from .train import train
+
+    cfg = {**config, "seed": seed}
+    stem = Path(folder) / "model"
+    if not _trained(stem):
+        train(cfg, data_dir, stem, resume=True, log=lambda m: log(f"  {m}"), train_samples=train_s, val_samples=held)
+    model = _load_trained(stem)
+    _calibrate_kept(model, cfg, train_s, stem, log)
+    return model
+
+
+def _ensemble_scores(members: Sequence[dict], train_s, held, band_sets, seed: int, data_dir, log,
+                     keep: Path | None = None) -> tuple[dict, float]:
+    from ..models import CloudEnsemble
+
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) if keep is None else keep
+        models, kept_seconds = [], 0.0
+        for i, member in enumerate(members):
+            log(f"  member {i}: {member.get('system', '')}")
+            config = {key: v for key, v in member.items() if key not in _SYSTEM_KEYS}
+            kept = _trained(folder / f"member{i}" / "model")
+            models.append(_fold_model(config, train_s, held, seed, data_dir, log, folder / f"member{i}"))
+            if kept:  # a run's seconds include its members' training, wherever it ran
+                kept_seconds += float((models[-1].card.get("training") or {}).get("seconds") or 0.0)
+        ensemble = CloudEnsemble(models).eval()
+        scores = {}
+        for name in list(band_sets) + [b for b in ensemble.bn_calibration_names if b not in band_sets]:
+            scores[name] = score_model(ensemble, held, name)
+            log(f"  {name}: OA {pooled_confusion(scores[name]).metrics()['overall_accuracy']:.4f}")
+    return scores, time.time() - t0 + kept_seconds
 
 
 def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, data_dir,
@@ -105,11 +173,7 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
                 model_scores[name] = score_model(model, ho, None)
                 log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
         else:
-            if not _trained(Path(tmp) / "model"):
-                train(cfg, data_dir, Path(tmp) / "model", resume=True, log=lambda m: log(f"  {m}"),
-                      train_samples=train_s, val_samples=held)
-            model = _load_trained(Path(tmp) / "model")
-            _calibrate_kept(model, cfg, train_s, Path(tmp) / "model", log)
+            model = _fold_model(config, train_s, held, seed, data_dir, log, tmp)
             # Every calibrated band set is scored, not only the table's.
             extra = [b for b in cfg.get("bn_calibration_sets", []) if b not in band_sets]
             for name in list(band_sets) + extra:
@@ -238,11 +302,18 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
                 scores, seconds = _gbm_scores(system.get("gbm", {}), fixed, train_s, held, seed, log)
             elif kind == "peer":
                 scores, seconds = _peer_scores(system.get("peers") or {}, held, log)
-            elif kind == "network":
+            elif kind in ("network", "ensemble"):
                 keep = Path(models_dir) / f"fold{fold}_seed{seed}" if models_dir is not None else None
-                scores, seconds = _network_scores(config, fixed, train_s, held, band_sets, seed, data_dir, log, keep)
+                if kind == "network":
+                    scores, seconds = _network_scores(config, fixed, train_s, held, band_sets, seed, data_dir,
+                                                      log, keep)
+                else:
+                    if not system.get("member_systems"):
+                        raise ValueError("an ensemble system needs member_systems: read it with read_system()")
+                    scores, seconds = _ensemble_scores(system["member_systems"], train_s, held, band_sets, seed,
+                                                       data_dir, log, keep)
             else:
-                raise ValueError(f"system kind must be 'network', 'pixel_gbm' or 'peer', not {kind!r}")
+                raise ValueError(f"system kind must be 'network', 'ensemble', 'pixel_gbm' or 'peer', not {kind!r}")
             runs.append({"fold": fold, "seed": seed, "seconds": seconds,
                          "band_sets": {name: [{"name": s.name, "tags": dict(s.tags), **s.confusion.as_dict()}
                                               for s in sc] for name, sc in scores.items()}})
@@ -331,8 +402,6 @@ def _write_json(path: Path, obj) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: cross-validate one system config on the Biome patches."""
-    from .train import read_config, DEFAULT_CONFIG
-
     p = argparse.ArgumentParser(prog="python -m sensei_xr.training.crossval", description=__doc__.splitlines()[0])
     p.add_argument("config", help="system config (TOML or JSON)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
@@ -350,8 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    system = read_config(args.config, set(DEFAULT_CONFIG) | _SYSTEM_KEYS | {"name", "init_encoder", "init_model"},
-                         "system")
+    system = read_system(args.config)
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     if args.merge:

@@ -103,11 +103,11 @@ def load_config(path: str | PathLike) -> dict:
 
     Unknown keys are an error (a typo would otherwise silently train with a default). A
     network system of ``configs/systems/`` is a training config too (its ``system`` is a
-    label); one with ``kind`` or ``fixed_bands`` is for the cross-validation only.
+    label); one with ``kind``, ``fixed_bands`` or ``members`` is for the cross-validation only.
     """
     config = read_config(path, set(DEFAULT_CONFIG) | {"name", "init_encoder", "init_model", "system", "kind",
-                                                      "fixed_bands", "gbm", "peers"})
-    extra = sorted(k for k in ("fixed_bands", "gbm", "peers") if k in config)
+                                                      "fixed_bands", "gbm", "peers", "members"})
+    extra = sorted(k for k in ("fixed_bands", "gbm", "peers", "members") if k in config)
     if extra or config.get("kind", "network") != "network":
         raise ValueError(f"{path} is a cross-validation system ({', '.join(extra) or config['kind']}), not a "
                          "training config: run it with python -m sensei_xr.training.crossval, or train one "
