@@ -24,7 +24,7 @@ from sensei_xr.datasets import load_dataset
 from sensei_xr.models import CloudEnsemble, load_model, save_model
 from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
 from sensei_xr.sample_data import data_dir
-from sensei_xr.training.crossval import _SYSTEM_KEYS, read_system, select_bands
+from sensei_xr.training.crossval import _SYSTEM_KEYS, member_seeds, read_system, select_bands
 from sensei_xr.training.train import train
 
 from .scene_report import BAND_SETS as BAND_SETS_CHECKED
@@ -44,11 +44,11 @@ def train_release(config_path: Path, work: Path, seed: int, log=print) -> tuple[
     if system.get("kind") == "ensemble":
         # Each member is its own recipe's release run (in work/member<i>); the ensemble is their mean.
         members, seconds, recipes = [], 0.0, []
-        for i, member in enumerate(system["members"]):
-            model, sec = train_release(config_path.parent / member, work / f"member{i}", seed, log=log)
+        for i, (member, member_seed) in enumerate(zip(system["members"], member_seeds(system["members"], seed))):
+            model, sec = train_release(config_path.parent / member, work / f"member{i}", member_seed, log=log)
             members.append(model)
             seconds += sec
-            recipes.append({"config": str(config_path.parent / member), "seconds": sec,
+            recipes.append({"config": str(config_path.parent / member), "seed": member_seed, "seconds": sec,
                             **{k: model.card["training"].get(k) for k in
                                ("recipe", "steps_done", "augmentation", "encoder_initialisation", "device")}})
         ensemble = CloudEnsemble(members).eval()
@@ -138,7 +138,8 @@ def card_markdown(card: dict, results: Path) -> str:
                    + f"; {card['num_parameters']:,} parameters in all), classes {', '.join(card['classes'])}; any "
                    "band set described by wavelengths; every member runs at inference")
         recipe = (f"- **Recipe**: `{training['config']}`, its members "
-                  + "; ".join(f"`{m['config']}` ({m['steps_done']} steps, {m['device']}, {m['seconds'] / 60:.0f} min)"
+                  + "; ".join(f"`{m['config']}` (seed {m['seed']}, {m['steps_done']} steps, {m['device']}, "
+                              f"{m['seconds'] / 60:.0f} min)"
                               for m in training["members"])
                   + f"; augmentation: {training['members'][0]['augmentation']}")
     else:

@@ -253,3 +253,10 @@ def test_ensemble_system_scores_the_mean_of_its_members_fold_models(biome, tmp_p
     (tmp_path / "bad.toml").write_text('system = "e"\nkind = "ensemble"\nmembers = ["m.toml", "fixed.toml"]\n')
     with pytest.raises(ValueError, match="not a SEnSeI network"):
         read_system(tmp_path / "bad.toml")
+
+
+def test_a_recipe_named_twice_in_an_ensemble_trains_with_the_next_seed():
+    from sensei_xr.training.crossval import member_seeds
+
+    assert member_seeds(["a.toml", "b.toml"], 0) == [0, 0]  # two recipes: the run's seed each
+    assert member_seeds(["a.toml", "a.toml", "b.toml", "a.toml"], 5) == [5, 6, 5, 7]

@@ -21,8 +21,11 @@ A *system* is a training config (see :data:`~sensei_xr.training.train.DEFAULT_CO
   ensemble's config) of SEnSeI networks whose mean probability is scored: each member's
   fold model is trained (or kept, in ``<models_dir>/fold<k>_seed<s>/member<i>/``) exactly
   as for the member's own cross-validation, and the
-  :class:`~sensei_xr.models.CloudEnsemble` of them is scored. Read ensembles with
-  :func:`read_system`, which adds the members' configs as ``member_systems``.
+  :class:`~sensei_xr.models.CloudEnsemble` of them is scored. A run with seed ``s`` trains
+  each member with seed ``s``, and a config named again with ``s + 1``, ``s + 2``, ... (so
+  ``members = ["a.toml", "a.toml"]`` is an ensemble of two seeds of one recipe, whose
+  fold models are those of that recipe's own runs with seeds ``s`` and ``s + 1``). Read
+  ensembles with :func:`read_system`, which adds the members' configs as ``member_systems``.
 
 Every score is predicted through the inference engine behind ``da.sensei.*``.
 """
@@ -54,7 +57,7 @@ from ..evaluation import (
 from ..evaluation.folds import split_folds, stratified_scene_folds
 from ..datasets import LabelledSample, load_dataset
 
-__all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "read_system", "cross_validate", "summarise_cv",
+__all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "read_system", "member_seeds", "cross_validate", "summarise_cv",
            "cv_table_markdown", "main"]
 
 #: The band sets a cross-validation reports by default: Table III's ALL, RGB+NIR, RGB and
@@ -122,19 +125,30 @@ def _fold_model(config: dict, train_s, held, seed: int, data_dir, log, folder: s
     return model
 
 
-def _ensemble_scores(members: Sequence[dict], train_s, held, band_sets, seed: int, data_dir, log,
+def member_seeds(members: Sequence[str], seed: int) -> list[int]:
+    """Each ensemble member's training seed in a run with ``seed``: the run's seed, plus
+    one for every earlier member with the same config (two seeds of one recipe differ)."""
+    return [seed + list(members[:i]).count(m) for i, m in enumerate(members)]
+
+
+def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir, log,
                      keep: Path | None = None) -> tuple[dict, float]:
     from ..models import CloudEnsemble
+
+    members = system.get("member_systems")
+    if not members:
+        raise ValueError("an ensemble system needs member_systems: read it with read_system()")
+    seeds = member_seeds(system["members"], seed)
 
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) if keep is None else keep
         models, kept_seconds = [], 0.0
         for i, member in enumerate(members):
-            log(f"  member {i}: {member.get('system', '')}")
+            log(f"  member {i}: {member.get('system', '')}, seed {seeds[i]}")
             config = {key: v for key, v in member.items() if key not in _SYSTEM_KEYS}
             kept = _trained(folder / f"member{i}" / "model")
-            models.append(_fold_model(config, train_s, held, seed, data_dir, log, folder / f"member{i}"))
+            models.append(_fold_model(config, train_s, held, seeds[i], data_dir, log, folder / f"member{i}"))
             if kept:  # a run's seconds include its members' training, wherever it ran
                 kept_seconds += float((models[-1].card.get("training") or {}).get("seconds") or 0.0)
         ensemble = CloudEnsemble(models).eval()
@@ -308,10 +322,7 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
                     scores, seconds = _network_scores(config, fixed, train_s, held, band_sets, seed, data_dir,
                                                       log, keep)
                 else:
-                    if not system.get("member_systems"):
-                        raise ValueError("an ensemble system needs member_systems: read it with read_system()")
-                    scores, seconds = _ensemble_scores(system["member_systems"], train_s, held, band_sets, seed,
-                                                       data_dir, log, keep)
+                    scores, seconds = _ensemble_scores(system, train_s, held, band_sets, seed, data_dir, log, keep)
             else:
                 raise ValueError(f"system kind must be 'network', 'ensemble', 'pixel_gbm' or 'peer', not {kind!r}")
             runs.append({"fold": fold, "seed": seed, "seconds": seconds,
