@@ -129,3 +129,31 @@ def test_bad_ensembles_are_named():
     fixed = build_model({"encoder": None, "head": "pixelnet", "in_bands": 4, "classes": ["clear", "cloud"]})
     with pytest.raises(ValueError, match="no SEnSeI encoder"):
         CloudEnsemble([a, fixed])
+
+
+def test_a_shipped_ensemble_is_listed_loaded_and_described(members, monkeypatch, tmp_path):
+    """In the registry an ensemble is listed with its members' heads, loads by name, and its
+    page (generated from the card, as for any shipped model) names each member's recipe."""
+    from benchmarks.release_model import card_markdown
+    from sensei_xr.models import list_models
+    from sensei_xr.models import weights as W
+
+    training = {"data": "toy", "config": "configs/systems/pair.toml", "seconds": 60.0,
+                "members": [{"config": f"configs/systems/m{i}.toml", "seed": i, "seconds": 30.0, "steps_done": 7 + i,
+                             "device": "cpu", "augmentation": "flips"} for i in range(2)]}
+    cv_summary = {"ALL": {"cv_mean_oa": 0.9, "fold_oa": [0.9, 0.9, 0.9], "pooled": {"f1": 0.8}}}
+    card = {"name": "toy-pair", "summary": "a toy pair", "training": training, "selected_on": "nothing",
+            "cross_validation": {"source": "x.json", "seeds": [0], "folds": [], "summary": cv_summary,
+                                 "per_image_oa": {"ALL": {"a.tif": 0.9}}},
+            "real_scenes": {}, "limitations": []}
+    registry = tmp_path / "registry"
+    save_model(CloudEnsemble(members), registry / "toy-pair", card=card)
+    monkeypatch.setattr(W, "REGISTRY_DIR", registry)
+    listed = list_models()["toy-pair"]
+    assert "mean of 2: sensei + deeplabv3plus, sensei + deeplabv3plus_pixel" in listed
+    loaded = load_model("toy-pair")
+    assert isinstance(loaded, CloudEnsemble) and loaded.source == "toy-pair"
+    page = card_markdown(loaded.card, tmp_path)
+    assert "mean class probability of 2 SEnSeI networks (deeplabv3plus, deeplabv3plus_pixel" in page
+    assert "`configs/systems/m0.toml` (seed 0, 7 steps" in page and "`configs/systems/m1.toml` (seed 1, 8 steps" in page
+    assert "batch-norm statistics measured for RGBNIR" in page
