@@ -202,3 +202,31 @@ def test_tiny_scenes_are_padded_not_refused(base_scene, small_model):
         p = _scene(base_scene, ny, nx).sensei.cloud_probability(model=small_model, patch_size=PATCH,
                                                                  overlap=OVERLAP, device="cpu")
         assert p.shape == (ny, nx) and np.isfinite(p.values).all()
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_halo_blocks_equal_dask_overlap_with_reflected_edges(data):
+    """The engine's own halo layer (strips copied out of their chunks, so a chunk is freed
+    once its block is built) gives exactly the blocks of dask's overlap with a mirrored
+    border, for any chunking whose chunks hold the halo, zero halos included."""
+    import dask.array as dsa
+
+    from sensei_xr.inference.blocks import halo_graph
+
+    hy, hx = data.draw(st.integers(0, 6), label="hy"), data.draw(st.integers(0, 6), label="hx")
+
+    def chunking(halo):
+        sizes = data.draw(st.lists(st.integers(max(halo, 1), 13), min_size=1, max_size=4))
+        return tuple(sizes)
+
+    rows, cols = chunking(hy), chunking(hx)
+    times = data.draw(st.integers(1, 2), label="times")
+    x = np.random.default_rng(len(rows) * 31 + len(cols)).random((times, 2, sum(rows), sum(cols))).astype(np.float32)
+    arr = dsa.from_array(x, chunks=(1, 2, rows, cols))
+    ours = halo_graph(arr, hy, hx)
+    theirs = dsa.overlap.overlap(arr, depth={0: 0, 1: 0, 2: hy, 3: hx}, boundary="reflect")
+    assert ours.chunks == theirs.chunks
+    np.testing.assert_array_equal(ours.compute(scheduler="sync"), theirs.compute(scheduler="sync"))
+    with pytest.raises(ValueError, match="at least the halo"):
+        halo_graph(dsa.from_array(x, chunks=(1, 2, 1, cols)), 2, hx)

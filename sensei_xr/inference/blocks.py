@@ -1,7 +1,7 @@
-"""The per-block work of the engine's graph (:mod:`sensei_xr.inference.engine`): run a
-block's patches (or pixels), then blend each block with what its neighbours' patches
-reached into it. NumPy and torch per block; the only Dask here is the second step's
-graph layer.
+"""The per-block work of the engine's graph (:mod:`sensei_xr.inference.engine`): give each
+block its halo, run its patches (or pixels), then blend each block with what its
+neighbours' patches reached into it. NumPy and torch per block; the Dask here is the
+graph layers of the first and last steps.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..errors import InferenceError
 from .runtime import get_runner, resolve_device, torch_threads
 from .tiling import blend_sums, fill_nodata, patch_origins, predict_patches, predict_pixels
 
-__all__ = ["BlockPredictor", "blend_graph", "NO_DATA_SUM"]
+__all__ = ["BlockPredictor", "halo_graph", "blend_graph", "NO_DATA_SUM"]
 
 #: Window sum given to no-data pixels: negative whatever the at most 4 patches of the
 #: neighbouring blocks add (each under 2^56, :data:`~sensei_xr.inference.tiling.FIXED_POINT`).
@@ -143,6 +143,99 @@ class BlockPredictor:
                 (r0, r0 + shape[1], c0, c0 + shape[2]), self.n_classes, device,
                 valid=~invalid, far=far,
             )
+
+
+def halo_graph(data, hy: int, hx: int):
+    """The blocks of a (time, band, y, x) Dask array, each with ``hy`` rows and ``hx``
+    columns of its neighbours around it, mirrored at the scene's edges.
+
+    The same blocks as ``dask.array.overlap.overlap(data, depth, boundary="reflect")``
+    (numpy's ``"symmetric"`` padding of the whole scene), but what a block gives its
+    neighbours is cut out and copied in small tasks of its own: a view would keep the
+    whole chunk alive until the next row of blocks is built, so the scene's input would
+    be held a row of chunks at a time; with copies a chunk is freed once its own block
+    and its strips are made, and memory grows with the chunk size, not the scene's width.
+
+    Parameters
+    ----------
+    data : dask.array.Array
+        (T, B, Y, X) with one chunk along B and every spatial chunk at least the halo.
+    hy, hx : int
+        Halo rows and columns (>= 0).
+
+    Returns
+    -------
+    dask.array.Array
+        Chunks ``(T chunks, B, rows + 2 hy, cols + 2 hx)``.
+    """
+    import dask.array as dsa
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    rows, cols = data.chunks[2], data.chunks[3]
+    if len(data.chunks[1]) != 1 or min(rows) < hy or min(cols) < hx:
+        raise ValueError(f"halo_graph needs one band chunk and spatial chunks of at least the halo ({hy}, {hx}); "
+                         f"got chunks {data.chunks[1:]}")
+    token = tokenize(data, hy, hx)
+    cut, name = "sensei-halo-cut-" + token, "sensei-halo-" + token
+    near = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0) and (hy or not a) and (hx or not b)]
+    dsk = {}
+    for t in range(len(data.chunks[0])):
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                src = (data.name, t, 0, i, j)
+                for a, b in near:  # the strip the neighbour at (a, b) takes from this chunk
+                    if 0 <= i + a < len(rows) and 0 <= j + b < len(cols):
+                        dsk[(cut, t, i, j, a, b)] = (_cut_strip, src, a, b, hy, hx)
+                pieces = {(a, b): (cut, t, i + a, j + b, -a, -b) for a, b in near
+                          if 0 <= i + a < len(rows) and 0 <= j + b < len(cols)}
+                dsk[(name, t, 0, i, j)] = (_with_halo, src, list(pieces), list(pieces.values()), hy, hx)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    chunks = (data.chunks[0], data.chunks[1], tuple(r + 2 * hy for r in rows), tuple(c + 2 * hx for c in cols))
+    return dsa.Array(graph, name, chunks=chunks, meta=data._meta)
+
+
+def _cut_strip(chunk: np.ndarray, a: int, b: int, hy: int, hx: int) -> np.ndarray:
+    """What the neighbour at offset (a, b) takes from a chunk: its last (a = 1), first
+    (a = -1) or all (a = 0) rows, and the same for columns; a copy."""
+    h, w = chunk.shape[-2:]
+    rs = slice(h - hy, h) if a == 1 else slice(0, hy) if a == -1 else slice(0, h)
+    cs = slice(w - hx, w) if b == 1 else slice(0, hx) if b == -1 else slice(0, w)
+    return chunk[..., rs, cs].copy()
+
+
+def _band(n: int, halo: int, offset: int, side: int) -> np.ndarray:
+    """Indices into the source of one band of a block with halo (side -1: before the
+    block, 0: the block, 1: after it). A neighbour's strip is read in order; with no
+    neighbour (offset 0) the block's own edge is mirrored (numpy's "symmetric")."""
+    if side == 0:
+        return np.arange(n)
+    if offset:
+        return np.arange(halo)
+    return np.arange(halo)[::-1] if side == -1 else np.arange(n - halo, n)[::-1]
+
+
+def _with_halo(own: np.ndarray, offsets, pieces, hy: int, hx: int) -> np.ndarray:
+    got = dict(zip(map(tuple, offsets), pieces))
+    h, w = own.shape[-2:]
+    out = np.empty(own.shape[:-2] + (h + 2 * hy, w + 2 * hx), own.dtype)
+    dst = {-1: (0, hy), 0: (hy, hy + h), 1: (hy + h, h + 2 * hy)}
+    dst_c = {-1: (0, hx), 0: (hx, hx + w), 1: (hx + w, w + 2 * hx)}
+    for sr in (-1, 0, 1):
+        if sr and not hy:
+            continue
+        for sc in (-1, 0, 1):
+            if sc and not hx:
+                continue
+            # The chunk the band comes from: the neighbour on that side, or the block itself.
+            a = sr if (sr, 0) in got or (sr and (sr, sc) in got) else 0
+            b = sc if (0, sc) in got or (sc and (sr, sc) in got) else 0
+            source = own if (a, b) == (0, 0) else got[(a, b)]
+            r = _band(h, hy, a, sr)
+            c = _band(w, hx, b, sc)
+            (r0, r1), (c0, c1) = dst[sr], dst_c[sc]
+            out[..., r0:r1, c0:c1] = source[..., r[:, None], c[None, :]]
+    return out
 
 
 def blend_graph(sums, chunks, n_classes: int):

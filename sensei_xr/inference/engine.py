@@ -1,8 +1,9 @@
 """Lazy, chunked, seam-free inference on DataArrays with Dask.
 
-The graph has two steps over the underlying Dask array ``(time, band, y, x)``. A
-``map_overlap`` gives each block a halo of ``patch - 1`` pixels plus the no-data fill's reach
-(reflected at the scene's edges) and runs the patches of the scene's patch grid whose
+The graph has two steps over the underlying Dask array ``(time, band, y, x)``. First each
+block gets a halo of ``patch - 1`` pixels plus the no-data fill's reach
+(:func:`~sensei_xr.inference.blocks.halo_graph`: strips copied from its neighbours,
+mirrored at the scene's edges) and runs the patches of the scene's patch grid whose
 origin lies in the block, in forward passes of a fixed batch size: each patch once per
 scene, whatever the chunking. A light second step adds to each block the parts of its
 neighbours' patches that reach into it and blends them with a smooth window
@@ -30,7 +31,7 @@ import numpy as np
 
 from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
-from .blocks import BlockPredictor, blend_graph
+from .blocks import BlockPredictor, blend_graph, halo_graph
 from .runtime import ModelRef, check_backend, check_device
 from .tiling import FILL_REACH, TilingPlan, halo_for
 from ..errors import InferenceError
@@ -402,9 +403,8 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
         out_chunks = (data.chunks[0], (n_classes,), data.chunks[2], data.chunks[3])
         probs = data.map_blocks(fn, chunks=out_chunks, dtype=np.float32, meta=meta)
     else:
-        sums = dsa.map_overlap(
-            fn, data, depth={0: 0, 1: 0, 2: halo[0], 3: halo[1]}, boundary="reflect", trim=False,
-            chunks=(data.chunks[0], (n_classes + 1,), fn.extent_rows, fn.extent_cols),
+        sums = halo_graph(data, halo[0], halo[1]).map_blocks(
+            fn, chunks=(data.chunks[0], (n_classes + 1,), fn.extent_rows, fn.extent_cols),
             dtype=np.int64, meta=np.array((), np.int64),
         )
         probs = blend_graph(sums, data.chunks, n_classes)
