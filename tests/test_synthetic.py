@@ -46,6 +46,34 @@ def test_ice_cloud_darker_than_water_cloud_in_swir():
     assert np.isnan(cloud_reflectance(desc, np.random.default_rng(0), False, 0.7)[_index(desc, "B10")])
 
 
+def test_deep_convective_ice_cloud_is_dark_in_swir_only():
+    desc = _descriptors("landsat8_oli_tirs")
+    vis, nir, b6, b7, b9 = (_index(desc, b) for b in ("B3", "B5", "B6", "B7", "B9"))
+    for seed in range(10):
+        plain = cloud_reflectance(desc, np.random.default_rng(seed), True, 0.9)
+        deep = cloud_reflectance(desc, np.random.default_rng(seed), True, 0.9, swir_scale=0.4)
+        # Visible, NIR and the 1.38 um vapour band are untouched; 1.6 and 2.2 um scale.
+        assert np.allclose(deep[[vis, nir, b9]], plain[[vis, nir, b9]])
+        assert np.allclose(deep[[b6, b7]], 0.4 * plain[[b6, b7]])
+        # As the ice-topped deck of Urban_01_0609 reads: 1.6 um at 0.15-0.18 of the visible.
+        assert 0.1 < deep[b6] / deep[vis] < 0.22
+
+
+def test_ice_swir_range_reaches_composites(clear_patch):
+    s = clear_patch
+    b3, b6 = _index(s.descriptors, "B3"), _index(s.descriptors, "B6")
+    ratios = {}
+    for scale in ((1.0, 1.0), (0.35, 0.35)):
+        synth = SyntheticClouds(probability=1.0, coverage=(1.0, 1.0), thin_probability=0.0,
+                                high_probability=1.0, ice_swir=scale)
+        image, labels = synth(s.image, s.labels, s.descriptors, np.random.default_rng(5))
+        core = labels == 1
+        ratios[scale] = np.median(image[b6][core] / image[b3][core])
+    assert ratios[(0.35, 0.35)] < 0.6 * ratios[(1.0, 1.0)]
+    with pytest.raises(ValueError, match="ice_swir"):
+        SyntheticClouds(ice_swir=(0.0, 1.0))
+
+
 def test_opacity_field_coverage_and_structure():
     rng = np.random.default_rng(0)
     for coverage in (0.1, 0.5, 0.8):

@@ -466,7 +466,7 @@ def _synthetic_clouds(options: dict, classes: tuple[str, ...]):
     if "cloud" not in classes and "cloud_class" not in options:
         raise ValueError(f"synthetic_clouds needs a 'cloud' class or an explicit cloud_class; classes are {classes}")
     return SyntheticClouds(**{"cloud_class": classes.index("cloud") if "cloud" in classes else None,
-                              **options})
+                              **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}})
 
 
 def _encoder_state(source: str, data_dir: Path) -> dict:
