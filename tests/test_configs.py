@@ -80,6 +80,10 @@ def test_system_config_is_valid(path):
         assert set(system["peers"].values()) <= set(list_peers())
     if kind == "network":
         assert system["model"]["head"] in ("deeplabv3plus", "deeplabv3plus_wide", "deeplabv3plus_pixel", "pixelnet")
+        if system.get("synthetic_clouds") is not None:  # its options build the generator (a typo fails here)
+            from sensei_xr.training.train import _synthetic_clouds
+
+            _synthetic_clouds(system["synthetic_clouds"], tuple(system["model"]["classes"]))
     # `sensei-xr train --config` takes a network system with no fixed band sets as it is.
     if kind == "network" and "fixed_bands" not in system:
         config = load_config(path)
