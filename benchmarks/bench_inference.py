@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_inference --size 1024 --repeats 3
     python -m benchmarks.bench_inference --large 10980 --chunk 1024   # peak memory
+    python -m benchmarks.bench_inference --large 6144 --held           # and what Dask holds
 
 Prints, for a real 13-band Sentinel-2 scene (the eo-learn reference scene tiled up to
 ``--size`` pixels), the median ms per megapixel of ``cloud_probability().compute()`` and of
@@ -18,6 +19,7 @@ The scene builders (:func:`s2_scene`, :func:`lazy_s2_scene`) and the raw-model t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import resource
@@ -208,6 +210,48 @@ def accessor_grid_seconds(run, x, patch: int, stride: int, batch_size: int = 1) 
     return time.perf_counter() - t
 
 
+class HeldBytes:
+    """A Dask local-scheduler callback: the most bytes of task results held at once, by kind.
+
+    After each task it sums ``nbytes`` of the arrays in the scheduler's cache, grouped by
+    the task name without its token (``"sensei-halo-cut"``, ``"getitem"``, ...); ``peak`` is
+    the largest total and ``at_peak`` its parts. A view counts its base's bytes, so a
+    slice and its base both count. What the process holds besides (the model, the
+    runtime's arenas, each task's temporaries, memory the allocator keeps) is RSS minus this.
+    """
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self.at_peak: dict[str, int] = {}
+
+    @staticmethod
+    def _kind(key) -> str:
+        name = key[0] if isinstance(key, tuple) else str(key)
+        return name.rsplit("-", 1)[0] if "-" in name else name
+
+    @staticmethod
+    def _nbytes(value) -> int:
+        if isinstance(value, np.ndarray):
+            return value.nbytes
+        if isinstance(value, (list, tuple)):
+            return sum(HeldBytes._nbytes(v) for v in value)
+        return 0
+
+    def callback(self):
+        from dask.callbacks import Callback
+
+        def posttask(key, result, dsk, state, worker_id):
+            held: dict[str, int] = {}
+            for k, v in list(state["cache"].items()):
+                kind = self._kind(k)
+                held[kind] = held.get(kind, 0) + self._nbytes(v)
+            total = sum(held.values())
+            if total > self.peak:
+                self.peak, self.at_peak = total, held
+
+        return Callback(posttask=posttask)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="default")
@@ -217,6 +261,8 @@ def main(argv=None) -> int:
     p.add_argument("--overlap", type=int, default=64)
     p.add_argument("--chunk", type=int, default=1024)
     p.add_argument("--large", type=int, default=0, help="also mask a lazy N x N x 13 scene into Zarr")
+    p.add_argument("--held", action="store_true",
+                   help="with --large: also the most bytes of task results Dask holds at once, by kind")
     p.add_argument("--json", help="write results here")
     args = p.parse_args(argv)
     from sensei_xr.models import load_model
@@ -251,8 +297,10 @@ def main(argv=None) -> int:
             # Lazy: each block is cut from the real scene where it is computed, so the
             # peak memory is the engine's, not the scene's.
             mask = lazy_s2_scene(n, args.chunk).sensei.cloudmask(**kw)
+            held = HeldBytes()
             t = time.perf_counter()
-            mask.to_dataset(name="mask").to_zarr(Path(tmp) / "mask.zarr")
+            with held.callback() if args.held else contextlib.nullcontext():
+                mask.to_dataset(name="mask").to_zarr(Path(tmp) / "mask.zarr")
             secs = time.perf_counter() - t
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result.update({"large_scene": f"{n}x{n}x13 float32 ({13 * n * n * 4 / 2**30:.1f} GiB), lazy",
@@ -261,6 +309,11 @@ def main(argv=None) -> int:
         print(f"large lazy scene {result['large_scene']}, chunks {args.chunk}: {secs:.0f} s "
               f"({result['large_ms_per_mp']:.0f} ms/MP), peak RSS {peak_mb:.0f} MiB "
               f"(one chunk: {result['chunk_mib']:.0f} MiB)")
+        if args.held:
+            result["held_peak_mib"] = held.peak / 2**20
+            result["held_at_peak_mib"] = {k: v / 2**20 for k, v in sorted(held.at_peak.items(), key=lambda kv: -kv[1])}
+            print(f"task results held at once, at most: {result['held_peak_mib']:.0f} MiB ("
+                  + ", ".join(f"{k} {v:.0f}" for k, v in result["held_at_peak_mib"].items() if v >= 1) + ")")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

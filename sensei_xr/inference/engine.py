@@ -405,7 +405,7 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
     else:
         sums = halo_graph(data, halo[0], halo[1]).map_blocks(
             fn, chunks=(data.chunks[0], (n_classes + 1,), fn.extent_rows, fn.extent_cols),
-            dtype=np.int64, meta=np.array((), np.int64),
+            dtype=np.int64, meta=np.array((), np.int64), token="sensei-predict",
         )
         probs = blend_graph(sums, data.chunks, n_classes)
     return probs[..., :ny, :nx]
