@@ -65,3 +65,27 @@ def test_bench_scale_quick(tmp_path, shared_data):
     assert _positive(res["peak_rss_mib_per_worker"].values())
     assert [len(m["peak_rss_mib"]) for m in (res["clusters"]["1"][0], res["clusters"]["2"][0])] == [1, 2]
     assert 0 <= res["cloud_fraction"] <= 1
+
+
+def test_held_bytes_follow_the_scheduler_cache(shared_data, monkeypatch):
+    """bench_inference --held: the callback's peak is what the scheduler's cache held at
+    once (its parts add up to it), and it sees the engine's layers."""
+    import dask
+    import numpy as np
+
+    monkeypatch.setenv("SENSEI_XR_DATA", str(shared_data))
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.bench_inference import HeldBytes, lazy_s2_scene
+
+    held = HeldBytes()
+    mask = lazy_s2_scene(384, 128).sensei.cloudmask(patch_size=64, overlap=16)
+    with held.callback(), dask.config.set(scheduler="threads"):
+        out = mask.compute()
+    assert out.shape == (384, 384)
+    assert held.peak == sum(held.at_peak.values())
+    # At least one 13-band source chunk (13 x 128 x 128 float32) was held at some point,
+    # and never more than every array of the computation at once.
+    assert held.peak >= 13 * 128 * 128 * 4
+    assert held.peak < 20 * 13 * 384 * 384 * 4
+    assert {"sensei-predict", "sensei-halo", "block"} & set(held.at_peak)
+    assert HeldBytes._nbytes((np.zeros(3), [np.zeros(2, np.int64)], "x")) == 40
