@@ -84,6 +84,12 @@ def test_system_config_is_valid(path):
             from sensei_xr.training.train import _synthetic_clouds
 
             _synthetic_clouds(system["synthetic_clouds"], tuple(system["model"]["classes"]))
+        if system.get("named_band_sets") is not None:  # known keys, known band set names
+            from sensei_xr.evaluation import BAND_SETS
+            from sensei_xr.training.train import _named_band_sets
+
+            named = _named_band_sets(system["named_band_sets"])
+            assert set(named["named_band_sets"]) <= set(BAND_SETS) and 0 < named["named_probability"] <= 1
     # `sensei-xr train --config` takes a network system with no fixed band sets as it is.
     if kind == "network" and "fixed_bands" not in system:
         config = load_config(path)

@@ -74,6 +74,39 @@ def test_band_subsets_at_least_three_up_to_all_and_varying(biome):
     assert all(full.describe(i).bands == names for i in range(5))
 
 
+def test_named_band_sets_take_their_share_resolved_per_source(biome):
+    """Named sets come up at the asked rate, as each source's own bands; off changes nothing."""
+    names = biome[0].descriptors.names
+    rgbn = _subset_sensor(biome, ["B2", "B3", "B4", "B5"])  # has RGBNIR and RGB, not the six reflective
+    sets = ["RGBNIRSWIR", "RGBNIR", "RGB"]
+    ds = RandomPatchBatches([biome, rgbn], 32, 1, 2000, min_bands=3, seed=5,
+                            named_band_sets=sets, named_probability=0.6)
+    assert ds.named_subsets == [[(0, 1, 2, 3, 4, 5), (0, 1, 2, 3), (0, 1, 2)], [(0, 1, 2, 3), (0, 1, 2)]]
+    plans = [ds.describe(i) for i in range(2000)]
+    l8 = [p.bands for p in plans if p.source == 0]
+    six, four, three = names[:6], names[:4], names[:3]
+    # Each named set: 0.6 / 3 of the batches plus what random subsets hit (1/6 * 1/C(8, n)).
+    for bands, n_random in ((six, 28), (four, 70), (three, 56)):
+        p = 0.6 / 3 + 0.4 / 6 / n_random
+        assert _binomial_ok(sum(b == bands for b in l8), len(l8), p), (bands, sum(b == bands for b in l8))
+    # The 4-band source gets its own two sets (all of its bands, or RGB) and random subsets of 3.
+    small = [p.bands for p in plans if p.source == 1]
+    assert _binomial_ok(sum(b == ("B2", "B3", "B4", "B5") for b in small), len(small), 0.6 / 2 + 0.4 / 2)
+    # Probability 0 (or no sets) draws the same batches as before the option existed.
+    plain = RandomPatchBatches(biome, 32, 2, 200, min_bands=3, seed=5)
+    off = RandomPatchBatches(biome, 32, 2, 200, min_bands=3, seed=5, named_band_sets=sets, named_probability=0.0)
+    assert [plain.describe(i) for i in range(200)] == [off.describe(i) for i in range(200)]
+    # The batch itself carries the named set's bands, in the source's order.
+    i = next(j for j, p in enumerate(plans) if p.source == 0 and p.bands == four)
+    assert ds[i]["band_names"] == list(four)
+    with pytest.raises(ValueError, match="unknown band set"):
+        RandomPatchBatches(biome, 32, named_band_sets=["RGBNR"], named_probability=0.5)
+    with pytest.raises(ValueError, match="needs named_band_sets"):
+        RandomPatchBatches(biome, 32, named_probability=0.5)
+    with pytest.raises(ValueError, match="0..1"):
+        RandomPatchBatches(biome, 32, named_band_sets=sets, named_probability=1.5)
+
+
 def test_patches_are_the_sample_pixels_at_their_windows(biome):
     ds = RandomPatchBatches(biome, patch_size=48, batch_size=3, batches=4, seed=2, augmentation=None)
     for i in range(4):

@@ -27,6 +27,8 @@ import numpy as np
 
 from ..bands import BandDescriptors, to_model_input
 from ..datasets import IGNORE_INDEX, LabelledSample
+from ..errors import MissingBandError
+from ..spectral.bandsets import resolve_bands
 
 __all__ = ["Augmentation", "BatchPlan", "RandomPatchBatches", "GridPatches", "grid_patches",
            "make_loader", "SyntheticFn", "VISIBLE_MAX_NM"]
@@ -236,6 +238,20 @@ def _as_sources(samples) -> list[list[LabelledSample]]:
     return [list(src) for src in samples]
 
 
+def _named_subsets(descriptors: BandDescriptors, names: Sequence[str]) -> list[tuple[int, ...]]:
+    """Index tuples (in the source's band order) of the named band sets ``descriptors`` has."""
+    subsets = []
+    for name in names:
+        try:
+            bands = resolve_bands(descriptors, name)
+        except MissingBandError:
+            continue
+        idx = tuple(sorted(descriptors.names.index(b) for b in bands))
+        if idx not in subsets:
+            subsets.append(idx)
+    return subsets
+
+
 class RandomPatchBatches:
     """Random patches from labelled samples, each batch with its own random band subset.
 
@@ -270,6 +286,15 @@ class RandomPatchBatches:
         :data:`SyntheticFn` (e.g. ``SyntheticClouds``): composites over each patch with all
         of its bands, before the band subset and the augmentation, so the added cloud has
         one spectrum across bands.
+    named_band_sets : sequence of str, optional
+        Band sets users have (names of :data:`sensei_xr.spectral.bandsets.BAND_SETS`, e.g.
+        ``"RGBNIR"``, resolved by wavelength in each source; a set a source lacks is skipped
+        there). With ``named_probability`` a batch takes one of them, uniformly, instead of
+        a random subset: a random subset of 8 bands is exactly RGB + NIR once in 420
+        batches, so without this the band sets users mask with are barely trained.
+    named_probability : float
+        The chance, in ``0..1``, that a batch takes a named band set (default 0: every batch
+        a random subset, the paper's recipe). Ignored when ``min_bands`` is None.
 
     Items
     -----
@@ -283,8 +308,13 @@ class RandomPatchBatches:
                  patch_size: int = 128, batch_size: int = 8, batches: int = 1000,
                  min_bands: int | None = 3, seed: int = 0,
                  augmentation: Augmentation | None = Augmentation(), *,
-                 weights: Sequence[float] | None = None, synthetic: SyntheticFn | None = None):
+                 weights: Sequence[float] | None = None, synthetic: SyntheticFn | None = None,
+                 named_band_sets: Sequence[str] = (), named_probability: float = 0.0):
         self.sources = _as_sources(samples)
+        if not 0.0 <= named_probability <= 1.0:
+            raise ValueError(f"named_probability must be in 0..1, got {named_probability}")
+        if named_probability > 0 and not named_band_sets:
+            raise ValueError("named_probability > 0 needs named_band_sets, e.g. ['RGBNIR', 'RGB']")
         if patch_size < 1 or batch_size < 1 or batches < 0:
             raise ValueError(f"patch_size and batch_size must be >= 1 and batches >= 0; got "
                              f"{patch_size}, {batch_size}, {batches}")
@@ -317,6 +347,12 @@ class RandomPatchBatches:
         self.seed = seed
         self.augmentation = augmentation
         self.synthetic = synthetic
+        self.named_probability = float(named_probability)
+        # Per source: the index tuples of the named band sets it has, in its band order.
+        self.named_subsets = [_named_subsets(src[0].descriptors, named_band_sets) for src in self.sources]
+        if named_band_sets and not any(self.named_subsets):
+            raise MissingBandError(f"none of the named band sets {list(named_band_sets)} can be formed from the "
+                                   f"sources' bands ({[list(src[0].descriptors.names) for src in self.sources]})")
         # Area-weighted within a source: bigger images give more patches.
         self.sample_weights = []
         for src in self.sources:
@@ -337,6 +373,9 @@ class RandomPatchBatches:
         n_all = len(names)
         if self.min_bands is None or n_all <= self.min_bands:
             subset = np.arange(n_all)
+        # Drawn only when asked for, so recipes without named sets keep their batches.
+        elif self.named_probability > 0 and self.named_subsets[k] and rng.random() < self.named_probability:
+            subset = np.asarray(self.named_subsets[k][int(rng.integers(len(self.named_subsets[k])))])
         else:
             n = int(rng.integers(self.min_bands, n_all + 1))
             subset = np.sort(rng.choice(n_all, size=n, replace=False))

@@ -61,6 +61,9 @@ DEFAULT_CONFIG = {
     "min_bands": 3,
     # False: every batch has all of its source's bands (the paper's fixed-band baseline).
     "band_subsets": True,
+    # Band sets users mask with, trained on purpose: {sets = ["RGBNIR", ...], probability = p}
+    # gives that share of the batches one of those sets instead of a random subset (None: off).
+    "named_band_sets": None,
     "seed": 0,
     "device": "auto",
     "num_workers": 0,
@@ -414,11 +417,22 @@ def _resume(ckpt_dir: Path, model, opt, resume: bool, log) -> tuple[int, list, d
                                              "bad_epochs": state.get("bad_epochs", 0)}
 
 
+def _named_band_sets(options: dict) -> dict:
+    """The sampler's keywords from the config's ``named_band_sets`` table."""
+    unknown = set(options) - {"sets", "probability"}
+    if unknown or "sets" not in options:
+        raise ValueError(f"named_band_sets takes sets (a list of band set names) and probability (0..1); "
+                         f"got keys {sorted(options)}")
+    return {"named_band_sets": tuple(options["sets"]), "named_probability": float(options.get("probability", 0.5))}
+
+
 def _batch_source(cfg: dict, sources, weights, classes: tuple[str, ...], start_step: int):
     """``step -> batch``: the sampler's batches, through DataLoader workers if asked."""
     extra = {}
     if cfg["synthetic_clouds"] is not None:
         extra["synthetic"] = _synthetic_clouds(cfg["synthetic_clouds"], classes)
+    if cfg["named_band_sets"] is not None:
+        extra.update(_named_band_sets(cfg["named_band_sets"]))
     batches = RandomPatchBatches(sources if len(sources) > 1 else sources[0], cfg["patch_size"], cfg["batch_size"],
                                  cfg["steps"], cfg["min_bands"] if cfg["band_subsets"] else None, cfg["seed"],
                                  _augmentation(cfg["augmentation"]), weights=weights if len(sources) > 1 else None,
@@ -545,11 +559,13 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
             "data": "; ".join(train_described),
             "validation_data": "; ".join(val_described) + " (held out: never trained on)",
             "recipe": {k: cfg[k] for k in ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum",
-                                            "weight_decay", "lr_min", "schedule", "min_bands", "band_subsets", "seed",
-                                            "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
+                                            "weight_decay", "lr_min", "schedule", "min_bands", "band_subsets", "named_band_sets",
+                                            "seed", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
                                             "synthetic_clouds", "augmentation")},
             "steps_done": steps_done,
             "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation; random band subsets (>= 3 bands) per batch"
+                            + (f"; {cfg['named_band_sets'].get('probability', 0.5):.0%} of the batches one of the band sets "
+                               f"{list(cfg['named_band_sets']['sets'])} instead" if cfg["named_band_sets"] is not None else "")
                             + ("; synthetic clouds composited over the training patches (sensei_xr.training.synthetic)"
                                if cfg["synthetic_clouds"] is not None else "")
                             + (f"; a random thermal shift of up to +-{cfg['augmentation']['thermal_shift']} K per patch"
