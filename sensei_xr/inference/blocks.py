@@ -204,15 +204,18 @@ def _cut_strip(chunk: np.ndarray, a: int, b: int, hy: int, hx: int) -> np.ndarra
     return chunk[..., rs, cs].copy()
 
 
-def _band(n: int, halo: int, offset: int, side: int) -> np.ndarray:
-    """Indices into the source of one band of a block with halo (side -1: before the
+def _band(n: int, halo: int, offset: int, side: int) -> slice:
+    """Where in the source one band of a block with halo comes from (side -1: before the
     block, 0: the block, 1: after it). A neighbour's strip is read in order; with no
-    neighbour (offset 0) the block's own edge is mirrored (numpy's "symmetric")."""
+    neighbour (offset 0) the block's own edge is mirrored (numpy's "symmetric"). Slices,
+    not index arrays: basic indexing copies a block about 20x faster than fancy indexing."""
     if side == 0:
-        return np.arange(n)
+        return slice(0, n)
     if offset:
-        return np.arange(halo)
-    return np.arange(halo)[::-1] if side == -1 else np.arange(n - halo, n)[::-1]
+        return slice(0, halo)
+    if side == -1:
+        return slice(halo - 1, None, -1)
+    return slice(n - 1, n - halo - 1 if n > halo else None, -1)
 
 
 def _with_halo(own: np.ndarray, offsets, pieces, hy: int, hx: int) -> np.ndarray:
@@ -234,7 +237,7 @@ def _with_halo(own: np.ndarray, offsets, pieces, hy: int, hx: int) -> np.ndarray
             r = _band(h, hy, a, sr)
             c = _band(w, hx, b, sc)
             (r0, r1), (c0, c1) = dst[sr], dst_c[sc]
-            out[..., r0:r1, c0:c1] = source[..., r[:, None], c[None, :]]
+            out[..., r0:r1, c0:c1] = source[..., r, c]
     return out
 
 
