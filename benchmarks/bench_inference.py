@@ -32,6 +32,7 @@ import numpy as np
 import xarray as xr
 
 import sensei_xr
+from sensei_xr.inference import compute_by_blocks
 from sensei_xr.sample_data import data_dir
 
 S2_NAMES = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
@@ -263,6 +264,9 @@ def main(argv=None) -> int:
     p.add_argument("--large", type=int, default=0, help="also mask a lazy N x N x 13 scene into Zarr")
     p.add_argument("--held", action="store_true",
                    help="with --large: also the most bytes of task results Dask holds at once, by kind")
+    p.add_argument("--by-blocks", action="store_true",
+                   help="with --large: compute the mask a few blocks at a time (as sensei-xr mask writes "
+                        "its COGs and Zarr stores; sensei_xr.inference.stepwise) before writing it")
     p.add_argument("--json", help="write results here")
     args = p.parse_args(argv)
     from sensei_xr.models import load_model
@@ -300,13 +304,17 @@ def main(argv=None) -> int:
             held = HeldBytes()
             t = time.perf_counter()
             with held.callback() if args.held else contextlib.nullcontext():
+                if args.by_blocks:
+                    mask = compute_by_blocks(mask)
                 mask.to_dataset(name="mask").to_zarr(Path(tmp) / "mask.zarr")
             secs = time.perf_counter() - t
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result.update({"large_scene": f"{n}x{n}x13 float32 ({13 * n * n * 4 / 2**30:.1f} GiB), lazy",
+                       "large_by_blocks": args.by_blocks,
                        "large_seconds": secs, "large_ms_per_mp": secs * 1e3 / (n * n / 1e6),
                        "peak_rss_mib": peak_mb, "chunk_mib": 13 * args.chunk ** 2 * 4 / 2**20})
-        print(f"large lazy scene {result['large_scene']}, chunks {args.chunk}: {secs:.0f} s "
+        print(f"large lazy scene {result['large_scene']}, chunks {args.chunk}"
+              f"{', by blocks' if args.by_blocks else ''}: {secs:.0f} s "
               f"({result['large_ms_per_mp']:.0f} ms/MP), peak RSS {peak_mb:.0f} MiB "
               f"(one chunk: {result['chunk_mib']:.0f} MiB)")
         if args.held:

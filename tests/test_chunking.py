@@ -230,3 +230,54 @@ def test_halo_blocks_equal_dask_overlap_with_reflected_edges(data):
     np.testing.assert_array_equal(ours.compute(scheduler="sync"), theirs.compute(scheduler="sync"))
     with pytest.raises(ValueError, match="at least the halo"):
         halo_graph(dsa.from_array(x, chunks=(1, 2, 1, cols)), 2, hx)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@example(case=(410, 565, ((100, 154, 156), (256, 256, 53)), "band_y_x", ()), blocks_per_step=1)
+@example(case=(300, 200, ((60, 60, 60, 60, 60), (100, 100)), "time_y_band_x",
+               (("nan", 0, 50, 0, 120, 200),)), blocks_per_step=2)
+@given(case=_case().filter(lambda c: c[0] <= 700 and c[1] <= 700), blocks_per_step=st.integers(1, 4))
+def test_computing_by_blocks_equals_computing_at_once_and_predicts_each_block_once(case, blocks_per_step, base_scene,
+                                                                                 small_model):
+    """A few blocks at a time, the mask is the same to the bit, and each block's patches run
+    once: the strips a block hands its neighbours are kept, not recomputed."""
+    from dask.callbacks import Callback
+
+    from sensei_xr.inference.stepwise import compute_by_blocks
+
+    ny, nx, chunks, order, holes = case
+    scene, _ = _with_holes(_scene(base_scene, ny, nx), holes)
+    kw = dict(model=small_model, patch_size=PATCH, overlap=OVERLAP, device="cpu")
+    predicted = []
+    with dask.config.set(scheduler="sync"):
+        lazy = _arrange(scene, chunks, order).sensei.cloudmask(**kw)
+        whole = lazy.values
+        with Callback(pretask=lambda key, dsk, state: predicted.append(key)):
+            got = compute_by_blocks(lazy, blocks_per_step)
+    assert not hasattr(got.data, "dask") and got.dims == lazy.dims and got.attrs == lazy.attrs
+    np.testing.assert_array_equal(got.values, whole)
+    runs = [k for k in predicted if isinstance(k, tuple) and str(k[0]).startswith("sensei-predict")]
+    assert runs and len(runs) == len(set(runs)), "a block's patches ran more than once"
+
+
+def test_computing_by_blocks_leaves_a_distributed_cluster_to_itself(base_scene, small_model, monkeypatch):
+    """Under a distributed client the steps would idle the cluster: one compute instead."""
+    from distributed import Client, LocalCluster
+
+    from sensei_xr.inference import stepwise
+
+    def no_steps(*args, **kwargs):
+        raise AssertionError("stepped on a distributed cluster")
+
+    lazy = _scene(base_scene, 300, 260).chunk({"y": 100, "x": 130}).sensei.cloudmask(
+        model=small_model, patch_size=PATCH, overlap=OVERLAP, device="cpu")
+    with dask.config.set(scheduler="sync"):
+        want = stepwise.compute_by_blocks(lazy, 2).values
+    monkeypatch.setattr(stepwise, "_compute_in_steps", no_steps)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster):
+        got = stepwise.compute_by_blocks(lazy)
+    np.testing.assert_array_equal(got.values, want)
+    with pytest.raises(ValueError, match="blocks_per_step must be >= 1"), dask.config.set(scheduler="sync"):
+        stepwise.compute_by_blocks(lazy, 0)

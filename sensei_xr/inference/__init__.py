@@ -8,6 +8,7 @@ from .engine import (
     cloud_probability,
     cloudmask,
 )
+from .stepwise import compute_by_blocks
 from .tiling import TilingPlan
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "classify",
     "cloud_probability",
     "cloudmask",
+    "compute_by_blocks",
 ]

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..outputs import cloud_fraction, output_path, write_mask_cog
 from .engine import class_probabilities, cloudmask
+from .stepwise import compute_by_blocks
 
 __all__ = ["mask_scenes_to_cogs", "plan_scenes", "finish_scene", "finish_scenes", "ScenePlan", "SceneResult",
            "mask_stack_to_zarr", "plan_stack", "finish_stack", "StackPlan", "zarr_store_state", "mask_job",
@@ -375,8 +376,9 @@ def finish_scene(plan: ScenePlan) -> SceneResult:
             raise
         return SceneResult(plan.name, "quicklook added", plan.outputs, plan.n_bands, shape,
                            cloud_fraction(mask.values))
-    # Computed once: the COG, the quicklook and the cloud fraction share it.
-    mask = _with_job(plan.mask.compute(), plan.job)
+    # Computed once: the COG, the quicklook and the cloud fraction share it. By rows of
+    # blocks, so a large scene's peak memory follows the chunk size, not the width.
+    mask = _with_job(compute_by_blocks(plan.mask), plan.job)
     try:
         write_mask_cog(mask, plan.cog, overwrite=plan.overwrite)
         if plan.quicklook is not None:
@@ -535,6 +537,7 @@ def finish_stack(plan: StackPlan, *, progress: bool = True) -> "xarray.Dataset":
     for t in _progress(todo, len(todo), "masking", progress):
         region = ds.isel(time=slice(t, t + 1))
         region = region.drop_vars([v for v in region.coords if "time" not in region[v].dims])
+        region["cloudmask"] = compute_by_blocks(region["cloudmask"])  # memory follows the chunk size
         region.to_zarr(store, region={"time": slice(t, t + 1)})
         done.add(t)
         _write_done(done_file, sorted(done), job)

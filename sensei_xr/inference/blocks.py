@@ -241,6 +241,12 @@ def _with_halo(own: np.ndarray, offsets, pieces, hy: int, hx: int) -> np.ndarray
     return out
 
 
+# Layers whose tasks make the small strips a block hands its neighbours (halo strips cut
+# from its chunk, the probability sums its patches spill below and to the right): computing
+# a few blocks at a time keeps them for later blocks (sensei_xr.inference.stepwise).
+CARRIED_LAYERS = ("sensei-halo-cut-", "sensei-spill-below-", "sensei-spill-right-")
+
+
 def blend_graph(sums, chunks, n_classes: int):
     """Probabilities from the blocks' fixed-point sums: each block's own, plus what the
     blocks above, to the left and above-left reached into it (a patch reaches at most one

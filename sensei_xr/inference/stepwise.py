@@ -1,0 +1,117 @@
+"""Computing a lazy mask a few blocks at a time, so its memory follows the chunk size.
+
+Computed in one go, a large scene's graph lets Dask read ahead and hold about a row of
+blocks (their input chunks, halo strips and fixed-point sums), so the peak grows with the
+scene's width (``docs/benchmarks.md``). Here the output blocks are computed a few at a
+time, in row-major order. What later blocks need from a step and is small (halo strips cut
+from the chunks it read, the strips of probability sums its patches spill into the blocks
+below and to the right) is kept until its last use; everything else, the source chunks
+above all, is read again where needed. A chunk is read about three times (as a neighbour
+to its left, as one above, and as itself) instead of once: cheap for an in-memory or local
+source, and the price of a bounded peak for a remote one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+
+from .blocks import CARRIED_LAYERS
+
+__all__ = ["compute_by_blocks"]
+
+
+def compute_by_blocks(obj, blocks_per_step: int | None = None):
+    """Compute a lazy DataArray ``blocks_per_step`` spatial blocks at a time.
+
+    The result equals ``obj.compute()`` bit for bit (the engine's sums are exact in any
+    order); each block's patches run once. The peak memory is that of one step's blocks
+    and their neighbours' chunks, plus the small strips kept for later blocks.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray
+        Spatial dims last (``(..., y, x)``), e.g. from ``da.sensei.cloudmask()``. A
+        NumPy-backed array is returned as it is.
+    blocks_per_step : int, optional
+        Spatial blocks (chunks of the last two dimensions, with everything before them)
+        computed together, in row-major order. Default: Dask's number of worker threads,
+        so that every core has a block.
+
+    Returns
+    -------
+    xarray.DataArray
+        NumPy-backed, with ``obj``'s coordinates and attributes.
+
+    Notes
+    -----
+    Under a ``dask.distributed`` client this is ``obj.compute()``: small steps would leave
+    a cluster idle, and its workers bound their memory themselves (spilling to disk).
+    """
+    import dask.array as dsa
+    from dask.base import get_scheduler
+
+    if not isinstance(obj.data, dsa.Array):
+        return obj
+    if _is_distributed(get_scheduler(collections=[obj.data])):
+        return obj.compute()
+    if obj.ndim < 2:
+        raise ValueError(f"compute_by_blocks needs spatial dims last, (..., y, x); got dims {obj.dims}")
+    if blocks_per_step is None:  # the threaded scheduler's pool size
+        import dask
+        from dask.system import CPU_COUNT
+
+        blocks_per_step = int(dask.config.get("num_workers", None) or CPU_COUNT)
+    if blocks_per_step < 1:
+        raise ValueError(f"blocks_per_step must be >= 1, got {blocks_per_step}")
+    return obj.copy(data=_compute_in_steps(obj.data, blocks_per_step))
+
+
+def _compute_in_steps(array, blocks_per_step: int) -> np.ndarray:
+    import dask
+    from dask.base import get_scheduler
+    from dask.core import flatten, get_dependencies
+    from dask.optimization import cull
+
+    graph = dict(array.__dask_graph__())
+    keys = list(flatten(array.__dask_keys__()))
+    spatial = sorted({k[-2:] for k in keys})  # row-major
+    steps = [set(spatial[i:i + blocks_per_step]) for i in range(0, len(spatial), blocks_per_step)]
+    wanted_by_step = [[k for k in keys if k[-2:] in step] for step in steps]
+    # The steps that need each small strip, from the whole graph (an upper bound: a strip
+    # kept earlier cuts its own inputs away, never adds a use).
+    uses: dict[Hashable, list[int]] = {}
+    for s, wanted in enumerate(wanted_by_step):
+        for k in cull(graph, wanted)[0]:
+            if _carried(k):
+                uses.setdefault(k, []).append(s)
+    starts = [np.cumsum((0,) + c[:-1]) for c in array.chunks]
+    out = np.empty(array.shape, array.dtype)
+    get = get_scheduler(collections=[array]) or dask.threaded.get
+    kept: dict[Hashable, object] = {}
+    for s, wanted in enumerate(wanted_by_step):
+        current = {**graph, **kept}  # kept strips replace the tasks that made them
+        needed, _ = cull(current, wanted)
+        # Strips later steps need that this step can cut from what it computes anyway.
+        extra = [k for k, used in uses.items() if used[-1] > s and k not in kept and k not in needed
+                 and all(d in needed for d in get_dependencies(current, k))]
+        extra += [k for k in needed if _carried(k) and uses[k][-1] > s and k not in kept]
+        if extra:
+            needed, _ = cull(current, wanted + extra)
+        values = get(needed, wanted + extra)
+        for key, value in zip(wanted, values):
+            out[tuple(slice(o[i], o[i] + n) for o, i, n in zip(starts, key[1:], np.shape(value)))] = value
+        kept.update(zip(extra, values[len(wanted):]))
+        kept = {k: v for k, v in kept.items() if uses[k][-1] > s}
+    return out
+
+
+def _is_distributed(get) -> bool:
+    owner = getattr(get, "__self__", None)
+    return owner is not None and type(owner).__module__.split(".")[0] == "distributed"
+
+
+def _carried(key) -> bool:
+    name = key[0] if isinstance(key, tuple) else key
+    return isinstance(name, str) and name.startswith(CARRIED_LAYERS)
