@@ -376,8 +376,8 @@ def finish_scene(plan: ScenePlan) -> SceneResult:
             raise
         return SceneResult(plan.name, "quicklook added", plan.outputs, plan.n_bands, shape,
                            cloud_fraction(mask.values))
-    # Computed once: the COG, the quicklook and the cloud fraction share it. By rows of
-    # blocks, so a large scene's peak memory follows the chunk size, not the width.
+    # Computed once: the COG, the quicklook and the cloud fraction share it. A few blocks
+    # at a time, so what Dask holds follows the chunk size, not the scene's width.
     mask = _with_job(compute_by_blocks(plan.mask), plan.job)
     try:
         write_mask_cog(mask, plan.cog, overwrite=plan.overwrite)
