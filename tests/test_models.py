@@ -541,3 +541,29 @@ def test_batchnorm_calibration_per_band_set(dlv3_model):
     assert all(torch.equal(v, dlv3_model.head.state_dict()[k]) for k, v in model.head.state_dict().items())
     with pytest.raises(ValueError, match="running statistics"):
         model.set_bn_calibration("bad", l8.normalised(), {"first_conv.weight": torch.zeros(1)})
+
+
+@settings(max_examples=25, deadline=None)
+@given(channels=st.integers(1, 12), dilation=st.integers(1, 6), h=st.integers(1, 19), w=st.integers(1, 19),
+       batch=st.integers(1, 3), channels_last=st.booleans(), seed=st.integers(0, 2**16))
+def test_depthwise_training_backward_matches_conv2d(channels, dilation, h, w, batch, channels_last, seed):
+    """The backbone's depthwise convolutions train through their own backward on the CPU
+    (PyTorch's is slow when dilated): outputs and both gradients equal a plain Conv2d's."""
+    from sensei_xr.models.deeplab import _DepthwiseConv
+
+    torch.manual_seed(seed)
+    conv = _DepthwiseConv(channels, 1, dilation)
+    plain = torch.nn.Conv2d(channels, channels, 3, 1, dilation, dilation=dilation, groups=channels, bias=False)
+    plain.weight.data.copy_(conv.weight.data)
+    x = torch.randn(batch, channels, h, w)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y1, y2 = conv(x1), plain(x2)
+    grad = torch.randn_like(y2)
+    y1.backward(grad)
+    y2.backward(grad)
+    assert y1.shape == y2.shape
+    torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.weight.grad, plain.weight.grad, rtol=1e-4, atol=1e-4)

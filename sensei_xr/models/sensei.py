@@ -213,8 +213,10 @@ class SEnSeI(nn.Module):
         """``mean_i v_i * (r_i + 0.5)``: (B, N, H, W) x (B or 1, N, C) -> (B, C, H, W)."""
         n = images.shape[1]
         vectors = vectors.to(images.dtype)
-        # Linear in r: (V^T r) / N + 0.5 mean_i v_i, without an (N, C, H, W) product.
-        feats = torch.einsum("bnc,bnhw->bchw", vectors.expand(images.shape[0], -1, -1), images) / n
+        # Linear in r: (V^T r) / N + 0.5 mean_i v_i, without an (N, C, H, W) product. The
+        # (B, H, W, C) product, viewed as (B, C, H, W), is channels-last: the layout the
+        # head's convolutions are fastest in (its first convolution's backward 2x).
+        feats = torch.matmul(images.permute(0, 2, 3, 1), vectors[:, None]).permute(0, 3, 1, 2) / n
         offset = BAND_OFFSET * vectors.mean(dim=1)  # (B or 1, C)
         return feats + offset[:, :, None, None]
 
