@@ -89,3 +89,18 @@ def test_held_bytes_follow_the_scheduler_cache(shared_data, monkeypatch):
     assert held.peak < 20 * 13 * 384 * 384 * 4
     assert {"sensei-predict", "sensei-halo", "block"} & set(held.at_peak)
     assert HeldBytes._nbytes((np.zeros(3), [np.zeros(2, np.int64)], "x")) == 40
+
+
+def test_bench_training_quick(tmp_path, shared_data):
+    """The training benchmark times real steps of a recipe and one validation pass."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "SENSEI_XR_DATA": str(shared_data)}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_training", "configs/systems/sensei_dlv3.toml",
+                           "--quick", "--threads", "1", "--out", str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((tmp_path / "training.json").read_text())
+    assert res["quick"] is True and res["threads"] == 1
+    assert len(res["step_s"]) == res["steps_timed"] == 2
+    assert _positive([res["median_step_s"], res["validation_pass_s"], res["projected_run_minutes"]])
+    assert res["validation_passes"] == -(-res["run_steps"] // 200)  # the recipe validates every 200 steps
