@@ -23,7 +23,7 @@ from sensei_xr.datasets import load_dataset
 from sensei_xr.evaluation import pooled_metrics
 from sensei_xr.training.crossval import _SYSTEM_KEYS, read_system
 from sensei_xr.training.train import (DEFAULT_CONFIG, IGNORE_INDEX, _batch_source, _initial_model, _optimizer,
-                                      _training_sources)
+                                      _train_step, _training_sources)
 
 #: The model issue's budget for training one candidate on the 2-core CPU, minutes.
 TARGET_MINUTES = 45.0
@@ -54,11 +54,7 @@ def measure(config_path: Path, steps: int, warm_up: int, threads: int, quick: bo
         t0 = time.perf_counter()
         batch = next_batch(step)
         t1 = time.perf_counter()
-        images = batch["images"].contiguous(memory_format=torch.channels_last)
-        loss = loss_fn(model(images, batch["descriptors"]), batch["labels"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _train_step(model, opt, loss_fn, batch, "cpu")
         t2 = time.perf_counter()
         if step >= warm_up:
             step_s.append(t2 - t0)

@@ -343,13 +343,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         if cfg["schedule"] == "cosine":
             for g in opt.param_groups:
                 g["lr"] = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * step / cfg["steps"]))
-        batch = next_batch(step)
-        images = batch["images"].to(device).contiguous(memory_format=torch.channels_last)
-        loss = loss_fn(model(images, batch["descriptors"].to(device)), batch["labels"].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running.append(float(loss.detach()))
+        running.append(float(_train_step(model, opt, loss_fn, next_batch(step), device)))
         if (step + 1) % cfg["steps_per_epoch"] == 0 or step + 1 == cfg["steps"]:
             train_loss = float(np.mean(running))
             running = []
@@ -367,6 +361,18 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     return _finish(model, cfg, config, out, (train_sources, train_weights, train_described),
                    (val_samples, val_described),
                    history, device, time.time() - t0)
+
+
+def _train_step(model, opt, loss_fn, batch: dict, device: str):
+    """One optimiser step on a batch; returns the (detached) loss."""
+    import torch
+
+    images = batch["images"].to(device).contiguous(memory_format=torch.channels_last)
+    loss = loss_fn(model(images, batch["descriptors"].to(device)), batch["labels"].to(device))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
 
 
 def _initial_model(cfg: dict, classes: tuple[str, ...], data_dir: Path, device: str):
