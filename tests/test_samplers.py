@@ -13,6 +13,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sensei_xr.bands import BandDescriptors, to_model_input
 from sensei_xr.datasets import load_dataset
@@ -119,6 +121,51 @@ def test_patches_are_the_sample_pixels_at_their_windows(biome):
             np.testing.assert_array_equal(item["images"][j].numpy(), want)
             np.testing.assert_array_equal(item["labels"][j].numpy(), s.labels[y0:y0 + 48, x0:x0 + 48])
             assert item["windows"][j] == {"sample": k, "name": s.name, "y0": y0, "x0": x0}
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(patch=st.integers(4, 96), probability=st.sampled_from([0.3, 1.0]), seed=st.integers(0, 2 ** 16))
+def test_mosaic_pieces_are_the_sample_pixels_at_their_windows(biome, patch, probability, seed):
+    # Every pixel of a mosaic patch, image and label, is the pixel of the window its
+    # quarter names, at the same place inside that window; the split stays inside the patch.
+    ds = RandomPatchBatches(biome, patch_size=patch, batch_size=4, batches=2, min_bands=None, seed=seed,
+                            augmentation=None, mosaic_probability=probability)
+    d = biome[0].descriptors
+    for i in range(2):
+        item, plan = ds[i], ds.describe(i)
+        assert len(plan.mosaics) == 4
+        for j, (k, y0, x0) in enumerate(plan.windows):
+            want_img = np.array(biome[k].image[:, y0:y0 + patch, x0:x0 + patch])
+            want_lab = np.array(biome[k].labels[y0:y0 + patch, x0:x0 + patch])
+            m = plan.mosaics[j]
+            if m is not None:
+                cy, cx, pieces = m
+                assert 1 <= cy <= patch and 1 <= cx <= patch and (cy < patch or cx < patch)
+                regions = ((slice(0, cy), slice(cx, patch)), (slice(cy, patch), slice(0, cx)),
+                           (slice(cy, patch), slice(cx, patch)))
+                for (a, b, c), (ys, xs) in zip(pieces, regions):
+                    window_img = biome[a].image[:, b:b + patch, c:c + patch]
+                    want_img[:, ys, xs] = window_img[:, ys, xs]
+                    want_lab[ys, xs] = biome[a].labels[b:b + patch, c:c + patch][ys, xs]
+                assert item["windows"][j]["mosaic"]["cy"] == cy
+            else:
+                assert "mosaic" not in item["windows"][j]
+            np.testing.assert_array_equal(item["images"][j].numpy(), to_model_input(want_img, d))
+            np.testing.assert_array_equal(item["labels"][j].numpy(), want_lab)
+    # Probability 1 makes every patch a mosaic; 0 draws the batches of a sampler without them.
+    if probability == 1.0:
+        assert all(m is not None for i in range(2) for m in ds.describe(i).mosaics)
+    plain = RandomPatchBatches(biome, patch, 4, 2, min_bands=3, seed=seed)
+    mixed = RandomPatchBatches(biome, patch, 4, 2, min_bands=3, seed=seed, mosaic_probability=probability)
+    for i in range(2):
+        a, b = plain.describe(i), mixed.describe(i)
+        assert a.bands == b.bands and a.windows == b.windows and a.mosaics == ()
+
+
+def test_mosaic_probability_outside_0_1_is_refused(biome):
+    with pytest.raises(ValueError, match="mosaic_probability must be in 0..1"):
+        RandomPatchBatches(biome, 32, mosaic_probability=1.5)
 
 
 # ------------------------------------------------------------------ mixing and weighting

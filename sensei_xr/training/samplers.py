@@ -218,12 +218,19 @@ class BatchPlan:
         The band subset (names, in the source's band order).
     windows : tuple of (int, int, int)
         ``(sample index within the source, y0, x0)`` of each patch's top-left pixel.
+    mosaics : tuple
+        Empty when the sampler makes no mosaics; else one entry per patch: None, or
+        ``(cy, cx, (top_right, bottom_left, bottom_right))``, the split point inside the
+        patch (pixels; ``cy == patch_size`` or ``cx == patch_size`` for a two-piece split)
+        and the windows ``(sample, y0, x0)`` the other quarters are read from, each at
+        the same place inside its own patch-sized window.
     """
 
     index: int
     source: int
     bands: tuple[str, ...]
     windows: tuple[tuple[int, int, int], ...]
+    mosaics: tuple = ()
 
 
 def _as_sources(samples) -> list[list[LabelledSample]]:
@@ -295,6 +302,12 @@ class RandomPatchBatches:
     named_probability : float
         The chance, in ``0..1``, that a batch takes a named band set (default 0: every batch
         a random subset, the paper's recipe). Ignored when ``min_bands`` is None.
+    mosaic_probability : float
+        The chance, in ``0..1``, that a patch is a mosaic: split at a random point (a
+        quarter to three quarters of the side) into two or four rectangles, each read from
+        its own random window of the source (default 0: none). With 16 labelled scenes a
+        network learns which whole scenes are cloudy; pieces of different scenes side by
+        side make that context unreliable, so the pixels' own spectra must decide.
 
     Items
     -----
@@ -309,10 +322,13 @@ class RandomPatchBatches:
                  min_bands: int | None = 3, seed: int = 0,
                  augmentation: Augmentation | None = Augmentation(), *,
                  weights: Sequence[float] | None = None, synthetic: SyntheticFn | None = None,
-                 named_band_sets: Sequence[str] = (), named_probability: float = 0.0):
+                 named_band_sets: Sequence[str] = (), named_probability: float = 0.0,
+                 mosaic_probability: float = 0.0):
         self.sources = _as_sources(samples)
         if not 0.0 <= named_probability <= 1.0:
             raise ValueError(f"named_probability must be in 0..1, got {named_probability}")
+        if not 0.0 <= mosaic_probability <= 1.0:
+            raise ValueError(f"mosaic_probability must be in 0..1, got {mosaic_probability}")
         if named_probability > 0 and not named_band_sets:
             raise ValueError("named_probability > 0 needs named_band_sets, e.g. ['RGBNIR', 'RGB']")
         if patch_size < 1 or batch_size < 1 or batches < 0:
@@ -348,6 +364,7 @@ class RandomPatchBatches:
         self.augmentation = augmentation
         self.synthetic = synthetic
         self.named_probability = float(named_probability)
+        self.mosaic_probability = float(mosaic_probability)
         # Per source: the index tuples of the named band sets it has, in its band order.
         self.named_subsets = [_named_subsets(src[0].descriptors, named_band_sets) for src in self.sources]
         if named_band_sets and not any(self.named_subsets):
@@ -380,12 +397,29 @@ class RandomPatchBatches:
             n = int(rng.integers(self.min_bands, n_all + 1))
             subset = np.sort(rng.choice(n_all, size=n, replace=False))
         p = self.patch_size
-        windows = []
-        for _ in range(self.batch_size):
-            i = int(rng.choice(len(src), p=self.sample_weights[k]))
-            h, w = src[i].image.shape[-2:]
-            windows.append((i, int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))))
-        return BatchPlan(index, k, tuple(names[j] for j in subset), tuple(windows))
+        windows = tuple(self._window(rng, k) for _ in range(self.batch_size))
+        mosaics = ()
+        if self.mosaic_probability > 0:
+            # Own stream, so the windows and subsets above stay those of a recipe without mosaics.
+            mrng = np.random.default_rng([self.seed, index, 2])
+            mosaics = tuple(self._mosaic(mrng, k) if mrng.random() < self.mosaic_probability else None
+                            for _ in range(self.batch_size))
+        return BatchPlan(index, k, tuple(names[j] for j in subset), windows, mosaics)
+
+    def _window(self, rng: np.random.Generator, source: int) -> tuple[int, int, int]:
+        src = self.sources[source]
+        i = int(rng.choice(len(src), p=self.sample_weights[source]))
+        h, w = src[i].image.shape[-2:]
+        p = self.patch_size
+        return i, int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+
+    def _mosaic(self, rng: np.random.Generator, source: int) -> tuple[int, int, tuple]:
+        p = self.patch_size
+        kind = int(rng.integers(3))  # 0: left | right, 1: top / bottom, 2: four quarters
+        lo, hi = max(1, p // 4), max(1, (3 * p) // 4)
+        cy = p if kind == 0 else int(rng.integers(lo, hi + 1))
+        cx = p if kind == 1 else int(rng.integers(lo, hi + 1))
+        return cy, cx, tuple(self._window(rng, source) for _ in range(3))
 
     def __getitem__(self, index: int) -> dict:
         import torch
@@ -403,6 +437,9 @@ class RandomPatchBatches:
             rng = np.random.default_rng([self.seed, index, 1, j])
             img = s.image[:, y0:y0 + p, x0:x0 + p]
             lab = s.labels[y0:y0 + p, x0:x0 + p]
+            mosaic = plan.mosaics[j] if plan.mosaics else None
+            if mosaic is not None:
+                img, lab = self._compose(src, img, lab, mosaic)
             if self.synthetic is not None:
                 img, lab = self.synthetic(np.array(img, np.float32), np.array(lab, np.int64), full, rng)
                 if img.shape != (len(full), p, p) or lab.shape != (p, p):
@@ -413,7 +450,12 @@ class RandomPatchBatches:
                 img, lab = self.augmentation(img, lab, desc, rng)
             images.append(to_model_input(np.nan_to_num(img, nan=0.0), desc))
             labels.append(np.asarray(lab, np.int64))
-            windows.append({"sample": i, "name": s.name, "y0": y0, "x0": x0})
+            window = {"sample": i, "name": s.name, "y0": y0, "x0": x0}
+            if mosaic is not None:
+                window["mosaic"] = {"cy": mosaic[0], "cx": mosaic[1],
+                                    "pieces": [{"sample": a, "name": src[a].name, "y0": b, "x0": c}
+                                               for a, b, c in mosaic[2]]}
+            windows.append(window)
         return {
             "images": torch.from_numpy(np.stack(images)),
             "descriptors": torch.from_numpy(desc.normalised()),
@@ -422,6 +464,19 @@ class RandomPatchBatches:
             "source": plan.source,
             "windows": windows,
         }
+
+
+    def _compose(self, src: list[LabelledSample], img: np.ndarray, lab: np.ndarray,
+                 mosaic: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """The patch with its other quarters replaced by those of the mosaic's windows."""
+        p = self.patch_size
+        cy, cx, others = mosaic
+        img, lab = np.array(img), np.array(lab)
+        for (i, y0, x0), (ys, xs) in zip(others, ((slice(0, cy), slice(cx, p)), (slice(cy, p), slice(0, cx)),
+                                                   (slice(cy, p), slice(cx, p)))):
+            img[:, ys, xs] = src[i].image[:, y0 + ys.start:y0 + ys.stop, x0 + xs.start:x0 + xs.stop]
+            lab[ys, xs] = src[i].labels[y0 + ys.start:y0 + ys.stop, x0 + xs.start:x0 + xs.stop]
+        return img, lab
 
 
 # -------------------------------------------------------------------------- grid patches

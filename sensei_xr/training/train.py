@@ -64,6 +64,9 @@ DEFAULT_CONFIG = {
     # Band sets users mask with, trained on purpose: {sets = ["RGBNIR", ...], probability = p}
     # gives that share of the batches one of those sets instead of a random subset (None: off).
     "named_band_sets": None,
+    # Share of the training patches made as mosaics of two or four pieces of different
+    # windows (RandomPatchBatches' mosaic_probability; 0: none, the paper's recipe).
+    "mosaic_probability": 0.0,
     "seed": 0,
     "device": "auto",
     "num_workers": 0,
@@ -439,6 +442,8 @@ def _batch_source(cfg: dict, sources, weights, classes: tuple[str, ...], start_s
         extra["synthetic"] = _synthetic_clouds(cfg["synthetic_clouds"], classes)
     if cfg["named_band_sets"] is not None:
         extra.update(_named_band_sets(cfg["named_band_sets"]))
+    if cfg["mosaic_probability"]:
+        extra["mosaic_probability"] = float(cfg["mosaic_probability"])
     batches = RandomPatchBatches(sources if len(sources) > 1 else sources[0], cfg["patch_size"], cfg["batch_size"],
                                  cfg["steps"], cfg["min_bands"] if cfg["band_subsets"] else None, cfg["seed"],
                                  _augmentation(cfg["augmentation"]), weights=weights if len(sources) > 1 else None,
@@ -566,12 +571,14 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
             "validation_data": "; ".join(val_described) + " (held out: never trained on)",
             "recipe": {k: cfg[k] for k in ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum",
                                             "weight_decay", "lr_min", "schedule", "min_bands", "band_subsets", "named_band_sets",
-                                            "seed", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
+                                            "mosaic_probability", "seed", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
                                             "synthetic_clouds", "augmentation")},
             "steps_done": steps_done,
             "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation; random band subsets (>= 3 bands) per batch"
                             + (f"; {cfg['named_band_sets'].get('probability', 0.5):.0%} of the batches one of the band sets "
                                f"{list(cfg['named_band_sets']['sets'])} instead" if cfg["named_band_sets"] is not None else "")
+                            + (f"; {cfg['mosaic_probability']:.0%} of the patches mosaics of two or four pieces of "
+                               "different windows" if cfg["mosaic_probability"] else "")
                             + ("; synthetic clouds composited over the training patches (sensei_xr.training.synthetic)"
                                if cfg["synthetic_clouds"] is not None else "")
                             + (f"; a random thermal shift of up to +-{cfg['augmentation']['thermal_shift']} K per patch"
