@@ -160,11 +160,14 @@ def _stand_in_benchmarks(root: Path, codes: dict[str, int]) -> Path:
 
 
 def test_bench_runs_the_scripts_present(tmp_path, capsys, monkeypatch):
-    folder = _stand_in_benchmarks(tmp_path / "src", {"bench_model": 0, "bench_speed": 0, "scene_report": 0})
+    folder = _stand_in_benchmarks(tmp_path / "src", {"bench_model": 0, "bench_speed": 0, "scene_report": 0,
+                                                     "bench_training": 0})
     monkeypatch.setattr(bench_command, "_benchmarks_dir", lambda: folder)
     out = tmp_path / "bench"
     code, stdout, err = run(capsys, "bench", "--quick", "--out", out)
     assert code == 0, err
+    assert json.loads((out / "bench_training.args").read_text()) == [
+        "--quick", "--out", str(out.resolve() / "bench_training")]
     assert json.loads((out / "bench_model.args").read_text()) == [
         "--size", "64", "--repeats", "1", "--threads", "1", "--json", str(out.resolve() / "bench_model.json")]
     assert json.loads((out / "bench_speed.args").read_text()) == ["--quick", "--out", str(out.resolve() / "bench_speed")]
