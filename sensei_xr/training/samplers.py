@@ -465,7 +465,6 @@ class RandomPatchBatches:
             "windows": windows,
         }
 
-
     def _compose(self, src: list[LabelledSample], img: np.ndarray, lab: np.ndarray,
                  mosaic: tuple) -> tuple[np.ndarray, np.ndarray]:
         """The patch with its other quarters replaced by those of the mosaic's windows."""
