@@ -15,20 +15,25 @@ check (``benchmarks.scene_report``) runs on scenes no model saw; its quicklooks 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import tempfile
 import time
 from pathlib import Path
 
 from sensei_xr.datasets import load_dataset
+from sensei_xr.inference import class_probabilities
 from sensei_xr.models import CloudEnsemble, load_model, save_model
 from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
 from sensei_xr.sample_data import data_dir
-from sensei_xr.training.crossval import _SYSTEM_KEYS, member_seeds, read_system, select_bands
+from sensei_xr.training.crossval import _SYSTEM_KEYS, engine_options, member_seeds, read_system, select_bands
 from sensei_xr.training.train import train
 
 from .scene_report import BAND_SETS as BAND_SETS_CHECKED
 from .scene_report import check
+
+#: The engine options every real-scene check here runs with: the engine's defaults.
+ENGINE_DEFAULTS = {"refine": inspect.signature(class_probabilities).parameters["refine"].default}
 
 
 def _system(config_path: Path) -> dict:
@@ -104,10 +109,12 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
         "selected_on": selected_on,
         "validation_metrics": None,
         "cross_validation": {"source": str(cv_path), "seeds": cv["seeds"], "folds": cv["folds"],
+                             "engine": engine_options(cv),
                              "summary": {b: {k: v for k, v in s.items() if k != "per_image_oa"}
                                          for b, s in cv["summary"].items()},
                              "per_image_oa": {b: s["per_image_oa"] for b, s in cv["summary"].items()}},
         "real_scenes": scenes,
+        "real_scenes_engine": dict(ENGINE_DEFAULTS),
         "limitations": list(limitations),
     })
     for key in ("format", "format_version", "architecture", "classes", "num_parameters", "weights_file",
@@ -120,6 +127,35 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
         (REGISTRY_DIR / ALIASES_FILE).write_text(json.dumps({"default": name}) + "\n")
     log(f"wrote {REGISTRY_DIR / name}.safetensors (sha256 {written['sha256'][:12]}), trained in {seconds:.0f} s")
     return written
+
+
+def recheck(name: str, limitations: list[str] | None = None, docs: Path = Path("docs/models"), log=print) -> dict:
+    """Run a registry model's real-scene check again with the engine as it is now, and write
+    the results (and, when given, new limitations) into its card and page; the weights
+    are not touched."""
+    card_path = REGISTRY_DIR / f"{name}.json"
+    card = json.loads(card_path.read_text())
+    shots = docs / name
+    shots.mkdir(parents=True, exist_ok=True)
+    card["real_scenes"] = check(load_model(name), shots, log=log)
+    card["real_scenes_engine"] = dict(ENGINE_DEFAULTS)
+    if limitations:
+        card["limitations"] = list(limitations)
+    tmp = card_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2, default=str) + "\n")  # as save_model writes it
+    tmp.replace(card_path)
+    saved = load_model(name)
+    (shots / "README.md").write_text(card_markdown(saved.card, Path(card["cross_validation"]["source"]).parent))
+    return saved.card
+
+
+def _engine_words(card: dict, options: dict | None) -> str:
+    """How the engine treated the network's probabilities (a pixel network is never refined)."""
+    if card["architecture"].get("head") == "pixelnet":
+        return ""
+    if not options:
+        return " without the engine's edge refinement (measured before it existed)"
+    return " with the engine's edge refinement" if options.get("refine") else " without the engine's edge refinement"
 
 
 def card_markdown(card: dict, results: Path) -> str:
@@ -159,7 +195,8 @@ def card_markdown(card: dict, results: Path) -> str:
              f"- **Selected on**: {card['selected_on']}",
              f"- **Weights**: `sensei_xr/models/registry/{card['weights_file']}`, sha256 `{card['sha256'][:16]}...`",
              "", "## Cross-validation (scene-disjoint, biome-stratified, 3 folds of the 24 Biome patches)", "",
-             ("The recipe trained on two folds and scored on the third, through the inference engine "
+             ("The recipe trained on two folds and scored on the third, through the inference engine"
+              f"{_engine_words(card, cv.get('engine'))} "
               f"(seeds {cv['seeds']}; `{cv['source']}`; all systems in `results/crossval/README.md`). The bar is the "
              "per-pixel LightGBM yardstick's CV mean OA + 2 points on the same folds; ukis-csmask is the peer, "
              "scored on the same held-out patches."), "",
@@ -177,7 +214,8 @@ def card_markdown(card: dict, results: Path) -> str:
                                                                            key=lambda kv: kv[1])), "",
               "## Real scenes no model saw (`benchmarks/scene_report.py`, through `da.sensei.cloudmask()`)", "",
               "Column ALL is the call as a user makes it, `cloudmask()` with no `bands`: all the scene's bands "
-              "are offered and the model takes what it uses (its calibrated or fixed band set).", "",
+              "are offered and the model takes what it uses (its calibrated or fixed band set)"
+              f"{_engine_words(card, card.get('real_scenes_engine'))}.", "",
               "| scene | what is there | expected cloud | " + " | ".join(BAND_SETS_CHECKED) + " | quicklook |",
               "|---|---|---|" + "---|" * len(BAND_SETS_CHECKED) + "---|"]
     for scene, row in card["real_scenes"].items():
@@ -197,18 +235,27 @@ def card_markdown(card: dict, results: Path) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("config", type=Path)
-    p.add_argument("--cv", type=Path, required=True, help="the cross-validation JSON of this config")
-    p.add_argument("--name", required=True, help="registry name, e.g. sensei-dlv3-biome-v4")
-    p.add_argument("--summary", required=True, help="one line for sensei-xr models")
-    p.add_argument("--selected-on", required=True,
-                   help="what data chose the recipe and its settings (written on the card)")
+    p.add_argument("config", type=Path, nargs="?")
+    p.add_argument("--cv", type=Path, help="the cross-validation JSON of this config")
+    p.add_argument("--name", help="registry name, e.g. sensei-dlv3-biome-v4")
+    p.add_argument("--summary", help="one line for sensei-xr models")
+    p.add_argument("--selected-on", help="what data chose the recipe and its settings (written on the card)")
+    p.add_argument("--recheck", metavar="NAME", default=None,
+                   help="instead of training: run the real-scene check of the registry model NAME again with the "
+                        "engine as it is now and write it into its card and page (with --limitation: replace them)")
     p.add_argument("--limitation", action="append", default=[], help="a known weakness (repeatable)")
     p.add_argument("--default", action="store_true", help="make it the default model (aliases.json)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--work", type=Path, default=None,
                    help="folder to train in (resumable; a finished model there is reused), default a temporary one")
     args = p.parse_args(argv)
+    if args.recheck:
+        recheck(args.recheck, args.limitation)
+        return 0
+    missing = [flag for flag, v in (("config", args.config), ("--cv", args.cv), ("--name", args.name),
+                                    ("--summary", args.summary), ("--selected-on", args.selected_on)) if v is None]
+    if missing:
+        p.error(f"a release needs {', '.join(missing)} (or --recheck NAME)")
     if args.threads:
         import torch
 

@@ -42,7 +42,7 @@ JOB_TAG = "sensei_xr_job"
 _JOB_VERSION = 1
 # Arguments of the engine that change the mask (device and batch_size change only the
 # arithmetic's rounding, on CUDA in half precision; band_dim only names a dimension).
-_RESULT_ARGS = ("patch_size", "overlap", "nodata", "resolution", "sensor")
+_RESULT_ARGS = ("patch_size", "overlap", "nodata", "resolution", "sensor", "refine")
 # Keys compared between jobs ("model" is the model's name, for messages only).
 _INFO_ONLY = ("model",)
 _COG_SUFFIX = "_cloudmask.tif"
@@ -117,7 +117,7 @@ def mask_job(mask, **kwargs) -> dict:
         attributes and grid are read).
     **kwargs
         The keyword arguments ``cloudmask`` was called with; those that change the result
-        (``patch_size``, ``overlap``, ``nodata``, ``resolution``, ``sensor``) are recorded,
+        (``patch_size``, ``overlap``, ``nodata``, ``resolution``, ``sensor``, ``refine``) are recorded,
         defaults filled in, so an argument given at its default equals one left out.
 
     Returns

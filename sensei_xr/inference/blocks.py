@@ -13,6 +13,7 @@ import numpy as np
 from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
 from ..errors import InferenceError
+from .refine import refined
 from .runtime import get_runner, resolve_device, torch_threads
 from .tiling import blend_sums, fill_nodata, patch_origins, predict_patches, predict_pixels
 
@@ -34,9 +35,12 @@ class BlockPredictor:
     machine without a GPU uses the workers' GPUs.
     """
 
-    def __init__(self, ref, desc, plan, fill, device, batch_size, chunks, halo, n_classes, backend="auto"):
+    def __init__(self, ref, desc, plan, fill, device, batch_size, chunks, halo, n_classes, backend="auto",
+                 refine_classes=None):
         self.ref = ref
         self.backend = backend
+        # Cloud classes whose probability each patch's bands refine (None: as predicted).
+        self.refine_classes = None if refine_classes is None else tuple(refine_classes)
         self.n_classes = n_classes
         self.names = desc.names
         self.kinds = desc.kinds
@@ -133,6 +137,8 @@ class BlockPredictor:
         # Threads for this scheduler while the block runs; the thread's own after.
         with torch_threads(tasks=self.tasks) as threads:
             run = get_runner(self.ref, desc.normalised(), desc.key, device, self.backend, threads)
+            if self.refine_classes is not None:
+                run = refined(run, self.refine_classes)
             if self.plan.pointwise:
                 return predict_pixels(x[:, core[0], core[1]], run, device).astype(np.float32, copy=False)
             (r0, c0), (hy, hx) = start, self.halo

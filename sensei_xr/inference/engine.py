@@ -259,6 +259,7 @@ def class_probabilities(
     band_dim: str = "band",
     resolution: float | None = None,
     backend: str = "auto",
+    refine: bool = True,
 ):
     """Per-class probabilities, lazily: a float32 DataArray ``(time?, class, y, x)``.
 
@@ -302,6 +303,14 @@ def class_probabilities(
         What runs the network: ``"auto"`` (ONNX Runtime on a CPU when ``onnx`` and
         ``onnxruntime`` are installed, several times faster there; torch on CUDA),
         ``"torch"`` or ``"onnxruntime"``. Probabilities of the two differ by about 1e-5.
+    refine : bool
+        Refine each patch's cloud probability by its own bands (a guided filter over
+        129 px windows, :mod:`sensei_xr.inference.refine`): the network decides where
+        cloud is, the bands where its edges run. It sharpens the blurred edges of a
+        network with output stride 8 and added 1-3 points of OA in the Biome
+        cross-validation (``docs/model_findings.md``); about 20 ms per 256 px patch on a
+        CPU core. ``False`` gives the network's probabilities as they are. Pointwise
+        models are never refined.
 
     Returns
     -------
@@ -324,7 +333,7 @@ def class_probabilities(
     if resolution is not None:
         return _at_resolution(da, resolution, model=model, bands=bands, sensor=sensor, device=device,
                               patch_size=patch_size, overlap=overlap, batch_size=batch_size,
-                              nodata=nodata, band_dim=band_dim, backend=backend)
+                              nodata=nodata, band_dim=band_dim, backend=backend, refine=refine)
 
     _check_tiling_args(patch_size, overlap, batch_size)
     device = check_device(device)
@@ -336,7 +345,7 @@ def class_probabilities(
     if time_dim is None:
         data = data[None]
     probs = _probability_graph(data, model_obj, ref, desc, _declared_nodata(da, nodata), device, patch_size,
-                               overlap, batch_size, backend)
+                               overlap, batch_size, backend, refine)
     coords = {k: v for k, v in da.coords.items() if set(v.dims) <= {time_dim, ydim, xdim} - {None}}
     dims = ("class", ydim, xdim)
     if time_dim is None:
@@ -373,7 +382,7 @@ def _prepare_bands(da, model, bands, sensor, band_dim: str):
 
 
 def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: str, patch_size: int, overlap: int,
-                       batch_size: int | None, backend: str = "auto"):
+                       batch_size: int | None, backend: str = "auto", refine: bool = True):
     """The lazy (time, class, y, x) probabilities of a (time, band, y, x) Dask array.
 
     A network with patches takes two steps: each block (with its halo) runs the patches
@@ -397,7 +406,9 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
         data = data.rechunk({2: _merge_small_chunks(data.chunks[2], halo[0]),
                              3: _merge_small_chunks(data.chunks[3], halo[1])})
     n_classes = len(model.classes)
-    fn = BlockPredictor(ref, desc, plan, fill, device, batch_size, data.chunks, halo, n_classes, backend)
+    cloud_classes = tuple(model.cloud_class_indices) if refine and not plan.pointwise else None
+    fn = BlockPredictor(ref, desc, plan, fill, device, batch_size, data.chunks, halo, n_classes, backend,
+                        cloud_classes)
     meta = np.array((), np.float32)
     if plan.pointwise:
         out_chunks = (data.chunks[0], (n_classes,), data.chunks[2], data.chunks[3])
