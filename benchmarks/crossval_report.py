@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sensei_xr.training.crossval import CV_BAND_SETS, cv_table_markdown
+from sensei_xr.training.crossval import CV_BAND_SETS, cv_table_markdown, engine_options
 
 YARDSTICK = "pixel_gbm"
 #: Points above the yardstick's CV mean OA a shipped model must reach on each band set.
@@ -27,13 +27,19 @@ MARGIN = 0.02
 def report(folder: Path) -> str:
     results = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
     results = {k: v for k, v in results.items() if "summary" in v}
+    for v in results.values():
+        if v.get("kind") in ("network", "ensemble") and engine_options(v).get("refine"):
+            v["system"] = f"{v['system']} + edge refinement"
     if not results:
         raise SystemExit(f"no cross-validation results in {folder}")
     order = sorted(results, key=lambda k: (k != YARDSTICK, k))
     lines = ["# Scene-disjoint 3-fold cross-validation on the 24 Landsat 8 Biome patches", "",
              "Folds: biome-stratified, scene-disjoint (a scene is never in two folds; each fold holds one "
              "patch of each of the 8 biomes). Fold 0 is the published validation split. Every score is "
-             "predicted through the inference engine behind `da.sensei.*`. Made by "
+             "predicted through the inference engine behind `da.sensei.*`; networks marked \"+ edge refinement\" "
+             "were scored with the engine's default refinement of their cloud probability by the bands "
+             "(`refine=True`), the others as predicted (results written before it existed, or with "
+             "`--no-refine`). Made by "
              "`python -m benchmarks.crossval_report` from the JSON files here (each written by "
              "`python -m sensei_xr.training.crossval <config>`; configs in `configs/systems/`).", "",
              "Folds (held-out patches):", ""]

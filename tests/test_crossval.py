@@ -3,6 +3,8 @@ library scenes (hard negatives for any sensor) and cumulus fields, on the real s
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -260,3 +262,19 @@ def test_a_recipe_named_twice_in_an_ensemble_trains_with_the_next_seed():
 
     assert member_seeds(["a.toml", "b.toml"], 0) == [0, 0]  # two recipes: the run's seed each
     assert member_seeds(["a.toml", "a.toml", "b.toml", "a.toml"], 5) == [5, 6, 5, 7]
+
+
+def test_results_say_how_the_engine_scored_and_checkpoints_never_mix_them(biome, tmp_path):
+    """A result records the engine options its networks were scored with (results from
+    before the engine had options were not refined); an interrupted run's checkpoint
+    scored one way is never continued the other way."""
+    from sensei_xr.training.crossval import cross_validate, engine_options
+
+    assert engine_options({"runs": []}) == {"refine": False}
+    assert engine_options({"engine": {"refine": True}}) == {"refine": True}
+    checkpoint = tmp_path / "cv.json"
+    checkpoint.write_text(json.dumps({"system": "x", "runs": [{"fold": 0, "seed": 0, "seconds": 1.0,
+                                                                "band_sets": {}}]}))
+    system = {"system": "x", "kind": "network", "model": {"encoder": "sensei", "head": "pixelnet"}}
+    with pytest.raises(ValueError, match="engine options"):
+        cross_validate(system, biome, checkpoint=checkpoint)

@@ -132,7 +132,7 @@ def member_seeds(members: Sequence[str], seed: int) -> list[int]:
 
 
 def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir, log,
-                     keep: Path | None = None) -> tuple[dict, float]:
+                     keep: Path | None = None, refine: bool = True) -> tuple[dict, float]:
     from ..models import CloudEnsemble
 
     members = system.get("member_systems")
@@ -154,13 +154,13 @@ def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir
         ensemble = CloudEnsemble(models).eval()
         scores = {}
         for name in list(band_sets) + [b for b in ensemble.bn_calibration_names if b not in band_sets]:
-            scores[name] = score_model(ensemble, held, name)
+            scores[name] = score_model(ensemble, held, name, refine=refine)
             log(f"  {name}: OA {pooled_confusion(scores[name]).metrics()['overall_accuracy']:.4f}")
     return scores, time.time() - t0 + kept_seconds
 
 
 def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, data_dir,
-                    log, keep: Path | None = None) -> tuple[dict, float]:
+                    log, keep: Path | None = None, refine: bool = True) -> tuple[dict, float]:
     from .train import train
 
     cfg = {**config, "seed": seed}
@@ -184,14 +184,14 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
                     train(run_cfg, data_dir, Path(tmp) / name, resume=True, log=lambda m: None,
                           train_samples=tr, val_samples=ho)
                 model = _load_trained(Path(tmp) / name)
-                model_scores[name] = score_model(model, ho, None)
+                model_scores[name] = score_model(model, ho, None, refine=refine)
                 log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
         else:
             model = _fold_model(config, train_s, held, seed, data_dir, log, tmp)
             # Every calibrated band set is scored, not only the table's.
             extra = [b for b in cfg.get("bn_calibration_sets", []) if b not in band_sets]
             for name in list(band_sets) + extra:
-                model_scores[name] = score_model(model, held, name)
+                model_scores[name] = score_model(model, held, name, refine=refine)
                 log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
     return model_scores, time.time() - t0
 
@@ -258,7 +258,8 @@ def _gbm_scores(options: dict, fixed, train_s, held, seed: int, log) -> tuple[di
 def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, seeds: Sequence[int] = (0,),
                    band_sets: Sequence[str] = CV_BAND_SETS, data_dir: str | os.PathLike | None = None,
                    log: Callable[[str], None] = print, checkpoint: str | os.PathLike | None = None,
-                   models_dir: str | os.PathLike | None = None, only_fold: int | None = None) -> dict:
+                   models_dir: str | os.PathLike | None = None, only_fold: int | None = None,
+                   refine: bool = True) -> dict:
     """Train and score a system on every fold of a scene-disjoint, stratified k-fold split.
 
     Parameters
@@ -286,11 +287,15 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
         calibrations the config asks for and it lacks are measured first and saved with it).
     only_fold : int, optional
         Run this fold only (folds can run in parallel processes and be joined later).
+    refine : bool
+        The engine's ``refine`` (edge refinement of the networks' cloud probability by the
+        bands); recorded in the result's ``engine``.
 
     Returns
     -------
     dict
-        JSON-able: ``system``, ``config``, ``folds`` (held-out sample names per fold),
+        JSON-able: ``system``, ``config``, ``engine`` (the engine options the networks
+        were scored with), ``folds`` (held-out sample names per fold),
         ``runs`` (fold, seed, seconds, and per band set the per-image confusion counts),
         and ``summary`` (see :func:`summarise_cv`).
     """
@@ -302,9 +307,14 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
     kind = system.get("kind", "network")
     fixed = system.get("fixed_bands")
     config = {key: v for key, v in system.items() if key not in _SYSTEM_KEYS | {"gbm"}}
+    engine = {"refine": bool(refine)}
     runs = []
     if checkpoint is not None and Path(checkpoint).exists():
-        runs = json.loads(Path(checkpoint).read_text()).get("runs", [])
+        saved = json.loads(Path(checkpoint).read_text())
+        if saved.get("runs") and engine_options(saved) != engine:
+            raise ValueError(f"{checkpoint} holds runs scored with engine options {engine_options(saved)}, "
+                             f"not {engine}: write to another --out, or score with the same options")
+        runs = saved.get("runs", [])
     done = {(r["fold"], r["seed"]) for r in runs}
     for seed in seeds:
         for fold in range(k):
@@ -320,18 +330,19 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
                 keep = Path(models_dir) / f"fold{fold}_seed{seed}" if models_dir is not None else None
                 if kind == "network":
                     scores, seconds = _network_scores(config, fixed, train_s, held, band_sets, seed, data_dir,
-                                                      log, keep)
+                                                      log, keep, refine)
                 else:
-                    scores, seconds = _ensemble_scores(system, train_s, held, band_sets, seed, data_dir, log, keep)
+                    scores, seconds = _ensemble_scores(system, train_s, held, band_sets, seed, data_dir, log, keep,
+                                                       refine)
             else:
                 raise ValueError(f"system kind must be 'network', 'ensemble', 'pixel_gbm' or 'peer', not {kind!r}")
             runs.append({"fold": fold, "seed": seed, "seconds": seconds,
                          "band_sets": {name: [{"name": s.name, "tags": dict(s.tags), **s.confusion.as_dict()}
                                               for s in sc] for name, sc in scores.items()}})
             if checkpoint is not None:
-                _write_json(Path(checkpoint), {"system": system.get("system"), "runs": runs})
-    result = {"system": system.get("system"), "kind": kind, "config": system, "k": k, "seeds": list(seeds),
-              "folds": [[samples[i].name for i in f] for f in folds], "runs": runs}
+                _write_json(Path(checkpoint), {"system": system.get("system"), "engine": engine, "runs": runs})
+    result = {"system": system.get("system"), "kind": kind, "config": system, "engine": engine, "k": k,
+              "seeds": list(seeds), "folds": [[samples[i].name for i in f] for f in folds], "runs": runs}
     result["summary"] = summarise_cv(result)
     return result
 
@@ -411,6 +422,12 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def engine_options(result: dict) -> dict:
+    """The engine options a result's networks were scored with; results written before the
+    engine had options (2026-12-01) were scored without refinement."""
+    return dict(result.get("engine") or {"refine": False})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: cross-validate one system config on the Biome patches."""
     p = argparse.ArgumentParser(prog="python -m sensei_xr.training.crossval", description=__doc__.splitlines()[0])
@@ -425,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="run this fold only (to run folds in parallel processes; --merge joins them)")
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="join the runs of these result files (same config) into --out instead of running")
+    p.add_argument("--no-refine", action="store_true",
+                   help="score the networks' probabilities as predicted, without the engine's edge refinement")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -439,10 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               key=lambda r: (r["seed"], r["fold"]))}
         if any(part.get("config") != system for part in parts):
             raise SystemExit("--merge: the result files were made with other configs")
+        if len({json.dumps(engine_options(part), sort_keys=True) for part in parts}) > 1:
+            raise SystemExit("--merge: the result files were scored with other engine options")
         result["seeds"] = sorted({r["seed"] for r in result["runs"]})
     else:
         result = cross_validate(system, biome_cv_samples(), args.folds, seeds, checkpoint=out,
-                                models_dir=args.keep_models, only_fold=args.only_fold)
+                                models_dir=args.keep_models, only_fold=args.only_fold, refine=not args.no_refine)
     result["summary"] = summarise_cv(result)
     _write_json(out, result)
     print(cv_table_markdown([result]))
