@@ -50,7 +50,7 @@ BAND_SETS: dict[int, list[str]] = {
     8: ["B01", "B02", "B03", "B04", "B08", "B10", "B11", "B12"],
     13: ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"],
 }
-VARIANTS = ("model", "model_torch", "model_patch_grid", "accessor", "accessor_half_chunk")
+VARIANTS = ("model", "model_torch", "model_patch_grid", "accessor", "accessor_half_chunk", "accessor_unrefined")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _peer_runners(scene, threads: int) -> tuple[dict[str, Callable[[], object]],
     return runners, ("; ".join(reasons) or None)
 
 
-def _accessor_runner(model, scene, chunk: int, tiling: Tiling) -> Callable[[], object]:
+def _accessor_runner(model, scene, chunk: int, tiling: Tiling, refine: bool = True) -> Callable[[], object]:
     import dask
 
     # Under the synchronous scheduler each task runs with the caller's torch threads
@@ -105,7 +105,7 @@ def _accessor_runner(model, scene, chunk: int, tiling: Tiling) -> Callable[[], o
     def run():
         with dask.config.set(scheduler="synchronous"):
             return scene.chunk({"y": chunk, "x": chunk}).sensei.cloudmask(
-                model=model, patch_size=tiling.patch, overlap=tiling.overlap).compute()
+                model=model, patch_size=tiling.patch, overlap=tiling.overlap, refine=refine).compute()
 
     return run
 
@@ -137,6 +137,7 @@ def measure_cpu(model, size: int, chunk: int, repeats: int, threads: int, bands:
             run, x, tiling.patch, tiling.stride, tiling.batch)
         runs[("accessor", n)] = _accessor_runner(model, sub, chunk, tiling)
         runs[("accessor_half_chunk", n)] = _accessor_runner(model, sub, chunk // 2, tiling)
+        runs[("accessor_unrefined", n)] = _accessor_runner(model, sub, chunk, tiling, refine=False)
     peers, peers_reason = _peer_runners(scene, threads)
     for name, fn in peers.items():
         runs[(name, 13)] = fn
@@ -214,6 +215,7 @@ def summarise(samples: dict[str, dict[str, list[float]]], peers: Sequence[str], 
         "model_patch_grid_over_model": paired("model_patch_grid", "model"),
         "model_torch_over_model": paired("model_torch", "model"),
         "accessor_half_chunk_over_accessor": paired("accessor_half_chunk", "accessor"),
+        "accessor_over_accessor_unrefined": paired("accessor", "accessor_unrefined"),
         f"over_{last}_bands": {v: {n: median_ratio(samples[v][n], samples[v][last]) for n in per_band}
                                for v in VARIANTS},
         f"peer_over_accessor_at_{last}_bands": {p: median_ratio(samples[p][last], samples["accessor"][last])
@@ -492,7 +494,9 @@ def markdown(res: dict) -> str:
         f"{s['patch']}-px patches, one per pass; `model_torch`: the same in torch; `model_patch_grid`: "
         f"the accessor's patch grid ({s['patch']} px, {s['overlap']} overlap, edges included, each patch "
         f"once) without Dask; `accessor`: `da.sensei.cloudmask().compute()`, {s['chunk']}-px chunks, "
-        f"synchronous scheduler; `accessor_half_chunk`: the same in {s['chunk'] // 2}-px chunks; peers: "
+        f"synchronous scheduler; `accessor_half_chunk`: the same in {s['chunk'] // 2}-px chunks; "
+        "`accessor_unrefined`: the accessor with `refine=False` (the network's probabilities as predicted, "
+        "no edge refinement); `model_patch_grid` runs no refinement either; peers: "
         f"`sensei_xr.evaluation.peers`, each on its own bands of the {last}, {s['torch_threads']} thread(s).", "",
         "## Ratios (median of per-round ratios)", "",
         md_table(["ratio"] + [f"{n} bands, CPU time" for n in bands] + [f"{last} bands, wall"], ratio_rows),

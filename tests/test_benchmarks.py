@@ -40,6 +40,7 @@ def test_bench_speed_quick(tmp_path, shared_data):
         assert _positive(res["ms_per_mp"]["cpu"][variant][n] for n in ("3", "8", "13"))
         assert _positive(res["ratios"]["cpu"]["over_13_bands"][variant].values())
     assert _positive(res["ratios"]["cpu"]["accessor_over_model"].values())
+    assert _positive(res["ratios"]["cpu"]["accessor_over_accessor_unrefined"].values())
     assert _positive(res["flops"]["gflop_per_mp_network_input"].values())
     assert _positive(res["full_tile_cpu_seconds"][v] for v in ("model", "accessor"))
     # Peers: measured when installed, else a stated reason.
