@@ -476,7 +476,7 @@ def markdown(res: dict) -> str:
     s = res["settings"]
     nan = float("nan")
     ratio_rows = [[k] + [v[n] for n in bands] + [wall_rat[k][last]]
-                  for k, v in rat.items() if k.endswith("model") or k.endswith("grid")]
+                  for k, v in rat.items() if k.endswith(("model", "grid", "unrefined"))]
     ratio_rows += [[f"{v} / {v} at {last} bands"] + [rat[f"over_{last}_bands"][v][n] for n in bands]
                    + [wall_rat[f"over_{last}_bands"][v][last]] for v in VARIANTS]
     lines = [
