@@ -307,10 +307,10 @@ def class_probabilities(
         Refine each patch's cloud probability by its own bands (a guided filter over
         129 px windows, :mod:`sensei_xr.inference.refine`): the network decides where
         cloud is, the bands where its edges run. It sharpens the blurred edges of a
-        network with output stride 8 and added 1-3 points of OA in the Biome
-        cross-validation (``docs/model_findings.md``); about 20 ms per 256 px patch on a
-        CPU core. ``False`` gives the network's probabilities as they are. Pointwise
-        models are never refined.
+        network with output stride 8 and added 0.9-2.1 points of CV mean OA in the Biome
+        cross-validation (``docs/model_findings.md``), for 1.06-1.12x the accessor's CPU
+        time. ``False`` gives the network's probabilities as they are. Pointwise models
+        are never refined.
 
     Returns
     -------
