@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 import sensei_xr
-from sensei_xr.inference import compute_by_blocks
+from sensei_xr.inference import store_by_blocks
 from sensei_xr.sample_data import data_dir
 
 S2_NAMES = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
@@ -265,8 +265,8 @@ def main(argv=None) -> int:
     p.add_argument("--held", action="store_true",
                    help="with --large: also the most bytes of task results Dask holds at once, by kind")
     p.add_argument("--by-blocks", action="store_true",
-                   help="with --large: compute the mask a few blocks at a time (as sensei-xr mask writes "
-                        "its COGs and Zarr stores; sensei_xr.inference.stepwise) before writing it")
+                   help="with --large: write the mask into Zarr a few blocks at a time, as sensei-xr mask "
+                        "writes its Zarr stores (sensei_xr.inference.store_by_blocks)")
     p.add_argument("--json", help="write results here")
     args = p.parse_args(argv)
     from sensei_xr.models import load_model
@@ -304,9 +304,13 @@ def main(argv=None) -> int:
             held = HeldBytes()
             t = time.perf_counter()
             with held.callback() if args.held else contextlib.nullcontext():
-                if args.by_blocks:
-                    mask = compute_by_blocks(mask)
-                mask.to_dataset(name="mask").to_zarr(Path(tmp) / "mask.zarr")
+                if args.by_blocks:  # as mask_stack_to_zarr: each step's blocks into the store
+                    import zarr
+
+                    mask.to_dataset(name="mask").to_zarr(Path(tmp) / "mask.zarr", compute=False)
+                    store_by_blocks(mask, zarr.open_group(Path(tmp) / "mask.zarr", mode="r+")["mask"])
+                else:
+                    mask.to_dataset(name="mask").to_zarr(Path(tmp) / "mask.zarr")
             secs = time.perf_counter() - t
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result.update({"large_scene": f"{n}x{n}x13 float32 ({13 * n * n * 4 / 2**30:.1f} GiB), lazy",

@@ -281,3 +281,39 @@ def test_computing_by_blocks_leaves_a_distributed_cluster_to_itself(base_scene, 
     np.testing.assert_array_equal(got.values, want)
     with pytest.raises(ValueError, match="blocks_per_step must be >= 1"), dask.config.set(scheduler="sync"):
         stepwise.compute_by_blocks(lazy, 0)
+
+
+def test_storing_by_blocks_writes_each_step_into_the_target_and_never_the_whole(base_scene, small_model):
+    """``store_by_blocks`` (what ``mask_stack_to_zarr`` writes with) gives the target the
+    mask ``compute()`` gives, one step's blocks at a time: no write covers the whole array,
+    so the whole result is never held in memory. A Zarr target whose chunks do not follow
+    the mask's is written correctly too (the writes are sequential)."""
+    import zarr
+
+    from sensei_xr.inference.stepwise import store_by_blocks
+
+    lazy = _scene(base_scene, 260, 330).chunk({"y": 100, "x": 120}).sensei.cloudmask(
+        model=small_model, patch_size=PATCH, overlap=OVERLAP, device="cpu")
+
+    class Recorder:
+        def __init__(self, shape, dtype):
+            self.array = np.zeros(shape, dtype)
+            self.shape = shape
+            self.writes = []
+
+        def __setitem__(self, index, value):
+            self.writes.append(np.asarray(value).size)
+            self.array[index] = value
+
+    with dask.config.set(scheduler="sync"):
+        want = lazy.values
+        recorder = Recorder(lazy.shape, lazy.dtype)
+        store_by_blocks(lazy, recorder, 2)
+        z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=lazy.shape, chunks=(77, 91),
+                              dtype=lazy.dtype, fill_value=0)
+        store_by_blocks(lazy, z, 1)
+        with pytest.raises(ValueError, match=r"target has shape \(260, 331\)"):
+            store_by_blocks(lazy, np.zeros((260, 331), lazy.dtype))
+    np.testing.assert_array_equal(recorder.array, want)
+    assert len(recorder.writes) == 9 and max(recorder.writes) == 100 * 120  # 3 x 3 blocks, one at a time
+    np.testing.assert_array_equal(z[:], want)

@@ -309,7 +309,7 @@ def test_zarr_batch_resumes_and_refuses_another_stack(l8, model_path, tmp_path):
     from sensei_xr.inference.batch import mask_stack_to_zarr, zarr_store_state
 
     small = l8.isel(y=slice(0, 64), x=slice(0, 64))
-    stack = xr.concat([small, small * 1.1], dim="time").assign_coords(time=[0, 1])
+    stack = xr.concat([small, small * 1.1], dim="time").assign_coords(time=[0, 1], id=("time", np.array(["a", "b"])))
     kw = dict(model=model_path, patch_size=32, overlap=8, progress=False)
     store = tmp_path / "m.zarr"
     assert zarr_store_state(store, stack) == "new"
@@ -318,6 +318,11 @@ def test_zarr_batch_resumes_and_refuses_another_stack(l8, model_path, tmp_path):
     assert ds["cloudmask"].dtype == np.uint8
     np.testing.assert_array_equal(ds["cloudmask"].values[0], small.sensei.cloudmask(model=model_path,
                                   patch_size=32, overlap=8).values)
+    # Written block by block into the store, time step by time step: each in its place.
+    np.testing.assert_array_equal(ds["time"].values, [0, 1])
+    np.testing.assert_array_equal(ds["id"].values, ["a", "b"])  # each step's own coordinates
+    np.testing.assert_array_equal(ds["cloudmask"].values[1], (small * 1.1).sensei.cloudmask(
+        model=model_path, patch_size=32, overlap=8).values)
     assert zarr_store_state(store, stack) == "complete"
     (store / "sensei_done.json").write_text('{"time_indices": [0]}')
     assert zarr_store_state(store, stack) == "resume"

@@ -8,7 +8,7 @@ from .engine import (
     cloud_probability,
     cloudmask,
 )
-from .stepwise import compute_by_blocks
+from .stepwise import compute_by_blocks, store_by_blocks
 from .tiling import TilingPlan
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "cloud_probability",
     "cloudmask",
     "compute_by_blocks",
+    "store_by_blocks",
 ]

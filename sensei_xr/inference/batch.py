@@ -30,7 +30,7 @@ import numpy as np
 
 from ..outputs import cloud_fraction, output_path, write_mask_cog
 from .engine import class_probabilities, cloudmask
-from .stepwise import compute_by_blocks
+from .stepwise import compute_by_blocks, store_by_blocks
 
 __all__ = ["mask_scenes_to_cogs", "plan_scenes", "finish_scene", "finish_scenes", "ScenePlan", "SceneResult",
            "mask_stack_to_zarr", "plan_stack", "finish_stack", "StackPlan", "zarr_store_state", "mask_job",
@@ -534,15 +534,42 @@ def finish_stack(plan: StackPlan, *, progress: bool = True) -> "xarray.Dataset":
         _write_done(done_file, record["time_indices"], job)  # an older done-file: add the job
     done = set(record["time_indices"])
     todo = [t for t in range(plan.stack.sizes["time"]) if t not in done]
+    stored = _stored_mask(store, ds["cloudmask"])
     for t in _progress(todo, len(todo), "masking", progress):
         region = ds.isel(time=slice(t, t + 1))
         region = region.drop_vars([v for v in region.coords if "time" not in region[v].dims])
-        region["cloudmask"] = compute_by_blocks(region["cloudmask"])  # memory follows the chunk size
-        region.to_zarr(store, region={"time": slice(t, t + 1)})
+        # The mask's blocks go straight into the store, a few at a time: memory follows the
+        # chunk size, not the scene's. Then the step's own coordinates (ids, dates).
+        store_by_blocks(region["cloudmask"], _TimeStep(stored, t))
+        region.drop_vars("cloudmask").to_zarr(store, region={"time": slice(t, t + 1)})
         done.add(t)
         _write_done(done_file, sorted(done), job)
     # Undecoded, so the mask reads back as the uint8 it was (255 = no data), not as floats.
     return xr.open_zarr(store, mask_and_scale=False)
+
+
+def _stored_mask(store: Path, mask):
+    """The store's mask variable as a writable Zarr array, dims checked against ``mask``'s."""
+    import zarr
+
+    array = zarr.open_group(store, mode="r+")["cloudmask"]
+    if tuple(array.shape) != tuple(mask.shape):
+        raise ValueError(f"{store}: its cloudmask has shape {tuple(array.shape)}, the stack's mask "
+                         f"{tuple(mask.shape)}; pass overwrite=True to replace the store")
+    return array
+
+
+class _TimeStep:
+    """One time step of a (time, ...) array, written in place: NumPy-style slice assignment
+    on a (1, ...) view, for :func:`store_by_blocks`."""
+
+    def __init__(self, array, t: int) -> None:
+        self.array, self.t = array, t
+        self.shape = (1,) + tuple(array.shape[1:])
+
+    def __setitem__(self, index: tuple, value) -> None:
+        first = index[0].indices(1)  # the one time step of the view
+        self.array[(slice(self.t + first[0], self.t + first[1]),) + tuple(index[1:])] = value
 
 
 def mask_stack_to_zarr(

@@ -19,7 +19,7 @@ import numpy as np
 
 from .blocks import CARRIED_LAYERS
 
-__all__ = ["compute_by_blocks"]
+__all__ = ["compute_by_blocks", "store_by_blocks"]
 
 
 def compute_by_blocks(obj, blocks_per_step: int | None = None):
@@ -27,7 +27,8 @@ def compute_by_blocks(obj, blocks_per_step: int | None = None):
 
     The result equals ``obj.compute()`` bit for bit (the engine's sums are exact in any
     order); each block's patches run once. The peak memory is that of one step's blocks
-    and their neighbours' chunks, plus the small strips kept for later blocks.
+    and their neighbours' chunks, plus the small strips kept for later blocks, plus the
+    result. To write a result larger than memory, use :func:`store_by_blocks`.
 
     Parameters
     ----------
@@ -50,14 +51,52 @@ def compute_by_blocks(obj, blocks_per_step: int | None = None):
     a cluster idle, and its workers bound their memory themselves (spilling to disk).
     """
     import dask.array as dsa
-    from dask.base import get_scheduler
 
     if not isinstance(obj.data, dsa.Array):
         return obj
-    if _is_distributed(get_scheduler(collections=[obj.data])):
-        return obj.compute()
+    out = np.empty(obj.shape, obj.dtype)
+    store_by_blocks(obj, out, blocks_per_step)
+    return obj.copy(data=out)
+
+
+def store_by_blocks(obj, target, blocks_per_step: int | None = None) -> None:
+    """Write a lazy DataArray into ``target`` ``blocks_per_step`` spatial blocks at a time.
+
+    Each step's blocks are written as soon as they are computed, so the whole result is
+    never in memory: the peak is that of :func:`compute_by_blocks` without the result.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray
+        Spatial dims last (``(..., y, x)``), e.g. from ``da.sensei.cloudmask()``.
+    target : array-like
+        Anything of ``obj``'s shape that takes NumPy-style assignment to a tuple of slices:
+        a NumPy array or memmap, a Zarr array. Written in the main thread, one block at a
+        time, so it needs no lock.
+    blocks_per_step : int, optional
+        As :func:`compute_by_blocks`.
+
+    Raises
+    ------
+    ValueError
+        If ``target``'s shape is not ``obj``'s, or ``obj`` has no spatial dims.
+
+    Notes
+    -----
+    Under a ``dask.distributed`` client the mask is computed in one go and then written
+    (a NumPy target lives in this process, out of the workers' reach).
+    """
+    import dask.array as dsa
+    from dask.base import get_scheduler
+
+    if tuple(np.shape(target)) != tuple(obj.shape):
+        raise ValueError(f"target has shape {tuple(np.shape(target))}, the array to store {tuple(obj.shape)}: "
+                         "make the target with the array's shape (dims in its order)")
+    if not isinstance(obj.data, dsa.Array) or _is_distributed(get_scheduler(collections=[obj.data])):
+        target[tuple(slice(None) for _ in obj.shape)] = obj.values
+        return
     if obj.ndim < 2:
-        raise ValueError(f"compute_by_blocks needs spatial dims last, (..., y, x); got dims {obj.dims}")
+        raise ValueError(f"store_by_blocks needs spatial dims last, (..., y, x); got dims {obj.dims}")
     if blocks_per_step is None:  # the threaded scheduler's pool size
         import dask
         from dask.system import CPU_COUNT
@@ -65,10 +104,10 @@ def compute_by_blocks(obj, blocks_per_step: int | None = None):
         blocks_per_step = int(dask.config.get("num_workers", None) or CPU_COUNT)
     if blocks_per_step < 1:
         raise ValueError(f"blocks_per_step must be >= 1, got {blocks_per_step}")
-    return obj.copy(data=_compute_in_steps(obj.data, blocks_per_step))
+    _compute_in_steps(obj.data, blocks_per_step, target)
 
 
-def _compute_in_steps(array, blocks_per_step: int) -> np.ndarray:
+def _compute_in_steps(array, blocks_per_step: int, target) -> None:
     import dask
     from dask.base import get_scheduler
     from dask.core import flatten, get_dependencies
@@ -87,7 +126,6 @@ def _compute_in_steps(array, blocks_per_step: int) -> np.ndarray:
             if _carried(k):
                 uses.setdefault(k, []).append(s)
     starts = [np.cumsum((0,) + c[:-1]) for c in array.chunks]
-    out = np.empty(array.shape, array.dtype)
     get = get_scheduler(collections=[array]) or dask.threaded.get
     kept: dict[Hashable, object] = {}
     for s, wanted in enumerate(wanted_by_step):
@@ -101,10 +139,9 @@ def _compute_in_steps(array, blocks_per_step: int) -> np.ndarray:
             needed, _ = cull(current, wanted + extra)
         values = get(needed, wanted + extra)
         for key, value in zip(wanted, values):
-            out[tuple(slice(o[i], o[i] + n) for o, i, n in zip(starts, key[1:], np.shape(value)))] = value
+            target[tuple(slice(o[i], o[i] + n) for o, i, n in zip(starts, key[1:], np.shape(value)))] = value
         kept.update(zip(extra, values[len(wanted):]))
         kept = {k: v for k, v in kept.items() if uses[k][-1] > s}
-    return out
 
 
 def _is_distributed(get) -> bool:
