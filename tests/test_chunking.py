@@ -286,8 +286,8 @@ def test_computing_by_blocks_leaves_a_distributed_cluster_to_itself(base_scene, 
 def test_storing_by_blocks_writes_each_step_into_the_target_and_never_the_whole(base_scene, small_model):
     """``store_by_blocks`` (what ``mask_stack_to_zarr`` writes with) gives the target the
     mask ``compute()`` gives, one step's blocks at a time: no write covers the whole array,
-    so the whole result is never held in memory. A Zarr target whose chunks do not follow
-    the mask's is written correctly too (the writes are sequential)."""
+    so the whole result is never held in memory. A region of a Zarr target whose chunks do
+    not follow the mask's is written correctly too (the writes are sequential)."""
     import zarr
 
     from sensei_xr.inference.stepwise import store_by_blocks
@@ -309,11 +309,14 @@ def test_storing_by_blocks_writes_each_step_into_the_target_and_never_the_whole(
         want = lazy.values
         recorder = Recorder(lazy.shape, lazy.dtype)
         store_by_blocks(lazy, recorder, 2)
-        z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=lazy.shape, chunks=(77, 91),
-                              dtype=lazy.dtype, fill_value=0)
-        store_by_blocks(lazy, z, 1)
+        z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=(2, 265, 330), chunks=(1, 77, 91),
+                              dtype=lazy.dtype, fill_value=7)
+        store_by_blocks(lazy.expand_dims(time=1), z, 1, region=(slice(1, 2), slice(5, None), slice(None)))
         with pytest.raises(ValueError, match=r"target has shape \(260, 331\)"):
             store_by_blocks(lazy, np.zeros((260, 331), lazy.dtype))
+        with pytest.raises(ValueError, match=r"target region has shape \(259, 330\)"):
+            store_by_blocks(lazy, np.zeros((265, 330), lazy.dtype), region=(slice(6, None), slice(None)))
     np.testing.assert_array_equal(recorder.array, want)
     assert len(recorder.writes) == 9 and max(recorder.writes) == 100 * 120  # 3 x 3 blocks, one at a time
-    np.testing.assert_array_equal(z[:], want)
+    np.testing.assert_array_equal(z[1, 5:], want)  # in its region, and nothing outside it
+    assert (z[0] == 7).all() and (z[1, :5] == 7).all()

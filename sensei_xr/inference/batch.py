@@ -517,6 +517,7 @@ def finish_stack(plan: StackPlan, *, progress: bool = True) -> "xarray.Dataset":
     opened lazily (uint8, 255 = no data). A step is recorded as done only once written, so
     a run that stops (a failure, a kill) is finished by running it again."""
     import xarray as xr
+    import zarr
 
     store, job = plan.store, plan.job
     done_file = store / _DONE
@@ -534,42 +535,18 @@ def finish_stack(plan: StackPlan, *, progress: bool = True) -> "xarray.Dataset":
         _write_done(done_file, record["time_indices"], job)  # an older done-file: add the job
     done = set(record["time_indices"])
     todo = [t for t in range(plan.stack.sizes["time"]) if t not in done]
-    stored = _stored_mask(store, ds["cloudmask"])
+    stored = zarr.open_group(store, mode="r+")["cloudmask"]
     for t in _progress(todo, len(todo), "masking", progress):
         region = ds.isel(time=slice(t, t + 1))
         region = region.drop_vars([v for v in region.coords if "time" not in region[v].dims])
         # The mask's blocks go straight into the store, a few at a time: memory follows the
         # chunk size, not the scene's. Then the step's own coordinates (ids, dates).
-        store_by_blocks(region["cloudmask"], _TimeStep(stored, t))
+        store_by_blocks(region["cloudmask"], stored, region=(slice(t, t + 1),) + (slice(None),) * (stored.ndim - 1))
         region.drop_vars("cloudmask").to_zarr(store, region={"time": slice(t, t + 1)})
         done.add(t)
         _write_done(done_file, sorted(done), job)
     # Undecoded, so the mask reads back as the uint8 it was (255 = no data), not as floats.
     return xr.open_zarr(store, mask_and_scale=False)
-
-
-def _stored_mask(store: Path, mask):
-    """The store's mask variable as a writable Zarr array, dims checked against ``mask``'s."""
-    import zarr
-
-    array = zarr.open_group(store, mode="r+")["cloudmask"]
-    if tuple(array.shape) != tuple(mask.shape):
-        raise ValueError(f"{store}: its cloudmask has shape {tuple(array.shape)}, the stack's mask "
-                         f"{tuple(mask.shape)}; pass overwrite=True to replace the store")
-    return array
-
-
-class _TimeStep:
-    """One time step of a (time, ...) array, written in place: NumPy-style slice assignment
-    on a (1, ...) view, for :func:`store_by_blocks`."""
-
-    def __init__(self, array, t: int) -> None:
-        self.array, self.t = array, t
-        self.shape = (1,) + tuple(array.shape[1:])
-
-    def __setitem__(self, index: tuple, value) -> None:
-        first = index[0].indices(1)  # the one time step of the view
-        self.array[(slice(self.t + first[0], self.t + first[1]),) + tuple(index[1:])] = value
 
 
 def mask_stack_to_zarr(

@@ -59,7 +59,7 @@ def compute_by_blocks(obj, blocks_per_step: int | None = None):
     return obj.copy(data=out)
 
 
-def store_by_blocks(obj, target, blocks_per_step: int | None = None) -> None:
+def store_by_blocks(obj, target, blocks_per_step: int | None = None, region: tuple | None = None) -> None:
     """Write a lazy DataArray into ``target`` ``blocks_per_step`` spatial blocks at a time.
 
     Each step's blocks are written as soon as they are computed, so the whole result is
@@ -70,16 +70,20 @@ def store_by_blocks(obj, target, blocks_per_step: int | None = None) -> None:
     obj : xarray.DataArray
         Spatial dims last (``(..., y, x)``), e.g. from ``da.sensei.cloudmask()``.
     target : array-like
-        Anything of ``obj``'s shape that takes NumPy-style assignment to a tuple of slices:
-        a NumPy array or memmap, a Zarr array. Written in the main thread, one block at a
-        time, so it needs no lock.
+        Anything that takes NumPy-style assignment to a tuple of slices and has ``obj``'s
+        shape (or holds ``region`` of that shape): a NumPy array or memmap, a Zarr array.
+        Written in the main thread, one block at a time, so it needs no lock.
     blocks_per_step : int, optional
         As :func:`compute_by_blocks`.
+    region : tuple of slice, optional
+        Where in ``target`` ``obj`` goes, one slice with a step of 1 per dim (as
+        xarray's ``to_zarr(region=...)``), e.g. one time step of a (time, y, x) store.
 
     Raises
     ------
     ValueError
-        If ``target``'s shape is not ``obj``'s, or ``obj`` has no spatial dims.
+        If ``target`` (or its ``region``) has not ``obj``'s shape, or ``obj`` has no
+        spatial dims.
 
     Notes
     -----
@@ -89,11 +93,16 @@ def store_by_blocks(obj, target, blocks_per_step: int | None = None) -> None:
     import dask.array as dsa
     from dask.base import get_scheduler
 
-    if tuple(np.shape(target)) != tuple(obj.shape):
-        raise ValueError(f"target has shape {tuple(np.shape(target))}, the array to store {tuple(obj.shape)}: "
-                         "make the target with the array's shape (dims in its order)")
+    where = "target" if region is None else "target region"
+    region = tuple(slice(None) for _ in np.shape(target)) if region is None else tuple(region)
+    spans = [s.indices(n) for s, n in zip(region, np.shape(target))]
+    shape = tuple(len(range(*span)) for span in spans)
+    if len(region) != len(np.shape(target)) or shape != tuple(obj.shape) or any(st != 1 for _, _, st in spans):
+        raise ValueError(f"{where} has shape {shape}, the array to store "
+                         f"{tuple(obj.shape)}: make the target (or region) with the array's shape, dims in its order")
+    offset = [lo for lo, _, _ in spans]
     if not isinstance(obj.data, dsa.Array) or _is_distributed(get_scheduler(collections=[obj.data])):
-        target[tuple(slice(None) for _ in obj.shape)] = obj.values
+        target[region] = obj.values
         return
     if obj.ndim < 2:
         raise ValueError(f"store_by_blocks needs spatial dims last, (..., y, x); got dims {obj.dims}")
@@ -104,10 +113,10 @@ def store_by_blocks(obj, target, blocks_per_step: int | None = None) -> None:
         blocks_per_step = int(dask.config.get("num_workers", None) or CPU_COUNT)
     if blocks_per_step < 1:
         raise ValueError(f"blocks_per_step must be >= 1, got {blocks_per_step}")
-    _compute_in_steps(obj.data, blocks_per_step, target)
+    _compute_in_steps(obj.data, blocks_per_step, target, offset)
 
 
-def _compute_in_steps(array, blocks_per_step: int, target) -> None:
+def _compute_in_steps(array, blocks_per_step: int, target, offset) -> None:
     import dask
     from dask.base import get_scheduler
     from dask.core import flatten, get_dependencies
@@ -125,7 +134,7 @@ def _compute_in_steps(array, blocks_per_step: int, target) -> None:
         for k in cull(graph, wanted)[0]:
             if _carried(k):
                 uses.setdefault(k, []).append(s)
-    starts = [np.cumsum((0,) + c[:-1]) for c in array.chunks]
+    starts = [first + np.cumsum((0,) + c[:-1]) for first, c in zip(offset, array.chunks)]
     get = get_scheduler(collections=[array]) or dask.threaded.get
     kept: dict[Hashable, object] = {}
     for s, wanted in enumerate(wanted_by_step):
