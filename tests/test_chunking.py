@@ -241,7 +241,7 @@ def test_halo_blocks_equal_dask_overlap_with_reflected_edges(data):
 def test_computing_by_blocks_equals_computing_at_once_and_predicts_each_block_once(case, blocks_per_step, base_scene,
                                                                                  small_model):
     """A few blocks at a time, the mask is the same to the bit, and each block's patches run
-    once: the strips a block hands its neighbours are kept, not recomputed."""
+    once: the strips of sums a block spills into its neighbours are kept, not recomputed."""
     from dask.callbacks import Callback
 
     from sensei_xr.inference.stepwise import compute_by_blocks
@@ -259,6 +259,52 @@ def test_computing_by_blocks_equals_computing_at_once_and_predicts_each_block_on
     np.testing.assert_array_equal(got.values, whole)
     runs = [k for k in predicted if isinstance(k, tuple) and str(k[0]).startswith("sensei-predict")]
     assert runs and len(runs) == len(set(runs)), "a block's patches ran more than once"
+
+
+@pytest.mark.parametrize("blocks_per_step", [1, 2])
+def test_by_blocks_the_halo_strips_held_do_not_grow_with_the_scene_width(blocks_per_step, base_scene, small_model):
+    """Computed by blocks, a halo strip cut from a source chunk is kept only for the next
+    step; the strips a later row needs are cut again from their chunk, read again then.
+    So the halo bytes held between steps barely change from a scene four chunks wide to
+    one eight wide (they doubled: a row of strips, about 40 MiB per 1024 px 13-band chunk, 440 MiB
+    across a Sentinel-2 tile), while the mask stays the same to the bit, each block's
+    patches run once, and a source chunk is read at most six times (three to four on
+    average; before, twice)."""
+    from collections import Counter
+
+    import dask.array as dsa
+    from dask.callbacks import Callback
+
+    from sensei_xr.inference import stepwise
+    from sensei_xr.inference.blocks import HALO_CUT
+
+    held = {}
+    for cols in (4, 8):
+        base = _scene(base_scene, 3 * 60, cols * 60)
+        reads = Counter()
+
+        def read(block_info=None, values=base.values):  # a source that counts its reads
+            (_, _), (r0, r1), (c0, c1) = block_info[None]["array-location"]
+            reads[r0, c0] += 1
+            return values[:, r0:r1, c0:c1]
+
+        data = dsa.map_blocks(read, chunks=((base.shape[0],), (60,) * 3, (60,) * cols), dtype=base.dtype,
+                              meta=np.array((), base.dtype))
+        lazy = base.copy(data=data).sensei.cloudmask(model=small_model, patch_size=PATCH, overlap=OVERLAP,
+                                                     device="cpu")
+        with dask.config.set(scheduler="sync"):
+            want = lazy.values
+            reads.clear()
+            tasks = []
+            out = np.zeros(lazy.shape, lazy.dtype)
+            with Callback(pretask=lambda key, dsk, state: tasks.append(key)):
+                most = stepwise._compute_in_steps(lazy.data, blocks_per_step, out, (0, 0))
+        np.testing.assert_array_equal(out, want)
+        runs = [k for k in tasks if isinstance(k, tuple) and str(k[0]).startswith("sensei-predict")]
+        assert len(reads) == 3 * cols and max(reads.values()) <= 6 and sum(reads.values()) <= 4.5 * len(reads), reads
+        assert len(runs) == len(set(runs)) == 3 * cols, "a block's patches ran more than once"
+        held[cols] = most[HALO_CUT]
+    assert 0 < held[8] <= 1.2 * held[4], held
 
 
 def test_computing_by_blocks_leaves_a_distributed_cluster_to_itself(base_scene, small_model, monkeypatch):

@@ -23,6 +23,14 @@ __all__ = ["BlockPredictor", "halo_graph", "blend_graph", "NO_DATA_SUM"]
 #: neighbouring blocks add (each under 2^56, :data:`~sensei_xr.inference.tiling.FIXED_POINT`).
 NO_DATA_SUM = -(2 ** 62)
 
+#: Layer-name prefix of the halo strips a block's neighbours cut from its source chunk.
+HALO_CUT = "sensei-halo-cut-"
+#: Layers whose tasks make the small strips a block hands its neighbours (halo strips cut
+#: from its chunk, the probability sums its patches spill below and to the right):
+#: computing a few blocks at a time keeps them for later blocks
+#: (:mod:`sensei_xr.inference.stepwise`).
+CARRIED_LAYERS = (HALO_CUT, "sensei-spill-below-", "sensei-spill-right-")
+
 
 class BlockPredictor:
     """The per-block function; small and picklable (no model inside).
@@ -183,7 +191,7 @@ def halo_graph(data, hy: int, hx: int):
         raise ValueError(f"halo_graph needs one band chunk and spatial chunks of at least the halo ({hy}, {hx}); "
                          f"got chunks {data.chunks[1:]}")
     token = tokenize(data, hy, hx)
-    cut, name = "sensei-halo-cut-" + token, "sensei-halo-" + token
+    cut, name = HALO_CUT + token, "sensei-halo-" + token
     near = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0) and (hy or not a) and (hx or not b)]
     dsk = {}
     for t in range(len(data.chunks[0])):
@@ -247,10 +255,6 @@ def _with_halo(own: np.ndarray, offsets, pieces, hy: int, hx: int) -> np.ndarray
     return out
 
 
-# Layers whose tasks make the small strips a block hands its neighbours (halo strips cut
-# from its chunk, the probability sums its patches spill below and to the right): computing
-# a few blocks at a time keeps them for later blocks (sensei_xr.inference.stepwise).
-CARRIED_LAYERS = ("sensei-halo-cut-", "sensei-spill-below-", "sensei-spill-right-")
 
 
 def blend_graph(sums, chunks, n_classes: int):

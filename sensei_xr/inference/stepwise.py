@@ -3,12 +3,14 @@
 Computed in one go, a large scene's graph lets Dask read ahead and hold about a row of
 blocks (their input chunks, halo strips and fixed-point sums), so the peak grows with the
 scene's width (``docs/benchmarks.md``). Here the output blocks are computed a few at a
-time, in row-major order. What later blocks need from a step and is small (halo strips cut
-from the chunks it read, the strips of probability sums its patches spill into the blocks
-below and to the right) is kept until its last use; everything else, the source chunks
-above all, is read again where needed. A chunk is read about three times (as a neighbour
-to its left, as one above, and as itself) instead of once: cheap for an in-memory or local
-source, and the price of a bounded peak for a remote one.
+time, in row-major order. The strips of probability sums a step's patches spill into the
+blocks below and to the right are kept until their last use (making them again would run
+the patches again). The halo strips cut from the source chunks are kept only when the
+next step uses them; the ones a later row needs are cut again from their chunk, read
+again then: kept, they were a row of strips (about 40 MiB per 1024 px, 13-band chunk,
+440 MiB across a Sentinel-2 tile). A chunk is read about three times (as a neighbour
+above, as itself, as one below) instead of once: cheap for an in-memory or local source,
+and the price of a bounded peak for a remote one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Hashable
 
 import numpy as np
 
-from .blocks import CARRIED_LAYERS
+from .blocks import CARRIED_LAYERS, HALO_CUT
 
 __all__ = ["compute_by_blocks", "store_by_blocks"]
 
@@ -116,7 +118,9 @@ def store_by_blocks(obj, target, blocks_per_step: int | None = None, region: tup
     _compute_in_steps(obj.data, blocks_per_step, target, offset)
 
 
-def _compute_in_steps(array, blocks_per_step: int, target, offset) -> None:
+def _compute_in_steps(array, blocks_per_step: int, target, offset) -> dict[str, int]:
+    """Compute and write ``array`` a step of blocks at a time; returns the most bytes each
+    carried layer (:data:`~sensei_xr.inference.blocks.CARRIED_LAYERS`) held between steps."""
     import dask
     from dask.base import get_scheduler
     from dask.core import flatten, get_dependencies
@@ -137,20 +141,24 @@ def _compute_in_steps(array, blocks_per_step: int, target, offset) -> None:
     starts = [first + np.cumsum((0,) + c[:-1]) for first, c in zip(offset, array.chunks)]
     get = get_scheduler(collections=[array]) or dask.threaded.get
     kept: dict[Hashable, object] = {}
+    most = dict.fromkeys(CARRIED_LAYERS, 0)
     for s, wanted in enumerate(wanted_by_step):
         current = {**graph, **kept}  # kept strips replace the tasks that made them
         needed, _ = cull(current, wanted)
         # Strips later steps need that this step can cut from what it computes anyway.
-        extra = [k for k, used in uses.items() if used[-1] > s and k not in kept and k not in needed
+        extra = [k for k in uses if _kept_after(k, s, uses) and k not in kept and k not in needed
                  and all(d in needed for d in get_dependencies(current, k))]
-        extra += [k for k in needed if _carried(k) and uses[k][-1] > s and k not in kept]
+        extra += [k for k in needed if _carried(k) and _kept_after(k, s, uses) and k not in kept]
         if extra:
             needed, _ = cull(current, wanted + extra)
         values = get(needed, wanted + extra)
         for key, value in zip(wanted, values):
             target[tuple(slice(o[i], o[i] + n) for o, i, n in zip(starts, key[1:], np.shape(value)))] = value
         kept.update(zip(extra, values[len(wanted):]))
-        kept = {k: v for k, v in kept.items() if uses[k][-1] > s}
+        kept = {k: v for k, v in kept.items() if _kept_after(k, s, uses)}
+        for layer in most:
+            most[layer] = max(most[layer], sum(np.asarray(v).nbytes for k, v in kept.items() if _layer(k) == layer))
+    return most
 
 
 def _is_distributed(get) -> bool:
@@ -158,6 +166,24 @@ def _is_distributed(get) -> bool:
     return owner is not None and type(owner).__module__.split(".")[0] == "distributed"
 
 
-def _carried(key) -> bool:
+def _layer(key) -> str | None:
+    """The carried layer a key belongs to, or None."""
     name = key[0] if isinstance(key, tuple) else key
-    return isinstance(name, str) and name.startswith(CARRIED_LAYERS)
+    if isinstance(name, str):
+        for layer in CARRIED_LAYERS:
+            if name.startswith(layer):
+                return layer
+    return None
+
+
+def _carried(key) -> bool:
+    return _layer(key) is not None
+
+
+def _kept_after(key, s: int, uses: dict) -> bool:
+    """Whether a carried strip is kept after step ``s``: a spill of sums until its last use,
+    a halo strip (cut from a source chunk, cheap to cut again) only for the next step."""
+    later = [u for u in uses[key] if u > s]
+    if not later:
+        return False
+    return _layer(key) != HALO_CUT or later[0] == s + 1
