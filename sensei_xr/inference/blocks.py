@@ -255,8 +255,6 @@ def _with_halo(own: np.ndarray, offsets, pieces, hy: int, hx: int) -> np.ndarray
     return out
 
 
-
-
 def blend_graph(sums, chunks, n_classes: int):
     """Probabilities from the blocks' fixed-point sums: each block's own, plus what the
     blocks above, to the left and above-left reached into it (a patch reaches at most one

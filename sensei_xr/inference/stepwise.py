@@ -8,9 +8,10 @@ blocks below and to the right are kept until their last use (making them again w
 the patches again). The halo strips cut from the source chunks are kept only when the
 next step uses them; the ones a later row needs are cut again from their chunk, read
 again then: kept, they were a row of strips (about 40 MiB per 1024 px, 13-band chunk,
-440 MiB across a Sentinel-2 tile). A chunk is read about three times (as a neighbour
-above, as itself, as one below) instead of once: cheap for an in-memory or local source,
-and the price of a bounded peak for a remote one.
+440 MiB across a Sentinel-2 tile). A chunk is read about three times at two blocks a
+step, four at one (as a neighbour above, as itself, as one below, as a side neighbour),
+instead of once: cheap for an in-memory or local source, and the price of a bounded peak
+for a remote one.
 """
 
 from __future__ import annotations
