@@ -40,10 +40,29 @@ def _system(config_path: Path) -> dict:
     return read_system(config_path)
 
 
-def train_release(config_path: Path, work: Path, seed: int, log=print) -> tuple[object, float]:
+def _release_band_set(system: dict, band_set: str | None) -> str | None:
+    """The one fixed band set a fixed-band system's release is trained on (None: not fixed-band)."""
+    fixed = system.get("fixed_bands")
+    if not fixed:
+        if band_set is not None:
+            raise SystemExit(f"--band-set {band_set}: the system takes any bands; give --band-set only to a "
+                             "fixed-band system")
+        return None
+    if band_set is None:
+        if len(fixed) != 1:
+            raise SystemExit(f"a fixed-band system ships one model: choose one of {fixed} with --band-set")
+        return fixed[0]
+    if band_set not in fixed:
+        raise SystemExit(f"--band-set {band_set} is not one of the system's fixed band sets {fixed}")
+    return band_set
+
+
+def train_release(config_path: Path, work: Path, seed: int, log=print,
+                  band_set: str | None = None) -> tuple[object, float]:
     """Train the config's recipe on all 24 Biome patches into ``work`` (resumable; reused once done).
 
-    Returns the model and the training seconds (of the run that finished it).
+    ``band_set``: for a system with several fixed band sets (one model each), the one to
+    train. Returns the model and the training seconds (of the run that finished it).
     """
     system = _system(config_path)
     if system.get("kind") == "ensemble":
@@ -61,15 +80,13 @@ def train_release(config_path: Path, work: Path, seed: int, log=print) -> tuple[
         return ensemble, seconds
     cfg = {k: v for k, v in system.items() if k not in _SYSTEM_KEYS}
     patches = load_dataset("biome_patches", split="val") + load_dataset("biome_patches", split="train")
-    fixed = system.get("fixed_bands")
+    fixed = _release_band_set(system, band_set)
     if fixed:
-        if len(fixed) != 1:
-            raise SystemExit("a fixed-band system ships one model: give its config one band set in fixed_bands")
-        patches = [select_bands(s, fixed[0]) for s in patches]
+        patches = [select_bands(s, fixed) for s in patches]
         model_cfg = {**cfg["model"], "encoder": None, "in_bands": len(patches[0].descriptors)}
-        if fixed[0] in ("RGB", "RGBNIR", "AeroRGBNIR", "RGBNIRSWIR"):
-            model_cfg["band_set"] = fixed[0]
-        cfg = {**cfg, "model": model_cfg, "band_subsets": False, "val_band_sets": {fixed[0]: None}}
+        if fixed in ("RGB", "RGBNIR", "AeroRGBNIR", "RGBNIRSWIR"):
+            model_cfg["band_set"] = fixed
+        cfg = {**cfg, "model": model_cfg, "band_subsets": False, "val_band_sets": {fixed: None}}
     cfg["seed"] = seed
     work.mkdir(parents=True, exist_ok=True)
     stem = work / "model"
@@ -83,13 +100,15 @@ def train_release(config_path: Path, work: Path, seed: int, log=print) -> tuple[
 
 def release(config_path: Path, cv_path: Path, name: str, summary: str, make_default: bool,
             work: Path, selected_on: str, limitations: list[str], docs: Path = Path("docs/models"),
-            log=print) -> dict:
+            log=print, band_set: str | None = None) -> dict:
     system = _system(config_path)
     cv = json.loads(cv_path.read_text())
     if cv.get("config") != system:
         raise SystemExit(f"{cv_path} was made with another config than {config_path}: rerun the cross-validation")
-    fixed = system.get("fixed_bands")
-    model, seconds = train_release(config_path, work, cv["seeds"][0], log=log)
+    fixed = _release_band_set(system, band_set)
+    # A fixed-band model's card carries the cross-validation of its own band set only.
+    cv_sets = [fixed] if fixed else list(cv["summary"])
+    model, seconds = train_release(config_path, work, cv["seeds"][0], log=log, band_set=fixed)
     shots = docs / name
     shots.mkdir(parents=True, exist_ok=True)
     scenes = check(model, shots, log=log)
@@ -101,7 +120,7 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
         "training": {**card["training"],
                      "data": ("all 24 human-labelled Landsat 8 Biome patches of the sample data (the 16 of the "
                               "published train split and the 8 of its val split; 256 x 256 px at 30 m, bands "
-                              "B2-B7, B9, B10)" + (f", {fixed[0]} bands only" if fixed else "")
+                              "B2-B7, B9, B10)" + (f", {fixed} bands only" if fixed else "")
                               + "".join(f"; {d}" for d in [card["training"]["data"]] if "library" in d)),
                      "validation_data": "none held out: the recipe was chosen by cross-validation (below)",
                      "config": str(config_path),
@@ -110,9 +129,9 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
         "validation_metrics": None,
         "cross_validation": {"source": str(cv_path), "seeds": cv["seeds"], "folds": cv["folds"],
                              "engine": engine_options(cv),
-                             "summary": {b: {k: v for k, v in s.items() if k != "per_image_oa"}
-                                         for b, s in cv["summary"].items()},
-                             "per_image_oa": {b: s["per_image_oa"] for b, s in cv["summary"].items()}},
+                             "summary": {b: {k: v for k, v in cv["summary"][b].items() if k != "per_image_oa"}
+                                         for b in cv_sets},
+                             "per_image_oa": {b: cv["summary"][b]["per_image_oa"] for b in cv_sets}},
         "real_scenes": scenes,
         "real_scenes_engine": dict(ENGINE_DEFAULTS),
         "limitations": list(limitations),
@@ -209,7 +228,7 @@ def card_markdown(card: dict, results: Path) -> str:
                      + f" | {s[b]['pooled']['f1']:.3f} | " + (f"{bar:.3f}" if bar is not None else "")
                      + " | " + ("" if bar is None else "yes" if v >= bar else "**no**") + " | "
                      + (f"{peer[b]['cv_mean_oa']:.3f}" if b in peer else "") + " |")
-    lines += ["", "Per held-out patch (OA, all bands): "
+    lines += ["", f"Per held-out patch (OA, {sets[0]} bands): "
               + ", ".join(f"{n.removesuffix('.tif')} {x:.2f}" for n, x in sorted(cv["per_image_oa"][sets[0]].items(),
                                                                            key=lambda kv: kv[1])), "",
               "## Real scenes no model saw (`benchmarks/scene_report.py`, through `da.sensei.cloudmask()`)", "",
@@ -245,6 +264,9 @@ def main(argv=None) -> int:
                         "engine as it is now and write it into its card and page (with --limitation: replace them)")
     p.add_argument("--limitation", action="append", default=[], help="a known weakness (repeatable)")
     p.add_argument("--default", action="store_true", help="make it the default model (aliases.json)")
+    p.add_argument("--band-set", default=None,
+                   help="for a system with several fixed band sets (one model each, e.g. nn_fixed.toml): the "
+                        "one to train and ship")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--work", type=Path, default=None,
                    help="folder to train in (resumable; a finished model there is reused), default a temporary one")
@@ -262,11 +284,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.work is not None:
         release(args.config, args.cv, args.name, args.summary, args.default, args.work, args.selected_on,
-                args.limitation)
+                args.limitation, band_set=args.band_set)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             release(args.config, args.cv, args.name, args.summary, args.default, Path(tmp), args.selected_on,
-                    args.limitation)
+                    args.limitation, band_set=args.band_set)
     return 0
 
 

@@ -105,3 +105,23 @@ def test_bench_training_quick(tmp_path, shared_data):
     assert len(res["step_s"]) == res["steps_timed"] == 2
     assert _positive([res["median_step_s"], res["validation_pass_s"], res["projected_run_minutes"]])
     assert res["validation_passes"] == -(-res["run_steps"] // 200)  # the recipe validates every 200 steps
+
+
+def test_a_release_trains_one_band_set_of_a_fixed_band_system():
+    """A fixed-band system ships one model per band set: the release names which, or fails
+    with the choices (the committed configs are the cases)."""
+    from benchmarks.release_model import _release_band_set
+    from sensei_xr.training.crossval import read_system
+
+    several = read_system(ROOT / "configs/systems/nn_fixed.toml")
+    one = read_system(ROOT / "configs/systems/dlv3_fixed.toml")
+    any_bands = read_system(ROOT / "configs/systems/sensei_dlv3.toml")
+    assert _release_band_set(several, "RGBNIRSWIR") == "RGBNIRSWIR"
+    assert _release_band_set(one, None) == "RGBNIRSWIR"
+    assert _release_band_set(any_bands, None) is None
+    with pytest.raises(SystemExit, match="choose one of .*--band-set"):
+        _release_band_set(several, None)
+    with pytest.raises(SystemExit, match="not one of the system's fixed band sets"):
+        _release_band_set(several, "NIRSWIR")
+    with pytest.raises(SystemExit, match="takes any bands"):
+        _release_band_set(any_bands, "RGB")

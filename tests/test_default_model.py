@@ -100,3 +100,17 @@ def test_every_shipped_model_has_a_page_that_says_what_its_card_says():
         assert card.get("cross_validation") and card.get("real_scenes"), name
         page = REPO / "docs" / "models" / card["name"] / "README.md"
         assert page.read_text() == card_markdown(card, REPO / "results" / "crossval"), name
+
+
+def test_every_shipped_card_describes_the_training_its_recipe_ran():
+    """The card's augmentation words follow the recipe it stores: random band subsets only
+    where the recipe drew them, a thermal shift only for a model that can see a thermal band."""
+    names = [n for n in list_models() if n != "default"]
+    for name in names:
+        card = load_model(name).card
+        trainings = card["training"].get("members") or [card["training"]]
+        for t in trainings:
+            words, recipe = t["augmentation"], t["recipe"]
+            assert ("random band subsets" in words) == bool(recipe["band_subsets"]), name
+            if card["architecture"].get("band_set"):  # a named reflective band set: no thermal band
+                assert "thermal" not in words, name

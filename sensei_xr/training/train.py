@@ -574,15 +574,17 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
                                             "mosaic_probability", "seed", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
                                             "synthetic_clouds", "augmentation")},
             "steps_done": steps_done,
-            "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation; random band subsets (>= 3 bands) per batch"
+            "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation"
+                            + (f"; random band subsets (>= {cfg['min_bands']} bands) per batch" if cfg["band_subsets"] else "")
                             + (f"; {cfg['named_band_sets'].get('probability', 0.5):.0%} of the batches one of the band sets "
                                f"{list(cfg['named_band_sets']['sets'])} instead" if cfg["named_band_sets"] is not None else "")
                             + (f"; {cfg['mosaic_probability']:.0%} of the patches mosaics of two or four pieces of "
                                "different windows" if cfg["mosaic_probability"] else "")
                             + ("; synthetic clouds composited over the training patches (sensei_xr.training.synthetic)"
                                if cfg["synthetic_clouds"] is not None else "")
+                            # A model on a named reflective band set never sees a thermal band to shift.
                             + (f"; a random thermal shift of up to +-{cfg['augmentation']['thermal_shift']} K per patch"
-                               if cfg["augmentation"].get("thermal_shift") else ""),
+                               if cfg["augmentation"].get("thermal_shift") and not cfg["model"].get("band_set") else ""),
             "encoder_initialisation": cfg.get("init_encoder") or "random",
             "initial_model": cfg.get("init_model"),
             "device": device,
