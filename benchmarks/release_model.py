@@ -27,7 +27,7 @@ from sensei_xr.models import CloudEnsemble, load_model, save_model
 from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
 from sensei_xr.sample_data import data_dir
 from sensei_xr.training.crossval import _SYSTEM_KEYS, engine_options, member_seeds, read_system, select_bands
-from sensei_xr.training.train import train
+from sensei_xr.training.train import finished_model, train
 
 from .scene_report import BAND_SETS as BAND_SETS_CHECKED
 from .scene_report import check
@@ -91,7 +91,8 @@ def train_release(config_path: Path, work: Path, seed: int, log=print,
     work.mkdir(parents=True, exist_ok=True)
     stem = work / "model"
     timing = work / "seconds.txt"
-    if not (stem.with_suffix(".json").is_file() and timing.is_file()):  # the card is written last
+    # A finished model there is reused (it must be this recipe's and seed's: checked); the card is written last.
+    if not (finished_model(stem, cfg) and timing.is_file()):
         t0 = time.time()
         train(cfg, data_dir(), stem, resume=True, log=log, train_samples=patches, val_samples=patches)
         timing.write_text(f"{time.time() - t0:.0f}\n")
@@ -100,7 +101,9 @@ def train_release(config_path: Path, work: Path, seed: int, log=print,
 
 def release(config_path: Path, cv_path: Path, name: str, summary: str, make_default: bool,
             work: Path, selected_on: str, limitations: list[str], docs: Path = Path("docs/models"),
-            log=print, band_set: str | None = None) -> dict:
+            log=print, band_set: str | None = None, seed: int | None = None) -> dict:
+    """Train, check and register one release of a recipe; ``seed``: its training seed (default
+    the cross-validation's first seed)."""
     system = _system(config_path)
     cv = json.loads(cv_path.read_text())
     if cv.get("config") != system:
@@ -108,7 +111,8 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
     fixed = _release_band_set(system, band_set)
     # A fixed-band model's card carries the cross-validation of its own band set only.
     cv_sets = [fixed] if fixed else list(cv["summary"])
-    model, seconds = train_release(config_path, work, cv["seeds"][0], log=log, band_set=fixed)
+    model, seconds = train_release(config_path, work, cv["seeds"][0] if seed is None else seed, log=log,
+                                   band_set=fixed)
     shots = docs / name
     shots.mkdir(parents=True, exist_ok=True)
     scenes = check(model, shots, log=log)
@@ -267,6 +271,8 @@ def main(argv=None) -> int:
     p.add_argument("--band-set", default=None,
                    help="for a system with several fixed band sets (one model each, e.g. nn_fixed.toml): the "
                         "one to train and ship")
+    p.add_argument("--seed", type=int, default=None,
+                   help="training seed of the release (default: the cross-validation's first seed)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--work", type=Path, default=None,
                    help="folder to train in (resumable; a finished model there is reused), default a temporary one")
@@ -284,11 +290,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.work is not None:
         release(args.config, args.cv, args.name, args.summary, args.default, args.work, args.selected_on,
-                args.limitation, band_set=args.band_set)
+                args.limitation, band_set=args.band_set, seed=args.seed)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             release(args.config, args.cv, args.name, args.summary, args.default, Path(tmp), args.selected_on,
-                    args.limitation, band_set=args.band_set)
+                    args.limitation, band_set=args.band_set, seed=args.seed)
     return 0
 
 

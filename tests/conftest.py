@@ -29,3 +29,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Print the random test order's seed even under ``-q`` (which hides pytest-randomly's
+    header), so an order-dependent failure in CI can be replayed with ``-p randomly
+    --randomly-seed=<seed>``."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is not None:
+        terminalreporter.write_line(f"test order: pytest-randomly seed {seed} (replay with -p randomly "
+                                    f"--randomly-seed={seed})")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from sensei_xr.models import load_model
-from sensei_xr.training.train import finish_from_checkpoint, train
+from sensei_xr.datasets import load_dataset
+from sensei_xr.training.train import finish_from_checkpoint, finished_model, train
 
 TINY = {
     "name": "tiny-loop-test",
@@ -43,6 +44,28 @@ def test_train_writes_loadable_model_with_card(shared_data, tmp_path):
         assert torch.equal(v, resumed[k]), k
     assert straight["training"]["history"][-1]["train_loss"] == pytest.approx(
         more["training"]["history"][-1]["train_loss"], abs=1e-6)
+
+
+def test_a_checkpoint_or_a_finished_model_of_another_run_is_refused(shared_data, tmp_path):
+    """Resuming another recipe's checkpoint, or reusing another recipe's finished model (a
+    release or a cross-validation fold), would mix two runs without a word: refused, naming
+    the difference. More steps for the same run stay allowed (the resume test above)."""
+    train(TINY, shared_data, tmp_path / "m", log=lambda m: None)
+    state = json.loads((tmp_path / "m.ckpt" / "state.json").read_text())
+    assert finished_model(tmp_path / "m", TINY)
+    assert not finished_model(tmp_path / "absent", TINY)
+    with pytest.raises(ValueError, match=r"another recipe than this run's \(seed: 0 there, 1 here\)"):
+        finished_model(tmp_path / "m", {**TINY, "seed": 1})
+    with pytest.raises(ValueError, match=r"steps: 4 there, 6 here"):
+        finished_model(tmp_path / "m", {**TINY, "steps": 6})
+    with pytest.raises(ValueError, match=r"checkpoint in .*m\.ckpt was trained by another recipe .*"
+                                         r"mosaic_probability: 0\.0 there, 0\.5 here"):
+        train({**TINY, "steps": 6, "mosaic_probability": 0.5}, shared_data, tmp_path / "m", log=lambda m: None)
+    with pytest.raises(ValueError, match=r"trained on other data"):
+        train({**TINY, "steps": 6}, shared_data, tmp_path / "m", log=lambda m: None,
+              train_samples=load_dataset("biome_patches", split="val")[:2])
+    # Nothing was trained or written by the refused runs.
+    assert json.loads((tmp_path / "m.ckpt" / "state.json").read_text()) == state
 
 
 def test_finish_from_checkpoint(shared_data, tmp_path):

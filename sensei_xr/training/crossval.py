@@ -114,11 +114,11 @@ def read_system(path: str | os.PathLike) -> dict:
 def _fold_model(config: dict, train_s, held, seed: int, data_dir, log, folder: str | os.PathLike):
     """A SEnSeI network trained on a fold (or kept from an earlier run) with the
     calibrations its config asks for."""
-    from .train import train
+    from .train import finished_model, train
 
     cfg = {**config, "seed": seed}
     stem = Path(folder) / "model"
-    if not _trained(stem):
+    if not finished_model(stem, cfg):
         train(cfg, data_dir, stem, resume=True, log=lambda m: log(f"  {m}"), train_samples=train_s, val_samples=held)
     model = _load_trained(stem)
     _calibrate_kept(model, cfg, train_s, stem, log)
@@ -134,6 +134,7 @@ def member_seeds(members: Sequence[str], seed: int) -> list[int]:
 def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir, log,
                      keep: Path | None = None, refine: bool = True) -> tuple[dict, float]:
     from ..models import CloudEnsemble
+    from .train import finished_model
 
     members = system.get("member_systems")
     if not members:
@@ -147,7 +148,7 @@ def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir
         for i, member in enumerate(members):
             log(f"  member {i}: {member.get('system', '')}, seed {seeds[i]}")
             config = {key: v for key, v in member.items() if key not in _SYSTEM_KEYS}
-            kept = _trained(folder / f"member{i}" / "model")
+            kept = finished_model(folder / f"member{i}" / "model", {**config, "seed": seeds[i]})
             models.append(_fold_model(config, train_s, held, seeds[i], data_dir, log, folder / f"member{i}"))
             if kept:  # a run's seconds include its members' training, wherever it ran
                 kept_seconds += float((models[-1].card.get("training") or {}).get("seconds") or 0.0)
@@ -161,7 +162,7 @@ def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir
 
 def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, data_dir,
                     log, keep: Path | None = None, refine: bool = True) -> tuple[dict, float]:
-    from .train import train
+    from .train import finished_model, train
 
     cfg = {**config, "seed": seed}
     t0 = time.time()
@@ -180,7 +181,7 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
                 if name in _BY_WAVELENGTH:  # the engine then picks these bands from any sensor
                     model_cfg["band_set"] = name
                 run_cfg = {**cfg, "band_subsets": False, "val_band_sets": {name: None}, "model": model_cfg}
-                if not _trained(Path(tmp) / name):
+                if not finished_model(Path(tmp) / name, run_cfg):
                     train(run_cfg, data_dir, Path(tmp) / name, resume=True, log=lambda m: None,
                           train_samples=tr, val_samples=ho)
                 model = _load_trained(Path(tmp) / name)
@@ -211,11 +212,6 @@ def _calibrate_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
                                get("patch_size"), get("batch_size"))
     log(f"  measured the batch-norm calibrations of {done} for the kept model")
     save_model(model, stem, card={**model.card, "calibrated_after_training": done})
-
-
-def _trained(stem: Path) -> bool:
-    """A kept model from an earlier run (its card is written last, after the weights)."""
-    return stem.with_suffix(".json").is_file() and stem.with_suffix(".safetensors").is_file()
 
 
 def _load_trained(stem: Path):

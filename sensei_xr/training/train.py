@@ -82,6 +82,53 @@ DEFAULT_CONFIG = {
 }
 
 
+# What a model's card records of the recipe that trained it.
+_RECIPE_KEYS = ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum", "weight_decay", "lr_min",
+                "schedule", "min_bands", "band_subsets", "named_band_sets", "mosaic_probability", "seed",
+                "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data", "synthetic_clouds",
+                "augmentation")
+# Measured after training, and again for a kept model (crossval): not part of what must match.
+_AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets")
+
+
+def training_recipe(config: dict) -> dict:
+    """The recipe a run of ``config`` records on its card (defaults filled in, as JSON has it)."""
+    cfg = {**DEFAULT_CONFIG, **config}
+    return json.loads(json.dumps({k: cfg[k] for k in _RECIPE_KEYS}))
+
+
+def check_same_recipe(recorded: dict | None, config: dict, what: str | PathLike, ignore: tuple[str, ...] = ()) -> None:
+    """Raise if a checkpoint or finished model (``what``) was trained by another recipe than
+    ``config``'s: resuming or reusing it would silently mix two runs.
+
+    ``recorded`` is the recipe it records (a card's ``training.recipe``); a key it lacks
+    (written before the key existed) counts as that key's default. ``ignore``: keys that may
+    differ (a resumed run may be given more steps).
+    """
+    if recorded is None:
+        raise ValueError(f"{what} records no training recipe, so it cannot be checked against this run's: "
+                         "delete it, or train into another folder")
+    expected = training_recipe(config)
+    default = training_recipe({})
+    differ = {k: (recorded.get(k, default[k]), v) for k, v in expected.items()
+              if k not in _AFTER_TRAINING + ignore and recorded.get(k, default[k]) != v}
+    if differ:
+        raise ValueError(f"{what} was trained by another recipe than this run's ("
+                         + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in differ.items())
+                         + "): delete it, or train into another folder")
+
+
+def finished_model(stem: str | PathLike, config: dict) -> bool:
+    """Whether ``<stem>.safetensors`` is a finished run of ``config`` (its card, written last,
+    is there), to be reused instead of training again; raises if another recipe made it."""
+    card_file = Path(stem).with_suffix(".json")
+    if not (card_file.is_file() and card_file.with_suffix(".safetensors").is_file()):
+        return False
+    card = json.loads(card_file.read_text())
+    check_same_recipe((card.get("training") or {}).get("recipe"), config, card_file.with_suffix(".safetensors"))
+    return True
+
+
 def read_config(path: str | PathLike, known: set[str], what: str = "training") -> dict:
     """Read a TOML or JSON config; keys outside ``known`` are an error (a typo would
     otherwise silently run with a default)."""
@@ -331,7 +378,8 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     out = Path(out)
     ckpt_dir = out.with_suffix(".ckpt")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    start_step, history, schedule = _resume(ckpt_dir, model, opt, resume, log)
+    run = {"recipe": training_recipe(cfg), "data": train_described}
+    start_step, history, schedule = _resume(ckpt_dir, model, opt, resume, log, run)
     next_batch = _batch_source(cfg, train_sources, train_weights, classes, start_step)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     t0 = time.time()
@@ -360,7 +408,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
             _save_checkpoint(ckpt_dir, model, opt, {
                 "step": step + 1, "history": history, "lr": opt.param_groups[0]["lr"],
                 "best": schedule["best"] if math.isfinite(schedule["best"]) else None,
-                "bad_epochs": schedule["bad_epochs"]})
+                "bad_epochs": schedule["bad_epochs"], "run": run})
     return _finish(model, cfg, config, out, (train_sources, train_weights, train_described),
                    (val_samples, val_described),
                    history, device, time.time() - t0)
@@ -410,20 +458,37 @@ def _optimizer(cfg: dict, model):
     return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 
 
-def _resume(ckpt_dir: Path, model, opt, resume: bool, log) -> tuple[int, list, dict]:
-    """(first step, history, plateau state) from the latest checkpoint, or a fresh start."""
+def _resume(ckpt_dir: Path, model, opt, resume: bool, log, run: dict) -> tuple[int, list, dict]:
+    """(first step, history, plateau state) from the latest checkpoint, or a fresh start.
+
+    ``run``: this run's recipe and training data; a checkpoint of another run is an error.
+    """
     state_file = ckpt_dir / "state.json"
     if not (resume and state_file.exists()):
         return 0, [], {"best": math.inf, "bad_epochs": 0}
     from safetensors.torch import load_file
 
     state = json.loads(state_file.read_text())
+    _check_checkpoint_run(state, run, ckpt_dir, log)
     model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
     _load_optimizer(opt, load_file(ckpt_dir / "optimizer.safetensors"), state["lr"])
     log(f"resumed at step {state['step']}")
     # A cosine run never sets a best loss (saved as null).
     return state["step"], state["history"], {"best": math.inf if state.get("best") is None else state["best"],
                                              "bad_epochs": state.get("bad_epochs", 0)}
+
+
+def _check_checkpoint_run(state: dict, run: dict, ckpt_dir: Path, log) -> None:
+    """Raise if the checkpoint's run (recipe, training data) is not ``run``; it may have been
+    given fewer steps (a run can be extended)."""
+    recorded = state.get("run")
+    if recorded is None:
+        log(f"using a checkpoint that records no recipe (written before checkpoints did): {ckpt_dir}")
+        return
+    check_same_recipe(recorded["recipe"], run["recipe"], f"the checkpoint in {ckpt_dir}", ignore=("steps",))
+    if recorded["data"] != run["data"]:
+        raise ValueError(f"the checkpoint in {ckpt_dir} was trained on other data ({recorded['data']}) than "
+                         f"this run ({run['data']}): delete it, or train into another folder")
 
 
 def _named_band_sets(options: dict) -> dict:
@@ -569,10 +634,7 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
         "training": {
             "data": "; ".join(train_described),
             "validation_data": "; ".join(val_described) + " (held out: never trained on)",
-            "recipe": {k: cfg[k] for k in ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum",
-                                            "weight_decay", "lr_min", "schedule", "min_bands", "band_subsets", "named_band_sets",
-                                            "mosaic_probability", "seed", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
-                                            "synthetic_clouds", "augmentation")},
+            "recipe": training_recipe(cfg),
             "steps_done": steps_done,
             "augmentation": "flips, 90-degree rotations, white noise, salt-and-pepper, per-band shifts, artificial saturation"
                             + (f"; random band subsets (>= {cfg['min_bands']} bands) per batch" if cfg["band_subsets"] else "")
@@ -615,6 +677,7 @@ def finish_from_checkpoint(config: dict, data_dir: str | PathLike, out: str | Pa
     model = build_model(cfg["model"])
     model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
     train_sources, train_weights, train_described = _training_sources(cfg, data_dir, classes)
+    _check_checkpoint_run(state, {"recipe": training_recipe(cfg), "data": train_described}, ckpt_dir, print)
     val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
     train = (train_sources, train_weights, train_described)
     val = ([smp for src in val_sources for smp in src], val_described)
