@@ -249,7 +249,31 @@ def _reset_parameters(net: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class DeepLabV3Plus(nn.Module):
+class _MobileNetV2Net(nn.Module):
+    """What both DeepLabv3+ heads share: a foldable first convolution and the backbone.
+
+    Subclasses define ``forward_from_first(y, size)``, the network after the first
+    convolution (SEnSeI folding replaces that convolution and calls it directly).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        # The first convolution is a separate attribute so that it can be folded.
+        self.first_conv = nn.Conv2d(in_channels, _STEM_CHANNELS, 3, 2, 1, bias=False)
+        self.backbone = MobileNetV2Backbone()
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stride-4 low-level and stride-8 deep backbone features of an input."""
+        return self.backbone(self.first_conv(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, H, W) -> (B, num_classes, H, W) logits."""
+        return self.forward_from_first(self.first_conv(x), [x.shape[-2], x.shape[-1]])
+
+
+class DeepLabV3Plus(_MobileNetV2Net):
     """The SEnSeI paper's DeepLabv3+ / MobileNetV2 (width 1.0), output stride 8.
 
     Backbone -> ASPP of image pooling and a 1x1 branch (256 each) -> 1x1 projection to
@@ -272,19 +296,10 @@ class DeepLabV3Plus(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        # The first convolution is a separate attribute so that it can be folded.
-        self.first_conv = nn.Conv2d(in_channels, _STEM_CHANNELS, 3, 2, 1, bias=False)
-        self.backbone = MobileNetV2Backbone()
+        super().__init__(in_channels, num_classes)
         self.aspp = ASPP(self.backbone.out_channels, 256, (), dropout)
         self.classifier = nn.Conv2d(256, num_classes, 1)
         _reset_parameters(self)
-
-    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stride-4 low-level and stride-8 deep backbone features of an input."""
-        return self.backbone(self.first_conv(x))
 
     def forward_from_first(self, y: torch.Tensor, size: List[int]) -> torch.Tensor:
         """The network after its first convolution.
@@ -300,12 +315,8 @@ class DeepLabV3Plus(nn.Module):
         x = self.classifier(self.aspp(deep))
         return F.interpolate(x, size=[size[0], size[1]], mode="bilinear", align_corners=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) -> (B, num_classes, H, W) logits."""
-        return self.forward_from_first(self.first_conv(x), [x.shape[-2], x.shape[-1]])
 
-
-class DeepLabV3PlusWide(nn.Module):
+class DeepLabV3PlusWide(_MobileNetV2Net):
     """DeepLabv3+ / MobileNetV2 with three atrous ASPP branches and the v3+ decoder.
 
     Parameters
@@ -325,21 +336,12 @@ class DeepLabV3PlusWide(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        # The first convolution is a separate attribute so that it can be folded.
-        self.first_conv = nn.Conv2d(in_channels, _STEM_CHANNELS, 3, 2, 1, bias=False)
-        self.backbone = MobileNetV2Backbone()
+        super().__init__(in_channels, num_classes)
         self.aspp = ASPP(self.backbone.out_channels, 256, ATROUS_RATES, dropout)
         self.low_project = _ConvBNAct(_LOW_LEVEL_CHANNELS, 48, 1, act="relu")
         self.decoder = nn.Sequential(_SeparableConv(256 + 48, 256), _SeparableConv(256, 256))
         self.classifier = nn.Conv2d(256, num_classes, 1)
         _reset_parameters(self)
-
-    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stride-4 low-level and stride-8 deep backbone features of an input."""
-        return self.backbone(self.first_conv(x))
 
     def forward_from_first(self, y: torch.Tensor, size: List[int]) -> torch.Tensor:
         """The network after its first convolution.
@@ -357,10 +359,6 @@ class DeepLabV3PlusWide(nn.Module):
         x = self.decoder(torch.cat([x, self.low_project(low)], dim=1))
         x = self.classifier(x)
         return F.interpolate(x, size=[size[0], size[1]], mode="bilinear", align_corners=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) -> (B, num_classes, H, W) logits."""
-        return self.forward_from_first(self.first_conv(x), [x.shape[-2], x.shape[-1]])
 
 
 class _StemAndPixelConv(nn.Conv2d):
