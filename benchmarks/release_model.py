@@ -109,8 +109,6 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
     if cv.get("config") != system:
         raise SystemExit(f"{cv_path} was made with another config than {config_path}: rerun the cross-validation")
     fixed = _release_band_set(system, band_set)
-    # A fixed-band model's card carries the cross-validation of its own band set only.
-    cv_sets = [fixed] if fixed else list(cv["summary"])
     model, seconds = train_release(config_path, work, cv["seeds"][0] if seed is None else seed, log=log,
                                    band_set=fixed)
     shots = docs / name
@@ -131,11 +129,7 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
                      "seconds": seconds},
         "selected_on": selected_on,
         "validation_metrics": None,
-        "cross_validation": {"source": str(cv_path), "seeds": cv["seeds"], "folds": cv["folds"],
-                             "engine": engine_options(cv),
-                             "summary": {b: {k: v for k, v in cv["summary"][b].items() if k != "per_image_oa"}
-                                         for b in cv_sets},
-                             "per_image_oa": {b: cv["summary"][b]["per_image_oa"] for b in cv_sets}},
+        "cross_validation": cross_validation_section(cv, cv_path, fixed),
         "real_scenes": scenes,
         "real_scenes_engine": dict(ENGINE_DEFAULTS),
         "limitations": list(limitations),
@@ -152,12 +146,41 @@ def release(config_path: Path, cv_path: Path, name: str, summary: str, make_defa
     return written
 
 
-def recheck(name: str, limitations: list[str] | None = None, docs: Path = Path("docs/models"), log=print) -> dict:
+def cross_validation_section(cv: dict, cv_path: Path, fixed: str | None) -> dict:
+    """A card's ``cross_validation``: the summary of the cross-validation JSON ``cv`` (read
+    from ``cv_path``) for every band set, or for ``fixed`` only (a fixed-band model's card
+    carries its own band set's)."""
+    cv_sets = [fixed] if fixed else list(cv["summary"])
+    return {"source": str(cv_path), "seeds": cv["seeds"], "folds": cv["folds"], "engine": engine_options(cv),
+            "summary": {b: {k: v for k, v in cv["summary"][b].items() if k != "per_image_oa"} for b in cv_sets},
+            "per_image_oa": {b: cv["summary"][b]["per_image_oa"] for b in cv_sets}}
+
+
+def with_cross_validation(card: dict, cv_path: Path) -> dict:
+    """The card with its cross-validation taken from ``cv_path`` (e.g. the same recipe with
+    more seeds), which must have been made with the recipe the card's model was trained with."""
+    cv = json.loads(Path(cv_path).read_text())
+    config = card["training"]["config"]
+    if cv.get("config") != _system(Path(config)):
+        raise SystemExit(f"{cv_path} was made with another config than this model's recipe {config}: give the "
+                         "cross-validation of that recipe")
+    fixed = None
+    if _system(Path(config)).get("fixed_bands"):
+        (fixed,) = card["cross_validation"]["summary"]
+    return {**card, "cross_validation": cross_validation_section(cv, Path(cv_path), fixed)}
+
+
+def recheck(name: str, limitations: list[str] | None = None, docs: Path = Path("docs/models"), log=print,
+            cv_path: Path | None = None, summary: str | None = None, selected_on: str | None = None) -> dict:
     """Run a registry model's real-scene check again with the engine as it is now, and write
-    the results (and, when given, new limitations) into its card and page; the weights
-    are not touched."""
+    the results into its card and page; the weights are not touched. When given, new
+    limitations, summary and "selected on" replace the card's, and the cross-validation is
+    taken from ``cv_path`` (:func:`with_cross_validation`)."""
     card_path = REGISTRY_DIR / f"{name}.json"
     card = json.loads(card_path.read_text())
+    if cv_path is not None:
+        card = with_cross_validation(card, cv_path)
+    card.update({k: v for k, v in (("summary", summary), ("selected_on", selected_on)) if v is not None})
     shots = docs / name
     shots.mkdir(parents=True, exist_ok=True)
     card["real_scenes"] = check(load_model(name), shots, log=log)
@@ -265,7 +288,8 @@ def main(argv=None) -> int:
     p.add_argument("--selected-on", help="what data chose the recipe and its settings (written on the card)")
     p.add_argument("--recheck", metavar="NAME", default=None,
                    help="instead of training: run the real-scene check of the registry model NAME again with the "
-                        "engine as it is now and write it into its card and page (with --limitation: replace them)")
+                        "engine as it is now and write it into its card and page (with --limitation, --summary, "
+                        "--selected-on: replace them; with --cv: the card's cross-validation, of the same recipe)")
     p.add_argument("--limitation", action="append", default=[], help="a known weakness (repeatable)")
     p.add_argument("--default", action="store_true", help="make it the default model (aliases.json)")
     p.add_argument("--band-set", default=None,
@@ -278,7 +302,7 @@ def main(argv=None) -> int:
                    help="folder to train in (resumable; a finished model there is reused), default a temporary one")
     args = p.parse_args(argv)
     if args.recheck:
-        recheck(args.recheck, args.limitation)
+        recheck(args.recheck, args.limitation, cv_path=args.cv, summary=args.summary, selected_on=args.selected_on)
         return 0
     missing = [flag for flag, v in (("config", args.config), ("--cv", args.cv), ("--name", args.name),
                                     ("--summary", args.summary), ("--selected-on", args.selected_on)) if v is None]

@@ -125,3 +125,24 @@ def test_a_release_trains_one_band_set_of_a_fixed_band_system():
         _release_band_set(several, "NIRSWIR")
     with pytest.raises(SystemExit, match="takes any bands"):
         _release_band_set(any_bands, "RGB")
+
+
+def test_a_card_takes_a_newer_cross_validation_of_its_own_recipe_only(monkeypatch):
+    """``release_model --recheck NAME --cv JSON`` rewrites a card's cross-validation (e.g.
+    after more seeds of its recipe ran). Every registry card's own source gives back the
+    section the release wrote (a fixed-band model keeps its one band set); another recipe's
+    cross-validation is refused."""
+    from benchmarks.release_model import with_cross_validation
+    from sensei_xr.models.weights import REGISTRY_DIR
+
+    monkeypatch.chdir(ROOT)  # cards name their config and CV source from the repository root
+    cards = [json.loads(p.read_text()) for p in sorted(REGISTRY_DIR.glob("*.json")) if p.name != "aliases.json"]
+    assert len(cards) >= 4
+    for card in cards:
+        section = card["cross_validation"]
+        again = with_cross_validation(card, Path(section["source"]))["cross_validation"]
+        # (cards released before the engine options were recorded lack "engine")
+        assert {k: again[k] for k in section} == section and set(again) - set(section) <= {"engine"}, card["name"]
+        other = next(c for c in cards if c["training"]["config"] != card["training"]["config"])
+        with pytest.raises(SystemExit, match="another config than this model's recipe"):
+            with_cross_validation(card, Path(other["cross_validation"]["source"]))
