@@ -161,11 +161,12 @@ def with_cross_validation(card: dict, cv_path: Path) -> dict:
     more seeds), which must have been made with the recipe the card's model was trained with."""
     cv = json.loads(Path(cv_path).read_text())
     config = card["training"]["config"]
-    if cv.get("config") != _system(Path(config)):
+    system = _system(Path(config))
+    if cv.get("config") != system:
         raise SystemExit(f"{cv_path} was made with another config than this model's recipe {config}: give the "
                          "cross-validation of that recipe")
     fixed = None
-    if _system(Path(config)).get("fixed_bands"):
+    if system.get("fixed_bands"):
         (fixed,) = card["cross_validation"]["summary"]
     return {**card, "cross_validation": cross_validation_section(cv, Path(cv_path), fixed)}
 
