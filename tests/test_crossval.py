@@ -4,6 +4,7 @@ library scenes (hard negatives for any sensor) and cumulus fields, on the real s
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,11 @@ from sensei_xr.bands import BandDescriptors
 from sensei_xr.evaluation import pooled_confusion
 from sensei_xr.evaluation.folds import scene_of, split_folds, stratified_scene_folds
 from sensei_xr.training.crossval import biome_cv_samples, cv_table_markdown, select_bands, summarise_cv
+from sensei_xr.training.crossval import main as crossval_main
 from sensei_xr.datasets import IGNORE_INDEX, LabelledSample
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +283,23 @@ def test_results_say_how_the_engine_scored_and_checkpoints_never_mix_them(biome,
     system = {"system": "x", "kind": "network", "model": {"encoder": "sensei", "head": "pixelnet"}}
     with pytest.raises(ValueError, match="engine options"):
         cross_validate(system, biome, checkpoint=checkpoint)
+
+
+def test_merge_joins_runs_of_one_recipe_once(tmp_path):
+    """The committed three-seed row split by seed and merged again is the same row; a run
+    in two files (e.g. a seed trained again elsewhere) is refused, not counted twice."""
+    committed = ROOT / "results" / "crossval" / "sensei_dlv3_mosaic_refined.json"
+    result = json.loads(committed.read_text())
+    parts = []
+    for seed in result["seeds"]:
+        part = {**result, "runs": [r for r in result["runs"] if r["seed"] == seed]}
+        parts.append(tmp_path / f"seed{seed}.json")
+        parts[-1].write_text(json.dumps(part))
+    config = str(ROOT / "configs" / "systems" / "sensei_dlv3_mosaic.toml")
+    assert crossval_main([config, "--merge", *map(str, parts), "--out", str(tmp_path / "all.json")]) == 0
+    merged = json.loads((tmp_path / "all.json").read_text())
+    key = lambda r: (r["seed"], r["fold"])  # noqa: E731
+    assert sorted(merged["runs"], key=key) == sorted(result["runs"], key=key)
+    assert merged["summary"]["RGBNIRSWIR"]["cv_mean_oa"] == pytest.approx(result["summary"]["RGBNIRSWIR"]["cv_mean_oa"])
+    with pytest.raises(SystemExit, match=r"more than one file"):
+        crossval_main([config, "--merge", str(parts[0]), str(tmp_path / "all.json"), "--out", str(tmp_path / "x.json")])

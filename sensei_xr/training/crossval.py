@@ -456,6 +456,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit("--merge: the result files were made with other configs")
         if len({json.dumps(engine_options(part), sort_keys=True) for part in parts}) > 1:
             raise SystemExit("--merge: the result files were scored with other engine options")
+        pairs = [(r["fold"], r["seed"]) for r in result["runs"]]
+        twice = sorted({pair for pair in pairs if pairs.count(pair) > 1})
+        if twice:
+            raise SystemExit(f"--merge: the runs (fold, seed) {twice} are in more than one file; "
+                             "merge each run once (a run trained again belongs under another seed)")
         result["seeds"] = sorted({r["seed"] for r in result["runs"]})
     else:
         result = cross_validate(system, biome_cv_samples(), args.folds, seeds, checkpoint=out,

@@ -1,0 +1,352 @@
+"""The prepared work of a session that is lent a GPU (docs/gpu.md): two calls of the device
+tool, each inside a time budget; tested here on the CPU with two-step recipes
+(``tests/test_gpu_session.py``).
+
+Here, once per session: the wheels and data the calls read, into ``.gpu/`` (git ignores it;
+the device tool carries it):
+
+    python -m benchmarks.gpu_session prepare
+
+There (the device tool's ``run``; everything they write for us is under $OUT):
+
+    call 1, carry [".gpu/setup"]:
+        PYTHONUNBUFFERED=1 python3 -m benchmarks.gpu_session speed --out $OUT --budget-s 180
+    call 2, at once (the warm machine keeps .gpu/site), carry [".gpu/cv"]:
+        PYTHONUNBUFFERED=1 python3 -m benchmarks.gpu_session crossval --out $OUT --budget-s 360
+
+``speed`` installs the carried wheels (Dask, rioxarray, rasterio, pyproj: the engine's
+packages the GPU image lacks) into ``.gpu/site`` and runs ``benchmarks.bench_speed
+--gpu-only``. ``crossval`` then trains and scores one 4-step run of the plan's first recipe
+on the GPU (a broken CUDA path costs a minute, not the lease), runs the plan's (recipe,
+seed, fold) jobs as parallel processes until the budget, and merges each recipe's finished
+runs into ``$OUT/<recipe>.json`` (``crossval --merge`` format; a job stopped at the deadline
+leaves nothing). ``$OUT/gpu_session.json`` says what ran, how long each job took and why
+any did not finish: the throughput a later session plans with.
+
+Why two calls: what a call carries must fit the tool's 64 MiB together with the repository
+(about 28 MiB); the wheels are 32 MiB and the Biome patches 26. The second call finds the
+first one's ``.gpu/site`` only while the machine is still warm (the tool keeps ignored
+paths between calls); if it was given back, ``crossval`` says so and stops.
+
+Here, after: ``python -m sensei_xr.training.crossval CONFIG --merge results/crossval/X.json
+<returned X.json> --out results/crossval/X.json`` adds the new seeds to a committed row.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_DIR = ROOT / ".gpu"
+
+#: (config, seeds) in priority order. Seeds 0-2 of the shipped recipe are committed
+#: (``results/crossval/sensei_dlv3_mosaic_refined.json``): more seeds tell the recipe from the
+#: lottery; the others are the recipes whose one seed was inside that lottery
+#: (``docs/model_findings.md``). At most 6 recipes: the tool returns 8 files.
+PLAN: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("configs/systems/sensei_dlv3_mosaic.toml", (3, 4, 5)),
+    ("configs/systems/sensei_dlv3_mosaic_thick.toml", (0, 1, 2)),
+    ("configs/systems/sensei_dlv3_pixel.toml", (0, 1, 2)),
+    ("configs/systems/sensei_dlv3.toml", (1, 2, 3)),
+)
+FOLDS = 3
+#: Recipe keys a smoke run (and a test) overrides to make a run take seconds.
+SMOKE = {"steps": 4, "steps_per_epoch": 2, "bn_recalibration_batches": 2}
+#: Sample-data folders each call reads.
+SETUP_DATA = ("s2_l1c_eolearn",)
+CV_DATA = ("l8_biome_patches",)
+#: Wheels of the engine's packages the GPU image lacks (training validates and scores through
+#: the engine, which is Dask's and carries metadata with rioxarray), at the versions installed
+#: here; rasterio 1.4.3 because its manylinux2014 wheel is 21 MiB, 1.4.4's 34.
+SETUP_WHEELS = ("dask", "partd", "locket", "rioxarray", "rasterio==1.4.3", "pyproj", "affine", "cligj",
+                "click-plugins")
+#: Where the first call installs them, in the repository there (ignored: kept between calls).
+SITE = GPU_DIR / "site"
+WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+MAX_CARRY_MIB = 64
+#: Packages this project uses that the GPU image lacks (/work/.library/device/KINDS.md's
+#: list, 2026-11-17) and the first call does not install: the calls must run without them
+#: (the test hides them).
+ABSENT_ON_GPU_IMAGE = ("distributed", "stackstac", "pystac", "pystac_client", "zarr", "lightgbm", "rustac",
+                       "s2cloudless", "ukis_csmask")
+
+
+@dataclass
+class Job:
+    """One cross-validation run: a recipe, a seed and a fold, as its own process."""
+
+    config: str
+    seed: int
+    fold: int
+    status: str = "not started"  # -> running -> done | failed | stopped at the deadline
+    seconds: float | None = None
+    out: str = ""
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def stem(self) -> str:
+        return Path(self.config).stem
+
+
+def jobs_of(plan: Sequence[tuple[str, Sequence[int]]], folds: int = FOLDS) -> list[Job]:
+    """The plan's jobs, first seed of every recipe first: a budget cut short leaves whole
+    seeds of several recipes rather than all seeds of one."""
+    rounds = max((len(seeds) for _, seeds in plan), default=0)
+    return [Job(config, seeds[i], fold) for i in range(rounds) for config, seeds in plan if i < len(seeds)
+            for fold in range(folds)]
+
+
+def parse_plan(items: Sequence[str]) -> list[tuple[str, tuple[int, ...]]]:
+    """``CONFIG:SEED,SEED`` items as a plan."""
+    plan = []
+    for item in items:
+        config, _, seeds = item.partition(":")
+        if not seeds:
+            raise SystemExit(f"--plan {item!r}: write CONFIG:SEEDS, e.g. configs/systems/sensei_dlv3.toml:0,1,2")
+        plan.append((config, tuple(int(s) for s in seeds.split(","))))
+    if len(plan) > 6:
+        raise SystemExit(f"--plan names {len(plan)} recipes; at most 6 (the device tool returns 8 files)")
+    return plan
+
+
+def with_overrides(config: str, overrides: dict, folder: Path) -> str:
+    """A JSON copy of a recipe with some keys replaced (for smoke runs); the path itself
+    when there are none."""
+    if not overrides:
+        return config
+    from sensei_xr.training.crossval import read_system
+
+    path = folder / f"{Path(config).stem}.json"
+    path.write_text(json.dumps({**read_system(config), **overrides}))
+    return str(path)
+
+
+def _command(job: Job, config: str, threads: int) -> list[str]:
+    return [sys.executable, "-m", "sensei_xr.training.crossval", config, "--seeds", str(job.seed),
+            "--only-fold", str(job.fold), "--threads", str(threads), "--out", job.out]
+
+
+def run_jobs(jobs: list[Job], configs: dict[str, str], work: Path, budget_s: float, workers: int,
+             threads: int, log=print) -> None:
+    """Run the jobs, ``workers`` at a time, until ``budget_s`` seconds from now.
+
+    A job is started only while the median time of the finished ones (none yet: any time)
+    still fits before the deadline; jobs running at the deadline are stopped.
+    """
+    deadline = time.monotonic() + budget_s
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    waiting, running = list(jobs), {}
+    while waiting or running:
+        durations = sorted(j.seconds for j in jobs if j.status == "done")
+        estimate = durations[len(durations) // 2] if durations else 0.0
+        while waiting and len(running) < workers and time.monotonic() + estimate < deadline:
+            job = waiting.pop(0)
+            job.out = str(work / f"{job.stem}_s{job.seed}_f{job.fold}.json")
+            handle = open(work / f"{job.stem}_s{job.seed}_f{job.fold}.log", "w")
+            proc = subprocess.Popen(_command(job, configs[job.config], threads), cwd=ROOT, env=env,
+                                    stdout=handle, stderr=subprocess.STDOUT)
+            running[proc] = (job, handle, time.monotonic())
+            job.status = "running"
+            log(f"started {job.stem} seed {job.seed} fold {job.fold}")
+        if not running:
+            break  # nothing fits before the deadline any more
+        time.sleep(0.5)
+        for proc in list(running):
+            job, handle, t0 = running[proc]
+            if proc.poll() is None and time.monotonic() < deadline:
+                continue
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                job.status = "stopped at the deadline"
+            else:
+                job.status = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+            handle.close()
+            job.seconds = time.monotonic() - t0
+            job.log_tail = Path(handle.name).read_text(errors="replace").splitlines()[-15:]
+            del running[proc]
+            log(f"{job.status}: {job.stem} seed {job.seed} fold {job.fold} after {job.seconds:.0f} s")
+    for job in waiting:
+        job.status = "not started: no time left"
+
+
+def merge_done(jobs: list[Job], configs: dict[str, str], out: Path) -> list[str]:
+    """Each recipe's finished runs as one ``crossval --merge`` result under ``out``."""
+    from sensei_xr.training.crossval import main as crossval_main
+
+    written = []
+    for config in dict.fromkeys(j.config for j in jobs):
+        parts = [j.out for j in jobs if j.config == config and j.status == "done"]
+        if parts:
+            target = out / f"{Path(config).stem}.json"
+            crossval_main([configs[config], "--merge", *parts, "--out", str(target)])
+            written.append(str(target))
+    return written
+
+
+def crossval(args) -> int:
+    """The ``crossval`` call: a smoke run, the plan's jobs, the merged results."""
+    import torch
+
+    from benchmarks.common import environment
+
+    t0 = time.monotonic()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.update(_call_env(Path(args.carried) if args.carried else GPU_DIR / "cv", Path(args.site)))
+    plan = parse_plan(args.plan) if args.plan else list(PLAN)
+    report = {"environment": environment(), "plan": [[c, list(s)] for c, s in plan],
+              "workers": args.workers, "threads": args.threads, "budget_s": args.budget_s}
+    if args.device_check and not torch.cuda.is_available():
+        raise SystemExit("crossval: torch sees no CUDA device (pass --no-device-check to run on the CPU)")
+    missing = [m for m in ("dask", "rioxarray") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"crossval: {', '.join(missing)} not importable and no {args.site}: run the speed call "
+                         "first, on the same warm machine (it installs the carried wheels there)")
+    work = Path(tempfile.mkdtemp(prefix="gpu_session_"))
+    overrides = json.loads(args.override) if args.override else {}
+    configs = {c: with_overrides(c, overrides, work) for c, _ in plan}
+    try:
+        smoke, smoke_dir = Job(plan[0][0], 0, 0), work / "smoke"
+        smoke_dir.mkdir()
+        smoke_config = {smoke.config: with_overrides(smoke.config, {**overrides, **SMOKE}, smoke_dir)}
+        run_jobs([smoke], smoke_config, smoke_dir, args.smoke_budget_s, 1, args.threads)
+        report["smoke"] = asdict(smoke)
+        if smoke.status != "done":
+            return _finish(report, out, 1, f"the smoke run {smoke.status}; see gpu_session.json")
+        jobs = jobs_of(plan)
+        left = args.budget_s - (time.monotonic() - t0) - args.merge_s
+        run_jobs(jobs, configs, work, left, args.workers, args.threads)
+        report["jobs"] = [asdict(j) for j in jobs]
+        report["merged"] = merge_done(jobs, configs, out)
+        report["seconds"] = time.monotonic() - t0
+        return _finish(report, out, 0, f"{sum(j.status == 'done' for j in jobs)} of {len(jobs)} jobs done")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _finish(report: dict, out: Path, status: int, message: str) -> int:
+    report["result"] = message
+    (out / "gpu_session.json").write_text(json.dumps(report, indent=1, default=str))
+    print(message)
+    return status
+
+
+def _call_env(carried: Path, site: Path) -> dict:
+    """Environment for a call's processes: the carried data as the sample data, and the
+    packages the first call installed (if it did) on the path."""
+    env = {"PYTHONUNBUFFERED": "1"}
+    if (carried / "data").is_dir():
+        env["SENSEI_XR_DATA"] = str((carried / "data").resolve())
+    if site.is_dir():
+        sys.path.insert(0, str(site))  # this process merges results with them
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(site), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+def speed(args) -> int:
+    """The ``speed`` call: the wheels installed beside the image's packages, then
+    ``benchmarks.bench_speed --gpu-only`` within the budget."""
+    carried, site = Path(args.carried) if args.carried else GPU_DIR / "setup", Path(args.site)
+    wheels = sorted(str(p) for p in (carried / "wheels").glob("*.whl"))
+    if wheels:
+        shutil.rmtree(site, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                        "--no-cache-dir", "--target", str(site), *wheels], check=True)
+        print(f"installed {len(wheels)} wheels into {site}")
+    env = {**os.environ, **_call_env(carried, site)}
+    command = [sys.executable, "-m", "benchmarks.bench_speed", "--gpu-only", "--out", str(args.out)]
+    try:
+        return subprocess.run(command + (["--quick"] if args.quick else []), cwd=ROOT, env=env,
+                              timeout=args.budget_s).returncode
+    except subprocess.TimeoutExpired:
+        print(f"speed: stopped after the budget of {args.budget_s} s")
+        return 1
+
+
+def _pinned(requirement: str) -> str:
+    """``name==version`` at the version installed here, unless the requirement pins one."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    if "==" in requirement:
+        return requirement
+    try:
+        return f"{requirement}=={version(requirement)}"
+    except PackageNotFoundError:
+        return requirement
+
+
+def prepare(args) -> int:
+    """The ``prepare`` step, here: data and wheels into ``.gpu/``, sizes against the limit."""
+    from sensei_xr.sample_data import data_dir
+
+    dest = Path(args.dest)
+    for part, folders in (("setup", SETUP_DATA), ("cv", CV_DATA)):
+        for name in folders:
+            target = dest / part / "data" / name
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(data_dir() / name, target)
+    if not args.no_wheels:
+        wheels = dest / "setup" / "wheels"
+        shutil.rmtree(wheels, ignore_errors=True)
+        platforms = [a for p in WHEEL_PLATFORMS for a in ("--platform", p)]
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(wheels),
+                        *(_pinned(n) for n in SETUP_WHEELS)], check=True, timeout=600)
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    repo = sum((ROOT / p).stat().st_size for p in tracked.decode().split("\0") if p and (ROOT / p).is_file())
+    for part in ("setup", "cv"):
+        size = sum(p.stat().st_size for p in (dest / part).rglob("*") if p.is_file())
+        total = (repo + size) / 2**20
+        verdict = "fits" if total < MAX_CARRY_MIB else f"OVER the device tool's {MAX_CARRY_MIB} MiB"
+        print(f"{part}: carry {dest / part} ({size / 2**20:.1f} MiB) + repository {repo / 2**20:.1f} MiB "
+              f"= {total:.1f} MiB: {verdict}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_session", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    pp = sub.add_parser("prepare", help="here: data and wheels into .gpu/")
+    pp.add_argument("--dest", default=str(GPU_DIR))
+    pp.add_argument("--no-wheels", action="store_true")
+    pc = sub.add_parser("crossval", help="there: the plan's cross-validation jobs within a budget")
+    pc.add_argument("--out", required=True)
+    pc.add_argument("--budget-s", type=float, default=360.0, help="seconds for the whole call (default 360)")
+    pc.add_argument("--plan", nargs="+", default=None, metavar="CONFIG:SEEDS", help="default: PLAN")
+    pc.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="jobs at a time (default: cores)")
+    pc.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
+    pc.add_argument("--smoke-budget-s", type=float, default=120.0)
+    pc.add_argument("--merge-s", type=float, default=20.0, help="seconds kept for merging (default 20)")
+    pc.add_argument("--carried", default=None, help="folder with data/ (default .gpu/cv)")
+    pc.add_argument("--site", default=str(SITE), help="packages the speed call installed (default .gpu/site)")
+    pc.add_argument("--override", default=None, help="JSON of recipe keys to replace (tests: fewer steps)")
+    pc.add_argument("--no-device-check", dest="device_check", action="store_false",
+                    help="run without CUDA (a test on the CPU)")
+    ps = sub.add_parser("speed", help="there: the GPU speed benchmark within a budget")
+    ps.add_argument("--out", required=True)
+    ps.add_argument("--budget-s", type=float, default=180.0)
+    ps.add_argument("--carried", default=None, help="folder with data/ and wheels/ (default .gpu/setup)")
+    ps.add_argument("--site", default=str(SITE), help="where to install the wheels (default .gpu/site)")
+    ps.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    return {"prepare": prepare, "crossval": crossval, "speed": speed}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

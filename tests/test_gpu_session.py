@@ -1,0 +1,107 @@
+"""The prepared GPU session (benchmarks/gpu_session.py), run here on the CPU with recipes cut
+to two steps: what a lent GPU's minutes depend on must work before the minutes start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks import gpu_session
+from benchmarks.gpu_session import ABSENT_ON_GPU_IMAGE, Job, jobs_of, merge_done, run_jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+TWO_STEPS = {"steps": 2, "steps_per_epoch": 1, "bn_recalibration_batches": 1}
+
+# Installed through PYTHONPATH into every process of the session: the packages the GPU
+# image lacks and the first call does not install cannot be imported, as there.
+HIDE = '''
+import sys
+ABSENT = {absent!r}
+class _Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ABSENT:
+            raise ImportError(f"{{name}} is not on the GPU image (hidden by the test)")
+        return None
+sys.meta_path.insert(0, _Absent())
+'''
+
+
+def test_a_session_runs_smoke_then_its_jobs_with_only_the_image_and_its_wheels(shared_data, tmp_path):
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(HIDE.format(absent=tuple(ABSENT_ON_GPU_IMAGE)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide), str(ROOT)])}
+    probe = subprocess.run([sys.executable, "-c", "import pystac"], env=env, capture_output=True, text=True)
+    assert "not on the GPU image" in probe.stderr  # the hiding works, so the run below means something
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    (carried / "data").symlink_to(shared_data)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_session", "crossval", "--out", str(out), "--budget-s", "900",
+         "--plan", "configs/systems/nn_fixed.toml:1", "--workers", "2", "--threads", "1",
+         "--override", json.dumps(TWO_STEPS), "--no-device-check", "--carried", str(carried)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "gpu_session.json").read_text())
+    assert report["smoke"]["status"] == "done"
+    assert [(j["seed"], j["fold"], j["status"]) for j in report["jobs"]] == [(1, f, "done") for f in range(3)]
+    assert all(j["seconds"] > 0 for j in report["jobs"])
+    merged = json.loads((out / "nn_fixed.json").read_text())
+    assert sorted((r["fold"], r["seed"]) for r in merged["runs"]) == [(0, 1), (1, 1), (2, 1)]
+    assert merged["config"]["steps"] == 2  # the overridden recipe is what the result says it is
+    assert set(merged["summary"]) >= {"ALL", "RGB"}
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_session.json", "nn_fixed.json"]
+
+
+def test_jobs_at_the_deadline_are_stopped_and_the_rest_never_start(tmp_path):
+    jobs = [Job("configs/systems/nn_fixed.toml", 0, f) for f in range(2)]
+    configs = {"configs/systems/nn_fixed.toml": "configs/systems/nn_fixed.toml"}
+    t0 = time.monotonic()
+    run_jobs(jobs, configs, tmp_path, budget_s=2.0, workers=1, threads=1, log=lambda m: None)
+    assert time.monotonic() - t0 < 60
+    assert [j.status for j in jobs] == ["stopped at the deadline", "not started: no time left"]
+    assert merge_done(jobs, configs, tmp_path / "out") == []  # a stopped job leaves no result
+
+
+def test_a_cut_budget_leaves_whole_first_seeds_of_every_recipe():
+    jobs = jobs_of([("a.toml", (3, 4)), ("b.toml", (0,))], folds=3)
+    assert [(j.config, j.seed, j.fold) for j in jobs] == [
+        ("a.toml", 3, 0), ("a.toml", 3, 1), ("a.toml", 3, 2), ("b.toml", 0, 0), ("b.toml", 0, 1), ("b.toml", 0, 2),
+        ("a.toml", 4, 0), ("a.toml", 4, 1), ("a.toml", 4, 2)]
+
+
+def test_a_plan_names_seeds_and_fits_the_files_the_tool_returns():
+    assert gpu_session.parse_plan(["x.toml:0,2"]) == [("x.toml", (0, 2))]
+    with pytest.raises(SystemExit, match="CONFIG:SEEDS"):
+        gpu_session.parse_plan(["x.toml"])
+    with pytest.raises(SystemExit, match="at most 6"):
+        gpu_session.parse_plan([f"{i}.toml:0" for i in range(7)])
+    assert len(gpu_session.PLAN) <= 6 and all((ROOT / c).is_file() for c, _ in gpu_session.PLAN)
+
+
+def test_prepare_copies_the_data_each_call_reads_and_checks_the_carry_limit(shared_data, tmp_path, capsys):
+    assert gpu_session.main(["prepare", "--dest", str(tmp_path / "gpu"), "--no-wheels"]) == 0
+    for part, names in (("setup", gpu_session.SETUP_DATA), ("cv", gpu_session.CV_DATA)):
+        for name in names:
+            src = sorted(p.relative_to(shared_data / name) for p in (shared_data / name).rglob("*"))
+            assert sorted(p.relative_to(tmp_path / "gpu" / part / "data" / name)
+                          for p in (tmp_path / "gpu" / part / "data" / name).rglob("*")) == src
+    printed = capsys.readouterr().out
+    assert printed.count("MiB: fits") == 2, printed
+
+
+def test_the_speed_call_says_plainly_when_there_is_no_gpu(tmp_path):
+    (tmp_path / "speed" / "data").mkdir(parents=True)
+    if __import__("torch").cuda.is_available():
+        pytest.skip("this machine has CUDA: the speed call would run the benchmark")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_session", "speed", "--out", str(tmp_path / "o"),
+                           "--carried", str(tmp_path / "speed"), "--quick"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0 and "needs a CUDA device" in proc.stderr + proc.stdout
