@@ -19,8 +19,8 @@ packages the GPU image lacks) into ``.gpu/site`` and runs ``benchmarks.bench_spe
 --gpu-only``. ``crossval`` then trains and scores one 4-step run of the plan's first recipe
 on the GPU (a broken CUDA path costs a minute, not the lease), runs the plan's (recipe,
 seed, fold) jobs as parallel processes until the budget, and merges each recipe's finished
-runs into ``$OUT/<recipe>.json`` (``crossval --merge`` format; a job stopped at the deadline
-leaves nothing). ``$OUT/gpu_session.json`` says what ran, how long each job took and why
+runs into ``$OUT/<recipe>.json`` (seeds with every fold) and ``<recipe>_partial.json`` (the
+rest), in ``crossval --merge`` format; a job stopped at the deadline leaves nothing. ``$OUT/gpu_session.json`` says what ran, how long each job took and why
 any did not finish: the throughput a later session plans with.
 
 Why two calls: what a call carries must fit the tool's 64 MiB together with the repository
@@ -53,13 +53,14 @@ GPU_DIR = ROOT / ".gpu"
 #: (``results/crossval/sensei_dlv3_mosaic_refined.json``): more seeds tell the recipe from the
 #: lottery. The per-pixel branch on mosaics is untried; the thick-clouds recipe has seed 0
 #: (``docs/model_findings.md``; its seed 1 fold 1 in ``results/crossval/in_progress/`` is
-#: replaced by this run's). At most 6 recipes: the tool returns 8 files.
+#: replaced by this run's). At most MAX_RECIPES: the tool returns 8 files.
 PLAN: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("configs/systems/sensei_dlv3_mosaic_pixel.toml", (0, 1, 2)),
     ("configs/systems/sensei_dlv3_mosaic.toml", (3, 4, 5)),
     ("configs/systems/sensei_dlv3_mosaic_thick.toml", (1, 2)),
 )
 FOLDS = 3
+MAX_RECIPES = 3
 #: Recipe keys a smoke run (and a test) overrides to make a run take seconds.
 SMOKE = {"steps": 4, "steps_per_epoch": 2, "bn_recalibration_batches": 2}
 #: Sample-data folders each call reads.
@@ -114,8 +115,9 @@ def parse_plan(items: Sequence[str]) -> list[tuple[str, tuple[int, ...]]]:
         if not seeds:
             raise SystemExit(f"--plan {item!r}: write CONFIG:SEEDS, e.g. configs/systems/sensei_dlv3.toml:0,1,2")
         plan.append((config, tuple(int(s) for s in seeds.split(","))))
-    if len(plan) > 6:
-        raise SystemExit(f"--plan names {len(plan)} recipes; at most 6 (the device tool returns 8 files)")
+    if len(plan) > MAX_RECIPES:
+        raise SystemExit(f"--plan names {len(plan)} recipes; at most {MAX_RECIPES} (the device tool returns "
+                         "8 files: two a recipe and the report)")
     return plan
 
 
@@ -184,17 +186,22 @@ def run_jobs(jobs: list[Job], configs: dict[str, str], work: Path, budget_s: flo
         job.status = "not started: no time left"
 
 
-def merge_done(jobs: list[Job], configs: dict[str, str], out: Path) -> list[str]:
-    """Each recipe's finished runs as one ``crossval --merge`` result under ``out``."""
+def merge_done(jobs: list[Job], configs: dict[str, str], out: Path, folds: int = FOLDS) -> list[str]:
+    """Each recipe's finished runs as ``crossval --merge`` results under ``out``: the seeds
+    with every fold done in ``<recipe>.json``, the others in ``<recipe>_partial.json`` (a CV
+    mean over some folds of a seed is not one; ``results/crossval/in_progress/`` holds them)."""
     from sensei_xr.training.crossval import main as crossval_main
 
     written = []
     for config in dict.fromkeys(j.config for j in jobs):
-        parts = [j.out for j in jobs if j.config == config and j.status == "done"]
-        if parts:
-            target = out / f"{Path(config).stem}.json"
-            crossval_main([configs[config], "--merge", *parts, "--out", str(target)])
-            written.append(str(target))
+        done = [j for j in jobs if j.config == config and j.status == "done"]
+        whole = {j.seed for j in done if sum(k.seed == j.seed for k in done) == folds}
+        for suffix, parts in (("", [j.out for j in done if j.seed in whole]),
+                              ("_partial", [j.out for j in done if j.seed not in whole])):
+            if parts:
+                target = out / f"{Path(config).stem}{suffix}.json"
+                crossval_main([configs[config], "--merge", *parts, "--out", str(target)])
+                written.append(str(target))
     return written
 
 

@@ -81,9 +81,9 @@ def test_a_plan_names_seeds_and_fits_the_files_the_tool_returns():
     assert gpu_session.parse_plan(["x.toml:0,2"]) == [("x.toml", (0, 2))]
     with pytest.raises(SystemExit, match="CONFIG:SEEDS"):
         gpu_session.parse_plan(["x.toml"])
-    with pytest.raises(SystemExit, match="at most 6"):
-        gpu_session.parse_plan([f"{i}.toml:0" for i in range(7)])
-    assert len(gpu_session.PLAN) <= 6 and all((ROOT / c).is_file() for c, _ in gpu_session.PLAN)
+    with pytest.raises(SystemExit, match="at most 3"):
+        gpu_session.parse_plan([f"{i}.toml:0" for i in range(4)])
+    assert len(gpu_session.PLAN) <= 3 and all((ROOT / c).is_file() for c, _ in gpu_session.PLAN)
 
 
 def test_prepare_copies_the_data_each_call_reads_and_checks_the_carry_limit(shared_data, tmp_path, capsys):
@@ -105,3 +105,22 @@ def test_the_speed_call_says_plainly_when_there_is_no_gpu(tmp_path):
                            "--carried", str(tmp_path / "speed"), "--quick"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode != 0 and "needs a CUDA device" in proc.stderr + proc.stdout
+
+
+def test_only_seeds_with_every_fold_done_make_a_cv_row(tmp_path):
+    """Runs of the committed three-seed row, one file per run as the jobs write them: seed 0
+    whole, seed 1 with two folds of three."""
+    config = "configs/systems/sensei_dlv3_mosaic.toml"
+    result = json.loads((ROOT / "results" / "crossval" / "sensei_dlv3_mosaic_refined.json").read_text())
+    jobs = []
+    for run in result["runs"]:
+        if (run["seed"], run["fold"]) in {(0, 0), (0, 1), (0, 2), (1, 0), (1, 2)}:
+            job = Job(config, run["seed"], run["fold"], status="done", out=str(tmp_path / f"{len(jobs)}.json"))
+            Path(job.out).write_text(json.dumps({**result, "runs": [run]}))
+            jobs.append(job)
+    written = merge_done(jobs, {config: str(ROOT / config)}, tmp_path)
+    assert [Path(p).name for p in written] == ["sensei_dlv3_mosaic.json", "sensei_dlv3_mosaic_partial.json"]
+    whole, partial = (json.loads(Path(p).read_text()) for p in written)
+    assert sorted((r["seed"], r["fold"]) for r in whole["runs"]) == [(0, 0), (0, 1), (0, 2)]
+    assert sorted((r["seed"], r["fold"]) for r in partial["runs"]) == [(1, 0), (1, 2)]
+    assert whole["seeds"] == [0] and partial["seeds"] == [1]
