@@ -75,6 +75,8 @@ def test_system_config_is_valid(path):
         assert all((path.parent / m).is_file() for m in system["members"])
     for name in system.get("fixed_bands", []):
         assert name in BAND_SETS
+    if system.get("init_encoder"):  # a pre-trained encoder the recipe starts from ships with it
+        assert (CONFIGS.parent / system["init_encoder"]).is_file(), system["init_encoder"]
     if kind == "peer":
         assert system["peers"] and set(system["peers"]) <= set(BAND_SETS)
         assert set(system["peers"].values()) <= set(list_peers())
