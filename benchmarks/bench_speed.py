@@ -321,7 +321,7 @@ def gpu_section(model, gflop_tile: float, gflop_per_mp_13: float, size: int, ful
     # The first pass pays once-per-process costs (model load and fold, CUDA and cuDNN set-up
     # per Dask thread, the caching allocator's growth); a notebook or worker pays them once.
     # The edge refinement (the engine's default) runs on the device too: one pass without it.
-    passes, cloud = {}, None
+    passes = {}
     for label, chunk_side, refine in (("first", chunk, True), ("warm", chunk, True),
                                       ("warm_chunk_2x", 2 * chunk, True), ("warm_unrefined", chunk, False)):
         scene = lazy_s2_scene(side, chunk_side)
@@ -329,10 +329,10 @@ def gpu_section(model, gflop_tile: float, gflop_per_mp_13: float, size: int, ful
                                       overlap=tiling.overlap, refine=refine)
         t = time.perf_counter()
         fraction = float((mask == 1).mean().compute())
-        cloud = fraction if label == "warm" else cloud
-        passes[label] = {"chunk": chunk_side, "refine": refine, "seconds": time.perf_counter() - t}
+        passes[label] = {"chunk": chunk_side, "refine": refine, "seconds": time.perf_counter() - t,
+                         "cloud_fraction": fraction}
         log(f"  GPU accessor, {label} pass, chunks {chunk_side}: {side * side / 1e6 / passes[label]['seconds']:.1f} MP/s")
-    secs = passes["warm"]["seconds"]
+    secs, cloud = passes["warm"]["seconds"], passes["warm"]["cloud_fraction"]
     accessor_mp_s = side * side / 1e6 / secs
     result.update(
         measured=True, device=name,
