@@ -49,15 +49,15 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parents[1]
 GPU_DIR = ROOT / ".gpu"
 
-#: (config, seeds) in priority order. The shipped recipe's seeds 0-2 are committed
-#: (``results/crossval/sensei_dlv3_mosaic_refined.json``): more seeds tell the recipe from the
-#: lottery. The per-pixel branch on mosaics is untried; the thick-clouds recipe has seed 0
-#: (``docs/model_findings.md``; its seed 1 fold 1 in ``results/crossval/in_progress/`` is
-#: replaced by this run's). At most MAX_RECIPES: the tool returns 8 files.
+#: (config, seeds) in priority order. SEnSeI pre-trained as in the paper had the best fold 2 of
+#: any recipe on one CPU seed (2026-12-02; ``results/crossval/in_progress/``); the per-pixel
+#: branch on mosaics is untried; the shipped recipe's seeds 0-2 are committed
+#: (``results/crossval/sensei_dlv3_mosaic_refined.json``) and more seeds tell the recipe from
+#: the lottery (``docs/model_findings.md``). At most MAX_RECIPES: the tool returns 8 files.
 PLAN: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("configs/systems/sensei_dlv3_mosaic_pretrained.toml", (0, 1, 2)),
     ("configs/systems/sensei_dlv3_mosaic_pixel.toml", (0, 1, 2)),
     ("configs/systems/sensei_dlv3_mosaic.toml", (3, 4, 5)),
-    ("configs/systems/sensei_dlv3_mosaic_thick.toml", (1, 2)),
 )
 FOLDS = 3
 MAX_RECIPES = 3
