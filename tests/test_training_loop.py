@@ -100,6 +100,8 @@ def test_dataset_tables_synthetic_clouds_and_table3_band_sets(shared_data, tmp_p
     ({"synthetic_clouds": {"probability": 2.0}}, "probability"),
     ({"augmentation": {"thermal_shfit": 15.0}}, r"augmentation option\(s\) \['thermal_shfit'\] unknown"),
     ({"augmentation": {"thermal_shift": -1.0}}, "thermal_shift must be"),
+    ({"weight_average_from": 1.0}, r"weight_average_from must be a share of the steps in \[0, 1\)"),
+    ({"weight_average_from": 0.5, "bn_recalibration_batches": 0}, "needs bn_recalibration_batches > 0"),
 ])
 def test_bad_training_configs_are_explained(shared_data, tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):
@@ -189,3 +191,48 @@ def test_band_set_calibrations_measure_each_set_and_keep_the_models_own(shared_d
     rgb = model.bn_calibrations["RGB"][1]
     assert not torch.allclose(rgb["bn.running_mean"], before["bn.running_mean"])
     assert not torch.allclose(rgb["bn.running_mean"], model.bn_calibrations["RGBNIR"][1]["bn.running_mean"])
+
+
+def test_weight_average_is_the_mean_of_the_late_steps_and_survives_a_resume(shared_data, tmp_path):
+    """``weight_average_from``: the model's parameters are the mean of the weights after each
+    step past the share, the same whether the run was interrupted and resumed or not."""
+    from safetensors.torch import load_file
+
+    quiet = {**TINY, "steps_per_epoch": 1, "val_band_sets": {"all": None}}
+    late = []
+    for steps in (3, 4):  # the weights after steps 3 and 4 of one run (same seed, same batches)
+        train({**quiet, "steps": steps}, shared_data, tmp_path / f"p{steps}", log=lambda m: None)
+        late.append(dict(load_model(tmp_path / f"p{steps}.safetensors").named_parameters()))
+    card = train({**quiet, "steps": 4, "weight_average_from": 0.5}, shared_data, tmp_path / "a", log=lambda m: None)
+    assert card["training"]["recipe"]["weight_average_from"] == 0.5
+    averaged = dict(load_model(tmp_path / "a.safetensors").named_parameters())
+    for k, v in averaged.items():
+        assert torch.allclose(v, (late[0][k] + late[1][k]) / 2, atol=1e-6), k
+    assert not all(torch.equal(v, late[1][k]) for k, v in averaged.items())
+
+    # Interrupted just before the checkpoint of step 5 (the log line comes first), with one
+    # step averaged; resumed below.
+    swa = {**quiet, "steps": 6, "weight_average_from": 0.5}
+
+    def stop_at_step_5(line):
+        if line.startswith("step 5:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(swa, shared_data, tmp_path / "r", log=stop_at_step_5)
+    state = json.loads((tmp_path / "r.ckpt" / "state.json").read_text())
+    assert state["step"] == 4 and state["average"] == {"start_step": 3, "count": 1}
+    # A checkpoint written after averaging began, then finished as it stands.
+    train({**swa, "steps": 6}, shared_data, tmp_path / "f", log=lambda m: None)
+    finished = finish_from_checkpoint(swa, shared_data, tmp_path / "f")
+    assert finished["training"]["steps_done"] == 6
+    mean = load_file(tmp_path / "f.ckpt" / "average.safetensors")
+    for k, v in load_model(tmp_path / "f.safetensors").named_parameters():
+        assert torch.allclose(v, mean[k]), k
+    train(swa, shared_data, tmp_path / "r", log=lambda m: None)
+    straight = dict(load_model(tmp_path / "f.safetensors").named_parameters())
+    for k, v in load_model(tmp_path / "r.safetensors").named_parameters():
+        assert torch.allclose(v, straight[k], atol=1e-6), k
+    # Given more steps, the average would begin at another step: refused, naming why.
+    with pytest.raises(ValueError, match="averages the weights from step 3, this run from step 4"):
+        train({**swa, "steps": 8}, shared_data, tmp_path / "r", log=lambda m: None)

@@ -19,6 +19,7 @@ import numpy as np
 from ..datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
 from ..evaluation import pooled_metrics
 from ..inference.runtime import resolve_device
+from .checkpoints import WeightAverage, load_checkpoint, save_checkpoint
 from .samplers import Augmentation, RandomPatchBatches
 
 __all__ = [
@@ -67,6 +68,10 @@ DEFAULT_CONFIG = {
     # Share of the training patches made as mosaics of two or four pieces of different
     # windows (RandomPatchBatches' mosaic_probability; 0: none, the paper's recipe).
     "mosaic_probability": 0.0,
+    # The final weights: None, the last step's; a share f in [0, 1), the mean of the weights
+    # after every step past f x steps (stochastic weight averaging; batch-norm statistics are
+    # then measured again, so bn_recalibration_batches must be > 0).
+    "weight_average_from": None,
     "seed": 0,
     "device": "auto",
     "num_workers": 0,
@@ -85,8 +90,8 @@ DEFAULT_CONFIG = {
 # What a model's card records of the recipe that trained it.
 _RECIPE_KEYS = ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum", "weight_decay", "lr_min",
                 "schedule", "min_bands", "band_subsets", "named_band_sets", "mosaic_probability", "seed",
-                "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data", "synthetic_clouds",
-                "augmentation")
+                "weight_average_from", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
+                "synthetic_clouds", "augmentation")
 # Measured after training, and again for a kept model (crossval): not part of what must match.
 _AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets")
 
@@ -379,7 +384,8 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     ckpt_dir = out.with_suffix(".ckpt")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     run = {"recipe": training_recipe(cfg), "data": train_described}
-    start_step, history, schedule = _resume(ckpt_dir, model, opt, resume, log, run)
+    average = _weight_average(cfg, model)
+    start_step, history, schedule = _resume(ckpt_dir, model, opt, resume, log, run, average)
     next_batch = _batch_source(cfg, train_sources, train_weights, classes, start_step)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     t0 = time.time()
@@ -395,6 +401,8 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
             for g in opt.param_groups:
                 g["lr"] = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * step / cfg["steps"]))
         running.append(float(_train_step(model, opt, loss_fn, next_batch(step), device)))
+        if average is not None:
+            average.update(model, step + 1)
         if (step + 1) % cfg["steps_per_epoch"] == 0 or step + 1 == cfg["steps"]:
             train_loss = float(np.mean(running))
             running = []
@@ -405,13 +413,28 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
             log(f"step {step + 1}: loss {train_loss:.4f} val OA {val['overall_accuracy']:.4f} "
                 f"F1 {val['f1']:.4f} lr {opt.param_groups[0]['lr']:.2e}")
             _plateau_step(cfg, opt, schedule, train_loss)
-            _save_checkpoint(ckpt_dir, model, opt, {
+            save_checkpoint(ckpt_dir, model, opt, {
                 "step": step + 1, "history": history, "lr": opt.param_groups[0]["lr"],
                 "best": schedule["best"] if math.isfinite(schedule["best"]) else None,
-                "bad_epochs": schedule["bad_epochs"], "run": run})
+                "bad_epochs": schedule["bad_epochs"], "run": run}, average)
+    if average is not None:
+        average.apply(model)
     return _finish(model, cfg, config, out, (train_sources, train_weights, train_described),
                    (val_samples, val_described),
                    history, device, time.time() - t0)
+
+
+def _weight_average(cfg: dict, model) -> WeightAverage | None:
+    """The running mean of the weights ``weight_average_from`` asks for (None: off)."""
+    share = cfg["weight_average_from"]
+    if share is None:
+        return None
+    if not 0.0 <= float(share) < 1.0:
+        raise ValueError(f"weight_average_from must be a share of the steps in [0, 1), not {share!r}")
+    if not cfg["bn_recalibration_batches"]:
+        raise ValueError("weight_average_from needs bn_recalibration_batches > 0: the averaged weights need "
+                         "batch-norm statistics of their own")
+    return WeightAverage(model, round(float(share) * cfg["steps"]))
 
 
 def _train_step(model, opt, loss_fn, batch: dict, device: str):
@@ -458,7 +481,8 @@ def _optimizer(cfg: dict, model):
     return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 
 
-def _resume(ckpt_dir: Path, model, opt, resume: bool, log, run: dict) -> tuple[int, list, dict]:
+def _resume(ckpt_dir: Path, model, opt, resume: bool, log, run: dict,
+            average: WeightAverage | None) -> tuple[int, list, dict]:
     """(first step, history, plateau state) from the latest checkpoint, or a fresh start.
 
     ``run``: this run's recipe and training data; a checkpoint of another run is an error.
@@ -466,12 +490,8 @@ def _resume(ckpt_dir: Path, model, opt, resume: bool, log, run: dict) -> tuple[i
     state_file = ckpt_dir / "state.json"
     if not (resume and state_file.exists()):
         return 0, [], {"best": math.inf, "bad_epochs": 0}
-    from safetensors.torch import load_file
-
-    state = json.loads(state_file.read_text())
-    _check_checkpoint_run(state, run, ckpt_dir, log)
-    model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
-    _load_optimizer(opt, load_file(ckpt_dir / "optimizer.safetensors"), state["lr"])
+    _check_checkpoint_run(json.loads(state_file.read_text()), run, ckpt_dir, log)
+    state = load_checkpoint(ckpt_dir, model, opt, average)
     log(f"resumed at step {state['step']}")
     # A cosine run never sets a best loss (saved as null).
     return state["step"], state["history"], {"best": math.inf if state.get("best") is None else state["best"],
@@ -573,45 +593,6 @@ def _encoder_state(source: str, data_dir: Path) -> dict:
     return load_model(source).encoder.state_dict()
 
 
-def _save_checkpoint(ckpt_dir: Path, model, opt, state: dict) -> None:
-    """Weights, optimizer state (safetensors, no pickle) and state.json, each written
-    atomically, state.json last: a crash leaves the previous checkpoint intact."""
-    import os
-
-    from safetensors.torch import save_file
-
-    tensors = {}
-    for idx, per_param in opt.state_dict()["state"].items():
-        for key, value in per_param.items():
-            tensors[f"{idx}/{key}"] = _to_cpu_tensor(value)
-    for name, payload in (("model.safetensors", {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}),
-                          ("optimizer.safetensors", tensors)):
-        tmp = ckpt_dir / f".{name}.partial"
-        save_file(payload, tmp)
-        os.replace(tmp, ckpt_dir / name)
-    tmp = ckpt_dir / ".state.json.partial"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, ckpt_dir / "state.json")
-
-
-def _to_cpu_tensor(value):
-    import torch
-
-    t = value if torch.is_tensor(value) else torch.tensor(value)
-    return t.detach().cpu().contiguous()
-
-
-def _load_optimizer(opt, tensors: dict, lr: float) -> None:
-    state: dict = {}
-    for name, value in tensors.items():
-        idx, key = name.split("/", 1)
-        state.setdefault(int(idx), {})[key] = value
-    groups = opt.state_dict()["param_groups"]
-    for g in groups:
-        g["lr"] = lr
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
 def _finish(model, cfg, config, out, train, val, history, device, seconds) -> dict:
     (train_sources, train_weights, train_described), (val_samples, val_described) = train, val
     if cfg["bn_recalibration_batches"]:
@@ -665,7 +646,6 @@ def finish_from_checkpoint(config: dict, data_dir: str | PathLike, out: str | Pa
     The card records the steps actually done (``training.steps_done``).
     """
     import torch
-    from safetensors.torch import load_file
 
     from ..models import build_model
 
@@ -673,9 +653,11 @@ def finish_from_checkpoint(config: dict, data_dir: str | PathLike, out: str | Pa
     classes = tuple(cfg["model"]["classes"])
     data_dir = Path(data_dir)
     ckpt_dir = Path(out).with_suffix(".ckpt")
-    state = json.loads((ckpt_dir / "state.json").read_text())
     model = build_model(cfg["model"])
-    model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
+    average = _weight_average(cfg, model)
+    state = load_checkpoint(ckpt_dir, model, None, average)
+    if average is not None:
+        average.apply(model)
     train_sources, train_weights, train_described = _training_sources(cfg, data_dir, classes)
     _check_checkpoint_run(state, {"recipe": training_recipe(cfg), "data": train_described}, ckpt_dir, print)
     val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
