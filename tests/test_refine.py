@@ -3,6 +3,8 @@ probability with each patch's bands as the guide."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -12,16 +14,20 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from sensei_xr.bands import to_model_input
+from sensei_xr.inference import refine as refine_module
 from sensei_xr.inference.refine import box_mean, effective_subsample, guided_filter, refine_cloud_probability
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @settings(max_examples=60, deadline=None)
-@given(h=st.integers(1, 40), w=st.integers(1, 40), radius=st.integers(0, 45), seed=st.integers(0, 2**16))
-def test_box_mean_is_the_mean_of_the_window_inside_the_array(h, w, radius, seed):
+@given(h=st.integers(1, 40), w=st.integers(1, 40), radius=st.integers(0, 45), seed=st.integers(0, 2**16),
+       matrix_max=st.sampled_from([0, 20, 512]))
+def test_box_mean_is_the_mean_of_the_window_inside_the_array(h, w, radius, seed, matrix_max):
+    """Both ways box_mean averages a side (window matrices, running sums) and their mix."""
     x = np.random.default_rng(seed).normal(size=(2, h, w))
-    got = box_mean(torch.from_numpy(x), radius).numpy()
+    with mock.patch.object(refine_module, "_WINDOW_MATRIX_MAX", matrix_max):
+        got = box_mean(torch.from_numpy(x), radius).numpy()
     want = np.empty_like(x)
     for i in range(h):
         for j in range(w):
@@ -47,6 +53,31 @@ def test_what_the_bands_explain_linearly_comes_back_unchanged(n, size, radius, s
     assert out.shape == src.shape
     scale = float(src.abs().max())
     assert float((out - src).abs().max()) <= 2e-3 * max(scale, 1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(low_h=st.integers(1, 40), low_w=st.integers(1, 40), factor=st.floats(1.0, 9.0), seed=st.integers(0, 2**16))
+def test_coefficients_are_brought_back_as_bilinear_interpolation_does(low_h, low_w, factor, seed):
+    """The filter upsamples its coefficients with F.interpolate's weights written as two
+    matrices: the same numbers, for any sizes (not only multiples)."""
+    h, w = max(1, round(low_h * factor)), max(1, round(low_w * factor))
+    x = torch.from_numpy(np.random.default_rng(seed).normal(size=(2, 3, low_h, low_w)).astype(np.float32))
+    rows = refine_module._bilinear_matrix(h, low_h, x)
+    cols = refine_module._bilinear_matrix(w, low_w, x)
+    want = F.interpolate(x, size=[h, w], mode="bilinear", align_corners=False)
+    torch.testing.assert_close(rows @ x @ cols.T, want, atol=1e-5, rtol=0)
+
+
+def test_the_ridge_systems_are_solved_even_when_rounding_leaves_one_indefinite():
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.normal(size=(50, 6, 6)).astype(np.float32))
+    sigma = a @ a.transpose(-1, -2) + 0.1 * torch.eye(6)
+    rhs = torch.from_numpy(rng.normal(size=(50, 6, 1)).astype(np.float32))
+    torch.testing.assert_close(refine_module._solve_spd(sigma, rhs), torch.linalg.solve(sigma, rhs),
+                               atol=1e-3, rtol=1e-3)
+    sigma[7] = torch.diag(torch.tensor([1.0, -1.0, 2.0, 1.0, 1.0, 1.0]))  # not positive definite
+    torch.testing.assert_close(refine_module._solve_spd(sigma, rhs), torch.linalg.solve(sigma, rhs),
+                               atol=1e-3, rtol=1e-3)
 
 
 @settings(max_examples=40, deadline=None)

@@ -39,6 +39,10 @@ GUIDED_SUBSAMPLE = 8
 # standardised values are 0), so a flat filled band cannot blow up into noise.
 _MIN_STD = 1e-6
 
+# Longest side box_mean averages with a matrix of window weights (O(side) per pixel, but
+# vectorised); longer sides use running sums.
+_WINDOW_MATRIX_MAX = 512
+
 
 def box_mean(x, radius: int):
     """Mean over a ``(2 * radius + 1)`` square window, clipped at the edges.
@@ -54,19 +58,34 @@ def box_mean(x, radius: int):
     -------
     torch.Tensor
         Same shape; each value is the mean of the window's pixels that lie inside the
-        array (running sums: the cost does not grow with the radius).
+        array. Separable: along a side of up to ``_WINDOW_MATRIX_MAX`` pixels, a product
+        with the matrix of window weights (fast at the filter's low resolution); along a
+        longer one, running sums (a cost that does not grow with the radius).
     """
     import torch
 
     for dim in (-1, -2):
         n = x.shape[dim]
-        c = torch.cumsum(x, dim)
-        c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim)
         idx = torch.arange(n, device=x.device)
-        hi, lo = (idx + radius + 1).clamp(max=n), (idx - radius).clamp(min=0)
+        if n <= _WINDOW_MATRIX_MAX:
+            weights = ((idx[:, None] - idx[None, :]).abs() <= radius).to(x.dtype)
+            weights = weights / weights.sum(1, keepdim=True)
+            x = x @ weights.T if dim == -1 else weights @ x
+            continue
+        c = torch.cumsum(x, dim)
+        r = min(int(radius), n)
+        # Running sums padded so that window ends outside the array read 0 before it and
+        # the total after it: plain slices then, no gathers.
+        size = list(c.shape)
+        size[dim] = r + 1
+        before = c.new_zeros(size)
+        size[dim] = r
+        after = c.narrow(dim, n - 1, 1).expand(size)
+        c = torch.cat([before, c, after], dim)
+        count = (idx + r + 1).clamp(max=n) - (idx - r).clamp(min=0)
         shape = [1] * x.dim()
         shape[dim] = n
-        x = (c.index_select(dim, hi) - c.index_select(dim, lo)) / (hi - lo).to(x.dtype).view(shape)
+        x = (c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)) / count.to(x.dtype).view(shape)
     return x
 
 
@@ -123,22 +142,52 @@ def guided_filter(guide, src, radius: int, eps: float, subsample: int = 1):
     guide = (guide - mean) * scale
     mean_i, mean_p = box_mean(guide, radius), box_mean(src, radius)
     cov_ip = box_mean(guide * src, radius) - mean_i * mean_p
-    r, c = torch.triu_indices(n, n, device=guide.device)
-    cov = box_mean(guide[:, r] * guide[:, c], radius) - mean_i[:, r] * mean_i[:, c]
-    sigma = guide.new_zeros(b, lh, lw, n, n)
-    cov = cov.permute(0, 2, 3, 1)
-    sigma[..., r, c] = cov
-    sigma[..., c, r] = cov
+    # Every band pair (N^2 maps, not the N(N+1)/2 distinct ones): at the low resolution the
+    # extra window means cost less than gathering and scattering the distinct pairs.
+    products = (guide.unsqueeze(2) * guide.unsqueeze(1)).reshape(b, n * n, lh, lw)
+    outer = (mean_i.unsqueeze(2) * mean_i.unsqueeze(1)).reshape(b, n * n, lh, lw)
+    sigma = (box_mean(products, radius) - outer).permute(0, 2, 3, 1).reshape(b, lh, lw, n, n)
     sigma = sigma + eps * torch.eye(n, device=guide.device, dtype=guide.dtype)
-    a = torch.linalg.solve(sigma, cov_ip.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1).permute(0, 3, 1, 2)
+    a = _solve_spd(sigma, cov_ip.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1).permute(0, 3, 1, 2)
     offset = mean_p - (a * mean_i).sum(1, keepdim=True)
     a, offset = box_mean(a, radius), box_mean(offset, radius)
     # Back from standardised to raw bands, so the full-resolution guide is used as it is.
     a = a * scale
     coef = torch.cat([a, offset - (a * mean).sum(1, keepdim=True)], 1)
-    if subsample > 1:
-        coef = F.interpolate(coef, size=[h, w], mode="bilinear", align_corners=False)
-    return (coef[:, :n] * full).sum(1, keepdim=True) + coef[:, n:]
+    if subsample == 1:
+        return (coef[:, :n] * full).sum(1, keepdim=True) + coef[:, n:]
+    # sum_k up(a_k) * band_k + up(offset), with up() F.interpolate's bilinear upsampling
+    # written as its two interpolation matrices: the coefficients are brought to full
+    # width at low height (small), then to full height one band at a time and consumed at
+    # once, so no (N + 1)-band full-resolution array is made (1.4x faster at 13 bands).
+    rows, cols = _bilinear_matrix(h, lh, full), _bilinear_matrix(w, lw, full)
+    wide = coef @ cols.T
+    out = torch.matmul(rows, wide[:, n:])
+    for k in range(n):
+        out.addcmul_(torch.matmul(rows, wide[:, k:k + 1]), full[:, k:k + 1])
+    return out
+
+
+def _bilinear_matrix(size: int, low: int, like):
+    """(size, low) matrix of F.interpolate's linear weights (align_corners=False) from
+    ``low`` samples to ``size``: taken from F.interpolate itself, so both agree exactly."""
+    import torch
+    import torch.nn.functional as F
+
+    eye = torch.eye(low, dtype=like.dtype, device=like.device).unsqueeze(1)
+    return F.interpolate(eye, size=size, mode="linear", align_corners=False)[:, 0].T.contiguous()
+
+
+def _solve_spd(sigma, rhs):
+    """Solve ``sigma @ x = rhs`` for symmetric positive definite ``sigma`` (a covariance
+    plus ``eps`` times the identity): Cholesky, and LU for any matrix rounding left
+    indefinite."""
+    import torch
+
+    chol, info = torch.linalg.cholesky_ex(sigma)
+    if bool((info == 0).all()):
+        return torch.cholesky_solve(rhs, chol)
+    return torch.linalg.solve(sigma, rhs)
 
 
 def refine_cloud_probability(images, probs, cloud_classes: Sequence[int], radius: int = GUIDED_RADIUS,
