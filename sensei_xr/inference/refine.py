@@ -159,7 +159,8 @@ def guided_filter(guide, src, radius: int, eps: float, subsample: int = 1):
     # sum_k up(a_k) * band_k + up(offset), with up() F.interpolate's bilinear upsampling
     # written as its two interpolation matrices: the coefficients are brought to full
     # width at low height (small), then to full height one band at a time and consumed at
-    # once, so no (N + 1)-band full-resolution array is made (1.4x faster at 13 bands).
+    # once, so no (N + 1)-band full-resolution array is made (this step alone: 1.4x faster
+    # than F.interpolate and a product at 13 bands, measured on a loaded 2-core machine).
     rows, cols = _bilinear_matrix(h, lh, full), _bilinear_matrix(w, lw, full)
     wide = coef @ cols.T
     out = torch.matmul(rows, wide[:, n:])
