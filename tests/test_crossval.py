@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from sensei_xr.bands import BandDescriptors
 from sensei_xr.evaluation import pooled_confusion
 from sensei_xr.evaluation.folds import scene_of, split_folds, stratified_scene_folds
-from sensei_xr.training.crossval import biome_cv_samples, cv_table_markdown, select_bands, summarise_cv
+from sensei_xr.training.crossval import (biome_cv_samples, cv_table_markdown, per_patch_markdown, select_bands,
+                                        summarise_cv)
 from sensei_xr.training.crossval import main as crossval_main
 from sensei_xr.datasets import IGNORE_INDEX, LabelledSample
 
@@ -303,3 +304,32 @@ def test_merge_joins_runs_of_one_recipe_once(tmp_path):
     assert merged["summary"]["RGBNIRSWIR"]["cv_mean_oa"] == pytest.approx(result["summary"]["RGBNIRSWIR"]["cv_mean_oa"])
     with pytest.raises(SystemExit, match=r"more than one file"):
         crossval_main([config, "--merge", str(parts[0]), str(tmp_path / "all.json"), "--out", str(tmp_path / "x.json")])
+
+
+def test_per_patch_table_puts_each_runs_patch_oa_side_by_side(tmp_path, capsys):
+    """The per-patch table reads each run's own counts: a patch lost by one seed shows in
+    that seed's column only; a result without a fold leaves its cells blank."""
+    def run(fold, seed, scores):
+        rows = [{"name": f"{name}.tif", "tags": {}, "tp": tp, "fp": 10 - tp, "tn": 0, "fn": 0}
+                for name, tp in scores]
+        return {"fold": fold, "seed": seed, "seconds": 1.0, "band_sets": {"RGBNIRSWIR": rows}}
+
+    a = {"system": "a", "runs": [run(0, 0, [("Snow_00", 10), ("Urban_01", 0)]), run(1, 0, [("Water_01", 3)]),
+                                 run(0, 1, [("Snow_00", 2), ("Urban_01", 0)]), run(1, 1, [("Water_01", 9)])]}
+    b = {"system": "b", "runs": [run(0, 4, [("Snow_00", 7), ("Urban_01", 5)])]}
+    md = per_patch_markdown([a, b], "RGBNIRSWIR", ["A", "B"])
+    lines = md.splitlines()
+    assert lines[0] == "| fold | patch (RGBNIRSWIR) | A s0 | A s1 | B s4 |"
+    assert lines[2:] == ["| 0 | Snow_00 | 1.00 | 0.20 | 0.70 |", "| 0 | Urban_01 | 0.00 | 0.00 | 0.50 |",
+                         "| 1 | Water_01 | 0.30 | 0.90 |  |"]
+    with pytest.raises(ValueError, match=r"no run scored the band set 'RGB'.*RGBNIRSWIR"):
+        per_patch_markdown([a], "RGB")
+    with pytest.raises(ValueError, match="one label per result"):
+        per_patch_markdown([a, b], "RGBNIRSWIR", ["A"])
+    # The command line prints the same table from result files, labelled by file name.
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    assert crossval_main(["--per-patch", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "| 0 | Snow_00 | 1.00 | 0.20 | 0.70 |"
+    with pytest.raises(SystemExit):
+        crossval_main(["--seeds", "0"])  # neither a config nor --per-patch

@@ -411,6 +411,47 @@ def cv_table_markdown(results: Sequence[dict], band_sets: Sequence[str] = CV_BAN
     return "\n".join(lines) + "\n"
 
 
+def per_patch_markdown(results: Sequence[dict], band_set: str, labels: Sequence[str] | None = None) -> str:
+    """Each held-out patch's OA in every run (seed) of every result, side by side.
+
+    The CV mean is decided by a few whole patches (a clear ice sheet called cloud, a deck
+    called clear); this table shows which patches a recipe wins or loses against another
+    on the same folds. Rows: fold, patch; columns: one per (result, seed); a run without
+    the patch or the band set is blank.
+
+    Parameters
+    ----------
+    results : sequence of dict
+        ``cross_validate`` results (their JSON files read back).
+    band_set : str
+        One of the scored band sets, e.g. ``"RGBNIRSWIR"`` (the six reflective bands).
+    labels : sequence of str, optional
+        A short name per result (default: its ``system``).
+    """
+    labels = list(labels) if labels is not None else [str(r.get("system")) for r in results]
+    if len(labels) != len(results):
+        raise ValueError(f"{len(labels)} labels for {len(results)} results; give one label per result")
+    columns, cells, fold_of = [], {}, {}
+    for label, res in zip(labels, results):
+        for seed in sorted({r["seed"] for r in res["runs"]}):
+            col = len(columns)
+            columns.append(f"{label} s{seed}")
+            for run in (r for r in res["runs"] if r["seed"] == seed):
+                for x in run["band_sets"].get(band_set, []):
+                    c = Confusion(x["tp"], x["fp"], x["tn"], x["fn"])
+                    cells[(x["name"], col)] = c.metrics()["overall_accuracy"]
+                    fold_of[x["name"]] = run["fold"]
+    if not cells:
+        known = sorted({b for res in results for r in res["runs"] for b in r["band_sets"]})
+        raise ValueError(f"no run scored the band set {band_set!r}; scored: {known}")
+    lines = [f"| fold | patch ({band_set}) | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for name in sorted(fold_of, key=lambda n: (fold_of[n], n)):
+        vals = [f"{cells[(name, c)]:.2f}" if (name, c) in cells else "" for c in range(len(columns))]
+        lines.append(f"| {fold_of[name]} | {Path(name).stem} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
@@ -427,10 +468,10 @@ def engine_options(result: dict) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: cross-validate one system config on the Biome patches."""
     p = argparse.ArgumentParser(prog="python -m sensei_xr.training.crossval", description=__doc__.splitlines()[0])
-    p.add_argument("config", help="system config (TOML or JSON)")
+    p.add_argument("config", nargs="?", help="system config (TOML or JSON)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--out", required=True, help="result JSON (also the checkpoint of an interrupted run)")
+    p.add_argument("--out", help="result JSON (also the checkpoint of an interrupted run)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--keep-models", default=None,
                    help="folder to keep every run's model in; a model already there is scored, not retrained")
@@ -440,7 +481,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="join the runs of these result files (same config) into --out instead of running")
     p.add_argument("--no-refine", action="store_true",
                    help="score the networks' probabilities as predicted, without the engine's edge refinement")
+    p.add_argument("--per-patch", nargs="+", default=None, metavar="JSON",
+                   help="print each held-out patch's OA in these result files side by side, and stop")
+    p.add_argument("--bands", default="RGBNIRSWIR", help="band set of --per-patch (default: the six reflective)")
     args = p.parse_args(argv)
+    if args.per_patch:
+        results = [json.loads(Path(f).read_text()) for f in args.per_patch]
+        print(per_patch_markdown(results, args.bands, [Path(f).stem for f in args.per_patch]))
+        return 0
+    if not args.config or not args.out:
+        p.error("give a system config and --out (or --per-patch JSON... to compare results)")
     if args.threads:
         import torch
 
