@@ -409,3 +409,47 @@ def test_profiles_chosen_by_collection_keys_and_the_items_api():
     # Two keys of one band (renamed between item versions) are allowed.
     assert usgs.band("coastal", "landsat8_oli_tirs").name == usgs.band("SR_B1.TIF", "landsat8_oli_tirs").name == "B1"
     assert usgs.sensor_for("LANDSAT_7") == "landsat7_etm" and usgs.band("blue", "landsat7_etm").name == "B1"
+
+
+def test_declared_nodata_is_masked_when_the_file_has_no_tag(tmp_path):
+    """Earth Search v1 L1C declares ``raster:bands nodata: 0`` (and offset -0.1) for JPEG
+    2000 assets that carry no no-data tag: stored 0 must come out NaN, not -0.1
+    reflectance; the other values are calibrated as before, and a file's own tag still
+    counts where the item declares nothing."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    it = copy.deepcopy(item("earth-search-v1__sentinel-2-l1c__S2B_33RYP"))
+    rng = np.random.default_rng(0)
+    transform = from_origin(699960, 3400020, 10, 10)
+    stored = {}
+    for key in ("red", "nir"):
+        dn = rng.integers(1001, 9000, (40, 48)).astype("uint16")
+        dn[:7, :9] = 0  # outside the swath
+        if key == "nir":
+            dn[30:, 40:] = 65535  # the item declares nothing else; only a tag would mask this
+        path = tmp_path / f"{key}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=48, height=40, count=1, dtype="uint16",
+                           crs="EPSG:32633", transform=transform,
+                           nodata=65535 if key == "nir" else None) as dst:
+            dst.write(dn, 1)
+        stored[key] = dn
+        asset = it["assets"][key]
+        asset["href"] = str(path)
+        asset["type"] = "image/tiff; application=geotiff"
+        asset["proj:shape"], asset["proj:transform"] = [40, 48], list(transform)[:6]
+    with rasterio.open(tmp_path / "red.tif") as src:
+        assert src.nodata is None  # as the JPEG 2000 files are
+    da = stack_items([it], assets=["red", "nir"]).isel(time=0).values
+    for b, key in enumerate(("red", "nir")):
+        dn = stored[key]
+        nodata = (dn == 0) | (dn == 65535)
+        assert np.isnan(da[b][nodata]).all()
+        np.testing.assert_allclose(da[b][~nodata], dn[~nodata] * 1e-4 - 0.1, rtol=0, atol=1e-6)
+    raw = stack_items([it], assets=["red"], calibrate=False).isel(time=0, band=0).values
+    assert np.isnan(raw[:7, :9]).all() and np.array_equal(raw[7:], stored["red"][7:].astype("float32"))
+    # Declared nowhere: the stored 0 stays a value, as it must for data that has no no-data.
+    del it["assets"]["red"]["raster:bands"][0]["nodata"]
+    info = read_item(it, False)
+    assert next(b for b in info.bands if b.key == "red").nodata is None

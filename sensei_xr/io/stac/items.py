@@ -139,8 +139,10 @@ class BandAsset:
     calibration : Calibration
     data_type : str or None
         ``raster:bands`` data type (``"uint16"``).
-    nodata : float, str or None
-        Declared no-data value.
+    nodata : float or None
+        The stored value that means no data, as declared: the item's ``raster:bands``
+        ``nodata``, else the profile's (its asset entry, then its defaults). NaN for a
+        declared ``"nan"``; None when none is declared (the file's own tag still counts).
     gsd : float or None
         Ground sample distance of the asset, m (``gsd``, ``eo:gsd`` or
         ``raster:bands`` ``spatial_resolution``).
@@ -159,7 +161,7 @@ class BandAsset:
     item_nm: tuple[float, float, float] | None
     calibration: Calibration
     data_type: str | None = None
-    nodata: Any = None
+    nodata: float | None = None
     gsd: float | None = None
     grid: Grid = field(default_factory=Grid)
 
@@ -295,6 +297,23 @@ def _no_scale_problem(item: Mapping[str, Any], key: str, rm: RasterMeta, profile
             "collection_profile=... with the scale.")
 
 
+def _nodata(declared: Any, key: str, profile: StacProfile | None) -> float | None:
+    """The declared no-data value of an asset: the item's, else the profile's entry, else its
+    defaults. STAC writes NaN and infinities as the strings ``"nan"``, ``"inf"``, ``"-inf"``."""
+    values = [declared]
+    if profile is not None:
+        spec = profile.asset(key)
+        values += [spec.nodata if spec is not None else None, profile.default_nodata]
+    for v in values:
+        if v is None or isinstance(v, bool):
+            continue
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            continue  # an unreadable declaration says nothing
+    return None
+
+
 def _calibration(item: Mapping[str, Any], key: str, asset: Mapping[str, Any], kind: str, sensor: str | None,
                  profile: StacProfile | None, s2: Sentinel2Processing | None) -> Calibration:
     """``value = stored * scale + offset`` of one asset (reflectance, or kelvin if thermal)."""
@@ -367,7 +386,7 @@ def _band_asset(item: Mapping[str, Any], key: str, sensor: str | None, profile: 
         catalog_nm=tuple(float(v) for v in cat.wavelengths_nm) if cat is not None else None,
         item_nm=item_nm,
         calibration=_calibration(item, key, asset, kind, sensor, profile, s2),
-        data_type=rm.data_type, nodata=rm.nodata,
+        data_type=rm.data_type, nodata=_nodata(rm.nodata, key, profile),
         gsd=num(asset.get("gsd")) or num(asset.get("eo:gsd")) or eo.gsd or rm.spatial_resolution,
         grid=grid_of(asset, props),
     )

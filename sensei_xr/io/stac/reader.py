@@ -6,6 +6,10 @@ computed, in dask tasks.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
+import numpy as np
 from stackstac.rio_reader import AutoParallelRioReader as _AutoParallelRioReader
 
 from ...errors import StacAssetError
@@ -72,7 +76,32 @@ def asset_error(url: str, e: Exception) -> StacAssetError:
 
 
 class SenseiReader(_AutoParallelRioReader):
-    """stackstac's reader, with errors that name the asset href and say what to check."""
+    """stackstac's reader, with errors that name the asset href and say what to check, and the
+    no-data value the STAC metadata declare.
+
+    stackstac masks only the no-data value tagged in the file itself; many assets carry
+    none (Sentinel-2 JPEG 2000, some COGs) while their item or collection declares one
+    (``raster:bands`` ``nodata: 0``). Those stored values would otherwise be calibrated
+    into valid-looking reflectance (``0 * 1e-4 - 0.1``). Stack with
+    ``functools.partial(SenseiReader, nodata_by_href={href: value})``: values equal to
+    the declared one become the fill value, before scale and offset are applied. (With a
+    resampling other than nearest, pixels next to such no-data are blended with it by the
+    warp before this mask sees them.)
+
+    Parameters
+    ----------
+    nodata_by_href : mapping of str to float, optional
+        Declared no-data value per asset href (stored units, before scaling).
+    **kwargs
+        stackstac's reader arguments.
+    """
+
+    def __init__(self, *, nodata_by_href: Mapping[str, float] | None = None, **kwargs):
+        self.declared_nodata = (nodata_by_href or {}).get(kwargs.get("url"))
+        self._rescale = tuple(kwargs.get("scale_offset", (1, 0)))
+        if self.declared_nodata is not None:
+            kwargs["scale_offset"] = (1, 0)  # applied in read(), after the mask
+        super().__init__(**kwargs)
 
     def _open(self):
         try:
@@ -82,6 +111,17 @@ class SenseiReader(_AutoParallelRioReader):
 
     def read(self, window, **kwargs):
         try:
-            return super().read(window, **kwargs)
+            result = super().read(window, **kwargs)
         except RuntimeError as e:
             raise asset_error(self.url, e) from e
+        if self.declared_nodata is None:
+            return result
+        if math.isnan(self.declared_nodata):
+            result[np.isnan(result)] = self.fill_value
+        else:
+            result[result == self.declared_nodata] = self.fill_value
+        scale, offset = self._rescale
+        if scale != 1 or offset != 0:
+            valid = ~np.isnan(result) if np.isnan(self.fill_value) else result != self.fill_value
+            result[valid] = result[valid] * scale + offset
+        return result

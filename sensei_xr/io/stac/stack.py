@@ -9,6 +9,7 @@ with wavelengths; the assets are read by :class:`.reader.SenseiReader` when comp
 from __future__ import annotations
 
 import collections
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -145,9 +146,10 @@ def _latlon_bounds(infos, keys, bounds_latlon, epsg, resolution):
     return _aligned_bounds(box, (t[2], t[5]), resolution or ref.grid.resolution)
 
 
-def _stackstac(prepared: list[dict], keys: list[str], calibrate: bool, timeout: float, *, resampling: str,
-               chunksize: int, **grid: Any):
-    """``stackstac.stack`` of the prepared items: float32, NaN fill, our reader and GDAL options."""
+def _stackstac(prepared: list[dict], keys: list[str], calibrate: bool, timeout: float,
+               nodata_by_href: Mapping[str, float], *, resampling: str, chunksize: int, **grid: Any):
+    """``stackstac.stack`` of the prepared items: float32, NaN fill, our reader (which masks the
+    declared no-data values) and GDAL options."""
     import stackstac
     from rasterio.enums import Resampling
 
@@ -155,7 +157,8 @@ def _stackstac(prepared: list[dict], keys: list[str], calibrate: bool, timeout: 
         return stackstac.stack(
             prepared, assets=keys, resampling=getattr(Resampling, resampling),
             chunksize=(1, -1, chunksize, chunksize), dtype=np.dtype("float32"), fill_value=np.float32(np.nan),
-            rescale=calibrate, xy_coords="center", errors_as_nodata=(), reader=SenseiReader,
+            rescale=calibrate, xy_coords="center", errors_as_nodata=(),
+            reader=functools.partial(SenseiReader, nodata_by_href=nodata_by_href),
             gdal_env=gdal_env(asset_timeout(timeout)), **grid,
         )
     except ValueError as e:
@@ -269,7 +272,9 @@ def stack_items(
     Returns
     -------
     xarray.DataArray
-        Dask-backed float32 ``(time, band, y, x)``, NaN at no data. The band coordinate holds
+        Dask-backed float32 ``(time, band, y, x)``, NaN at no data (outside the assets,
+        the files' own no-data tag, and the no-data value the items or the collection
+        profile declare). The band coordinate holds
         the asset keys, with coordinates ``wavelength_min_nm``, ``wavelength_center_nm``,
         ``wavelength_max_nm`` (nm), ``band_kind``, ``common_name``, ``sensor_band`` (catalog
         band name) and stackstac's ``center_wavelength`` / ``full_width_half_max`` (um).
@@ -309,7 +314,8 @@ def stack_items(
     if bounds is None and bounds_latlon is not None:
         bounds = _latlon_bounds(infos, keys, bounds_latlon, epsg, resolution)
     prepared = [_for_stackstac(d, i, keys, calibrate) for d, i in zip(dicts, infos)]
-    da = _stackstac(prepared, keys, calibrate, timeout, epsg=epsg, resolution=resolution, bounds=bounds,
+    nodata_by_href = {b.href: b.nodata for _, b in _stacked(infos, keys) if b.nodata is not None}
+    da = _stackstac(prepared, keys, calibrate, timeout, nodata_by_href, epsg=epsg, resolution=resolution, bounds=bounds,
                     snap_bounds=snap, resampling=resampling, chunksize=chunksize)
     return _labelled(da, chosen, infos, calibrate, wavelengths)
 
