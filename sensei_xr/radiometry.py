@@ -3,6 +3,9 @@
 The functions work element-wise on NumPy arrays, Dask arrays and DataArrays alike (they
 use only arithmetic and ufuncs), so lazy scenes stay lazy.
 
+- Landsat Collection 2 Level-2: surface reflectance ``M * Q + A`` and surface temperature
+  in K ``M_T * Q + A_T``, from the MTL file's ``LEVEL2_*`` groups (whose key names repeat
+  the Level-1 ones with other values).
 - Landsat Level-1: TOA reflectance ``rho = (M_rho * Q + A_rho) / sin(sun_elevation)`` and
   brightness temperature ``BT = K2 / ln(K1 / L + 1)`` with ``L = M_L * Q + A_L`` (paper
   eq. 3), all constants from the product's MTL file (Collection 1 and 2 layouts).
@@ -30,6 +33,8 @@ __all__ = [
     "parse_mtl",
     "LandsatCalibration",
     "landsat_calibration",
+    "landsat_level2_calibration",
+    "landsat_processing_level",
     "landsat_toa_reflectance",
     "landsat_brightness_temperature",
     "brightness_temperature",
@@ -53,9 +58,13 @@ _MTL_LINE = re.compile(r"^\s*([A-Z0-9_]+)\s*=\s*(.+?)\s*$")
 def parse_mtl(path: str | PathLike) -> dict[str, object]:
     """Read a Landsat MTL text file into a flat dict.
 
-    Groups are flattened (keys are unique across groups in both the Collection 1
-    ``L1_METADATA_FILE`` and the Collection 2 ``LANDSAT_METADATA_FILE`` layouts). Numbers
-    become floats, quoted strings lose their quotes.
+    Groups are flattened: keys are unique across the Level-1 groups of both the
+    Collection 1 ``L1_METADATA_FILE`` and the Collection 2 ``LANDSAT_METADATA_FILE``
+    layouts. A Collection 2 Level-2 file repeats ``REFLECTANCE_MULT_BAND_n`` and others in
+    its ``LEVEL2_SURFACE_*_PARAMETERS`` groups with the Level-2 scaling (2.75e-5, -0.2):
+    keys of groups named ``LEVEL2_*`` are kept as ``"GROUP.KEY"``, so the plain keys
+    always hold the Level-1 values. Numbers become floats, quoted strings lose their
+    quotes.
 
     Parameters
     ----------
@@ -72,11 +81,22 @@ def parse_mtl(path: str | PathLike) -> dict[str, object]:
     except OSError as e:
         raise RadiometryError(f"cannot read MTL file {path}: {e}") from e
     out: dict[str, object] = {}
+    groups: list[str] = []
     for line in text.splitlines():
         m = _MTL_LINE.match(line)
-        if not m or m.group(1) in ("GROUP", "END_GROUP"):
+        if not m:
             continue
         key, raw = m.groups()
+        if key == "GROUP":
+            groups.append(raw.strip('"'))
+            continue
+        if key == "END_GROUP":
+            if groups:
+                groups.pop()
+            continue
+        level2 = next((g for g in reversed(groups) if g.startswith("LEVEL2_")), None)
+        if level2 is not None:
+            key = f"{level2}.{key}"
         if raw.startswith('"') and raw.endswith('"'):
             out[key] = raw[1:-1]
             continue
@@ -101,10 +121,11 @@ class LandsatCalibration:
     band : str
         Band number as in the MTL keys, e.g. ``"4"`` or ``"6_VCID_1"``.
     kind : str
-        ``"reflective"`` or ``"thermal"``.
+        ``"reflective"`` or ``"thermal"`` (Level-1), ``"surface_reflectance"`` or
+        ``"surface_temperature"`` (Collection 2 Level-2).
     mult, add : float
-        Reflectance rescaling (reflective bands, per DN) or radiance rescaling
-        (thermal bands, W / (m2 sr um) per DN).
+        Reflectance rescaling (reflective bands, per DN), radiance rescaling (thermal
+        bands, W / (m2 sr um) per DN), or Level-2 scaling (reflectance, or K, per DN).
     sun_elevation_deg : float
         Scene-centre sun elevation, degrees (reflective bands).
     k1 : float
@@ -122,11 +143,15 @@ class LandsatCalibration:
     k2: float = math.nan
 
     def apply(self, dn):
-        """Convert DN to TOA reflectance (reflective) or brightness temperature in K (thermal).
+        """Convert DN to TOA reflectance (``"reflective"``), brightness temperature in K
+        (``"thermal"``), surface reflectance (``"surface_reflectance"``) or surface
+        temperature in K (``"surface_temperature"``): the last two are ``mult * DN + add``.
 
         DN 0 is Landsat's fill value and becomes NaN.
         """
         q = _as_float_with_fill(dn)
+        if self.kind in ("surface_reflectance", "surface_temperature"):
+            return self.mult * q + self.add
         if self.kind == "thermal":
             return brightness_temperature(self.mult * q + self.add, self.k1, self.k2)
         return (self.mult * q + self.add) / math.sin(math.radians(self.sun_elevation_deg))
@@ -201,6 +226,56 @@ def landsat_calibration(mtl: dict[str, object] | str | PathLike, band: str | int
             "horizon (0-90 deg); is this the scene's MTL file, or a night acquisition?"
         )
     return cal
+
+
+_L2_REFLECTANCE = "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS"
+_L2_TEMPERATURE = "LEVEL2_SURFACE_TEMPERATURE_PARAMETERS"
+
+
+def landsat_processing_level(mtl: dict[str, object]) -> str:
+    """``"L1"`` or ``"L2"``: from ``PROCESSING_LEVEL`` (``L1TP``, ``L2SP``, ``L2SR``, ...),
+    else from the presence of Level-2 groups (Collection 1 files are Level-1)."""
+    level = str(mtl.get("PROCESSING_LEVEL", "")).upper()
+    if level.startswith("L2") or any(k.startswith("LEVEL2_") for k in mtl):
+        return "L2"
+    return "L1"
+
+
+def landsat_level2_calibration(mtl: dict[str, object] | str | PathLike, band: str | int) -> LandsatCalibration:
+    """Scaling of one band of a Collection 2 Level-2 product (``*_SR_Bn`` / ``*_ST_Bn`` files).
+
+    Parameters
+    ----------
+    mtl : dict or path-like
+        Parsed Level-2 MTL (see :func:`parse_mtl`) or its path.
+    band : str or int
+        Band number (``4``, ``"B10"``).
+
+    Returns
+    -------
+    LandsatCalibration
+        ``"surface_temperature"`` (K) if the MTL scales the band as ``ST_Bn``, else
+        ``"surface_reflectance"``.
+    """
+    meta = parse_mtl(mtl) if isinstance(mtl, (str, PathLike)) else mtl
+    b = str(band).upper()
+    b = (b[1:] if b.startswith("B") else b).lstrip("0") or "0"
+    b = b.split("_VCID")[0]
+    t_mult = meta.get(f"{_L2_TEMPERATURE}.TEMPERATURE_MULT_BAND_ST_B{b}")
+    if t_mult is not None:
+        add = meta.get(f"{_L2_TEMPERATURE}.TEMPERATURE_ADD_BAND_ST_B{b}")
+        if add is None:
+            raise RadiometryError(f"the Level-2 MTL scales ST_B{b} but gives no TEMPERATURE_ADD_BAND_ST_B{b}")
+        return LandsatCalibration(band=b, kind="surface_temperature", mult=float(t_mult), add=float(add))
+    mult = meta.get(f"{_L2_REFLECTANCE}.REFLECTANCE_MULT_BAND_{b}")
+    add = meta.get(f"{_L2_REFLECTANCE}.REFLECTANCE_ADD_BAND_{b}")
+    if mult is None or add is None:
+        raise RadiometryError(
+            f"the Level-2 MTL file has no surface reflectance or temperature scaling for band {b} "
+            f"(no {_L2_REFLECTANCE}.REFLECTANCE_MULT_BAND_{b} or {_L2_TEMPERATURE}.TEMPERATURE_MULT_BAND_ST_B{b}): "
+            "Level-2 products hold no such band (e.g. the cirrus band); leave it out with bands=..."
+        )
+    return LandsatCalibration(band=b, kind="surface_reflectance", mult=float(mult), add=float(add))
 
 
 def landsat_toa_reflectance(dn, mtl: dict[str, object] | str | PathLike, band: str | int):

@@ -141,3 +141,69 @@ def test_bad_quantification_refused(quantification):
     with pytest.raises(R.RadiometryError, match="quantification .* must be a positive number"):
         R.sentinel2_reflectance(dn, "04.00", quantification=quantification)
     np.testing.assert_allclose(R.sentinel2_reflectance(dn, "04.00", quantification=10000), [[0.0, 0.1]])
+
+
+_L2_MTL = """GROUP = LANDSAT_METADATA_FILE
+  GROUP = PRODUCT_CONTENTS
+    LANDSAT_PRODUCT_ID = "LC08_L2SP_020039_20150804_20200908_02_T1"
+    PROCESSING_LEVEL = "L2SP"
+    FILE_NAME_BAND_4 = "LC08_L2SP_020039_20150804_20200908_02_T1_SR_B4.TIF"
+    FILE_NAME_BAND_ST_B10 = "LC08_L2SP_020039_20150804_20200908_02_T1_ST_B10.TIF"
+  END_GROUP = PRODUCT_CONTENTS
+  GROUP = IMAGE_ATTRIBUTES
+    SPACECRAFT_ID = "LANDSAT_8"
+    SENSOR_ID = "OLI_TIRS"
+    SUN_ELEVATION = 64.74360932
+  END_GROUP = IMAGE_ATTRIBUTES
+  GROUP = LEVEL2_SURFACE_REFLECTANCE_PARAMETERS
+    REFLECTANCE_MULT_BAND_4 = 2.75E-05
+    REFLECTANCE_ADD_BAND_4 = -0.200000
+  END_GROUP = LEVEL2_SURFACE_REFLECTANCE_PARAMETERS
+  GROUP = LEVEL2_SURFACE_TEMPERATURE_PARAMETERS
+    TEMPERATURE_MULT_BAND_ST_B10 = 0.00341802
+    TEMPERATURE_ADD_BAND_ST_B10 = 149.000000
+  END_GROUP = LEVEL2_SURFACE_TEMPERATURE_PARAMETERS
+  GROUP = LEVEL1_RADIOMETRIC_RESCALING
+    RADIANCE_MULT_BAND_10 = 3.3420E-04
+    RADIANCE_ADD_BAND_10 = 0.10000
+    REFLECTANCE_MULT_BAND_4 = 2.0000E-05
+    REFLECTANCE_ADD_BAND_4 = -0.100000
+  END_GROUP = LEVEL1_RADIOMETRIC_RESCALING
+  GROUP = LEVEL1_THERMAL_CONSTANTS
+    K1_CONSTANT_BAND_10 = 774.8853
+    K2_CONSTANT_BAND_10 = 1321.0789
+  END_GROUP = LEVEL1_THERMAL_CONSTANTS
+END_GROUP = LANDSAT_METADATA_FILE
+END
+"""
+
+
+def test_collection2_level2_folder_is_scaled_as_level2(l8, tmp_path):
+    """A Collection 2 Level-2 MTL lists REFLECTANCE_MULT_BAND_n twice (Level-2 first, then
+    Level-1, in USGS's group order): the SR/ST files are scaled with the Level-2 values
+    (surface reflectance, surface temperature in K), never the Level-1 ones and no sun
+    correction; the plain keys keep the Level-1 values for Level-1 use."""
+    import shutil
+
+    from sensei_xr import open_scene
+
+    src, _ = l8
+    stem = "LC08_L2SP_020039_20150804_20200908_02_T1"
+    (tmp_path / f"{stem}_MTL.txt").write_text(_L2_MTL)
+    shutil.copy(src / "l8_B4.tif", tmp_path / f"{stem}_SR_B4.TIF")
+    shutil.copy(src / "l8_B10.tif", tmp_path / f"{stem}_ST_B10.TIF")
+    mtl = R.parse_mtl(tmp_path / f"{stem}_MTL.txt")
+    assert mtl["REFLECTANCE_MULT_BAND_4"] == pytest.approx(2e-5)
+    assert mtl["LEVEL2_SURFACE_REFLECTANCE_PARAMETERS.REFLECTANCE_MULT_BAND_4"] == pytest.approx(2.75e-5)
+    assert R.landsat_processing_level(mtl) == "L2" and R.landsat_processing_level(l8[1]) == "L1"
+
+    scene = open_scene(tmp_path).compute()
+    assert list(scene.band.values) == ["B4", "B10"]
+    assert scene.attrs["radiometry"] == "surface" and scene.attrs["sensor"] == "landsat8_oli_tirs"
+    with rasterio.open(src / "l8_B4.tif") as a, rasterio.open(src / "l8_B10.tif") as b:
+        dn4, dn10 = a.read(1).astype(np.float64), b.read(1).astype(np.float64)
+    for (i, j) in [(0, 0), (300, 400)]:
+        assert float(scene.sel(band="B4")[i, j]) == pytest.approx(2.75e-5 * dn4[i, j] - 0.2, abs=1e-6)
+        assert float(scene.sel(band="B10")[i, j]) == pytest.approx(0.00341802 * dn10[i, j] + 149.0, rel=1e-6)
+    with pytest.raises(R.RadiometryError, match="no surface reflectance or temperature scaling for band 9"):
+        R.landsat_level2_calibration(mtl, 9)

@@ -75,7 +75,9 @@ def open_scene(
     calibrate : bool
         Convert DN to TOA reflectance / brightness temperature (K) when the product's
         metadata is found (Landsat MTL; Sentinel-2 ``MTD_MSIL*.xml`` or
-        ``processing_baseline``). Floating-point files are left as they are.
+        ``processing_baseline``); a Landsat Collection 2 Level-2 product (``*_SR_Bn``,
+        ``*_ST_Bn`` with its MTL) to surface reflectance / surface temperature (K), with
+        the Level-2 scaling of its MTL. Floating-point files are left as they are.
     mtl : path-like, optional
         Landsat MTL file, if not beside the band files.
     processing_baseline : str, optional
@@ -88,7 +90,7 @@ def open_scene(
         Dask-backed, dims ``(band, y, x)``, float32 (or the files' integer type when not
         calibrated), ``rio`` CRS and transform set, canonical wavelength coordinates on the
         band dimension, ``attrs["sensor"]`` and ``attrs["radiometry"]`` (``"toa"``,
-        ``"as_stored"`` or ``"DN"``).
+        ``"surface"``, ``"as_stored"`` or ``"DN"``).
     """
     import rioxarray  # noqa: F401  (registers .rio)
 
@@ -495,17 +497,24 @@ def _calibrate(da, sensor_obj, mtl_meta, s2_meta_path, processing_baseline):
     import xarray as xr
 
     if sensor_obj.id.startswith("landsat") and mtl_meta is not None:
+        # A Level-2 MTL also lists the Level-1 factors: its level decides which apply.
+        level2 = radiometry.landsat_processing_level(mtl_meta) == "L2"
         out = []
         for name in da.band.values.tolist():
             band = sensor_obj.band(name)
             number = re.sub(r"^[Bb]0*", "", band.name)
-            if f"K1_CONSTANT_BAND_{number}_VCID_1" in mtl_meta:
-                number = f"{number}_VCID_1"  # Landsat 7 ETM+ B6, low gain (see _name_files)
-            cal = radiometry.landsat_calibration(mtl_meta, number)
+            if level2:
+                cal = radiometry.landsat_level2_calibration(mtl_meta, number)
+            else:
+                if f"K1_CONSTANT_BAND_{number}_VCID_1" in mtl_meta:
+                    number = f"{number}_VCID_1"  # Landsat 7 ETM+ B6, low gain (see _name_files)
+                cal = radiometry.landsat_calibration(mtl_meta, number)
             out.append(cal.apply(da.sel(band=name)).astype("float32"))
         result = xr.concat(out, dim="band", coords="different", compat="equals", join="outer")
-        result.attrs = {**da.attrs, "radiometry": "toa",
-                        "units": "TOA reflectance (reflective bands); brightness temperature K (thermal bands)"}
+        result.attrs = {**da.attrs, "radiometry": "surface" if level2 else "toa",
+                        "units": ("surface reflectance (reflective bands); surface temperature K (thermal bands)"
+                                  if level2 else
+                                  "TOA reflectance (reflective bands); brightness temperature K (thermal bands)")}
         return _restore(result, da)
     if sensor_obj.id in ("sentinel2_msi",) and (s2_meta_path is not None or processing_baseline):
         meta = radiometry.read_sentinel2_metadata(s2_meta_path) if s2_meta_path is not None else None
