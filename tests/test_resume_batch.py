@@ -90,7 +90,10 @@ def test_cogs_rerun_same_job_skips_other_job_refused(scenes, models, tmp_path):
     stamps = {n: p.stat().st_mtime_ns for n, p in first.items()}
     job = cog_job(first["north"])
     assert job["threshold"] == 0.5 and job["patch_size"] == 32 and job["grid"]["shape"] == [48, 64]
-    assert job == mask_job(cloudmask(scenes["north"], m0, patch_size=32, overlap=8), patch_size=32, overlap=8)
+    assert job == mask_job(cloudmask(scenes["north"], m0, patch_size=32, overlap=8), scenes["north"],
+                           patch_size=32, overlap=8)
+    assert job["input"] == {"sensor": "landsat8_oli_tirs", "radiometry": "toa",
+                            "units": scenes["north"].attrs["units"]}
 
     # The same job (defaults spelled out or not): nothing recomputed.
     again = mask_scenes_to_cogs(scenes, out, model=m0, threshold=0.5, **KW)
@@ -105,6 +108,13 @@ def test_cogs_rerun_same_job_skips_other_job_refused(scenes, models, tmp_path):
             mask_scenes_to_cogs(scenes, out, **kw)
         assert "overwrite=True" in str(info.value)
         assert {n: p.stat().st_mtime_ns for n, p in first.items()} == stamps  # nothing touched
+
+    # The same pixels made otherwise (here: relabelled as a Level-2 product's; in use, e.g.
+    # a Sentinel-2 scene opened again with another processing baseline) are another job.
+    relabelled = {n: s.assign_attrs(radiometry="surface") for n, s in scenes.items()}
+    with pytest.raises(ValueError, match=r"input \{.*'radiometry': 'toa'.*\} \(stored\) vs \{.*'surface'"):
+        mask_scenes_to_cogs(relabelled, out, model=m0, **KW)
+    assert {n: p.stat().st_mtime_ns for n, p in first.items()} == stamps
 
     replaced = mask_scenes_to_cogs(scenes, out, model=m0, threshold=0.3, overwrite=True, **KW)
     assert cog_job(replaced["south"])["threshold"] == 0.3

@@ -107,7 +107,11 @@ def _grid(mask) -> dict:
     return {"shape": shape, "crs": crs.to_string() if crs is not None else None, "transform": transform}
 
 
-def mask_job(mask, **kwargs) -> dict:
+# Attributes of the input scene that say how its values were made (open_scene, stack_items).
+_INPUT_ATTRS = ("sensor", "radiometry", "processing_baseline", "units", "stac_profile", "stac_collections")
+
+
+def mask_job(mask, scene=None, **kwargs) -> dict:
     """The identity of a (lazy) cloud mask: what a rerun must match to reuse its output.
 
     Parameters
@@ -115,6 +119,11 @@ def mask_job(mask, **kwargs) -> dict:
     mask : xarray.DataArray
         A mask from :func:`sensei_xr.inference.cloudmask` (lazy is fine: only its
         attributes and grid are read).
+    scene : xarray.DataArray, optional
+        The scene it masks: how its values were made (``attrs`` ``sensor``,
+        ``radiometry``, ``processing_baseline``, ``units``, STAC profile and collections)
+        is recorded, so a rerun on the same pixels calibrated otherwise (another
+        processing baseline, Level-1 vs Level-2, DN) is another job.
     **kwargs
         The keyword arguments ``cloudmask`` was called with; those that change the result
         (``patch_size``, ``overlap``, ``nodata``, ``resolution``, ``sensor``, ``refine``) are recorded,
@@ -124,8 +133,8 @@ def mask_job(mask, **kwargs) -> dict:
     -------
     dict
         JSON-able: ``model_sha256`` (the weights), ``model`` (name, for messages),
-        ``bands_used``, ``classes``, ``threshold``, the result-changing arguments and
-        ``grid`` (shape, CRS, transform).
+        ``bands_used``, ``classes``, ``threshold``, the result-changing arguments,
+        ``grid`` (shape, CRS, transform) and, with ``scene``, ``input``.
     """
     a = mask.attrs
     job = {"version": _JOB_VERSION, "model": a.get("model"), "model_sha256": a.get("model_sha256"),
@@ -134,6 +143,8 @@ def mask_job(mask, **kwargs) -> dict:
     args = {**_engine_defaults(), **{k: v for k, v in kwargs.items() if k in _RESULT_ARGS}}
     job.update({k: _plain(v) for k, v in sorted(args.items())})
     job["grid"] = _grid(mask)
+    if scene is not None:
+        job["input"] = {k: _plain(scene.attrs[k]) for k in _INPUT_ATTRS if scene.attrs.get(k) is not None}
     return job
 
 
@@ -309,7 +320,7 @@ def plan_scenes(
                                  f"{option_names.out}")
         # Lazy: builds the graph and its attributes (bands used, model weights), reads no pixel.
         mask = cloudmask(scene, model, threshold=threshold, **kwargs)
-        plan = ScenePlan(name, scene, mask, mask_job(mask, **kwargs), cog, png, overwrite)
+        plan = ScenePlan(name, scene, mask, mask_job(mask, scene, **kwargs), cog, png, overwrite)
         if not overwrite:
             _refuse_other_jobs(plan, option_names)
             if cog.is_file():
@@ -486,7 +497,7 @@ def plan_stack(
         raise ValueError(f"a stack to mask into Zarr needs a 'time' dim; got {stack.dims}")
     store = Path(store)
     mask = cloudmask(stack, model, threshold=threshold, **kwargs)
-    job = mask_job(mask, **kwargs)
+    job = mask_job(mask, stack, **kwargs)
     state = "new" if overwrite else zarr_store_state(store, stack, job=job, option_names=option_names)
     return StackPlan(stack, store, mask, job, state, overwrite)
 
