@@ -202,10 +202,15 @@ def test_cli_datetime_names_the_option(tmp_path, capsys):
     ((14.6, 45.9, 14.5, 45.8), "south 45.9 is north of north 45.8"),
     ((1, 2, 3), "four numbers"),
     ((0, float("nan"), 1, 1), "four numbers"),
+    ((10, 45, 9, 46), r"west 10 is east of east 9, .* 359 deg wide; swapped west and east\?"),
 ])
 def test_bad_bbox(bbox, match):
     with pytest.raises(stac.StacSearchError, match=match):
         stac.search("http://127.0.0.1:1", "c", bbox=bbox)
+
+
+def test_a_bbox_across_the_antimeridian_is_a_bbox():
+    assert stac.check_bbox((179.5, -17, -179.5, -16)) == [179.5, -17.0, -179.5, -16.0]
 
 
 def test_cli_bbox_names_the_option(tmp_path, capsys):

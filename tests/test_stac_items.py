@@ -453,3 +453,26 @@ def test_declared_nodata_is_masked_when_the_file_has_no_tag(tmp_path):
     del it["assets"]["red"]["raster:bands"][0]["nodata"]
     info = read_item(it, False)
     assert next(b for b in info.bands if b.key == "red").nodata is None
+
+
+def test_bbox_clip_covers_the_whole_box_not_its_corners():
+    """In UTM a parallel bulges south between a lon/lat box's corners: the stack clipped to
+    a 3 deg box across zone 33's central meridian (15 E) at 29-30 N must reach 927 m
+    further south than its corners do (the whole box, densified outline)."""
+    import numpy as np
+    from pyproj import Transformer
+
+    it = item("earth-search-v1__sentinel-2-l1c__S2B_33RYP")
+    box = (13.5, 29.0, 16.5, 30.0)
+    da = stack_items([it], assets=["red"], bounds_latlon=box)  # lazy: nothing is read
+    res = abs(float(da.x[1] - da.x[0]))
+    south, north = float(da.y.min()) - res / 2, float(da.y.max()) + res / 2
+    west, east = float(da.x.min()) - res / 2, float(da.x.max()) + res / 2
+    t = Transformer.from_crs(4326, 32633, always_xy=True)
+    lon = np.concatenate([np.linspace(13.5, 16.5, 301), np.full(101, 16.5), np.linspace(16.5, 13.5, 301),
+                          np.full(101, 13.5)])
+    lat = np.concatenate([np.full(301, 29.0), np.linspace(29, 30, 101), np.full(301, 30.0), np.linspace(30, 29, 101)])
+    xs, ys = t.transform(lon, lat)
+    assert south <= ys.min() and north >= ys.max() and west <= xs.min() and east >= xs.max()
+    assert ys.min() < min(t.transform([13.5, 16.5], [29.0, 29.0])[1]) - 900  # the bulge is real
+    assert south > ys.min() - res  # and grown by less than a pixel

@@ -164,7 +164,9 @@ def check_datetime(value: str, name: str = "datetime") -> None:
 def check_bbox(bbox: Sequence[float], name: str = "bbox") -> list[float]:
     """Refuse a bbox that is not ``(west, south, east, north)`` in degrees.
 
-    ``west > east`` is allowed: the box crosses the antimeridian.
+    ``west > east`` is allowed: the box crosses the antimeridian. Such a box over 180 deg
+    wide is refused as the likely swap of west and east it is (``(10, 45, 9, 46)`` would
+    search 359 deg of longitude); split a search that wide in two.
 
     Returns
     -------
@@ -191,6 +193,11 @@ def check_bbox(bbox: Sequence[float], name: str = "bbox") -> list[float]:
         raise StacSearchError(
             f"{name} {bbox!r}: south {s:g} is north of north {n:g}; the order is (west, south, east, "
             "north), e.g. (14.50, 45.80, 14.60, 45.90)")
+    if w > e and e + 360 - w > 180:
+        raise StacSearchError(
+            f"{name} {bbox!r}: west {w:g} is east of east {e:g}, which would be a box across the "
+            f"antimeridian {e + 360 - w:g} deg wide; swapped west and east? The order is (west, south, "
+            "east, north); a box across the antimeridian reads e.g. (179.5, -17, -179.5, -16)")
     return values
 
 
