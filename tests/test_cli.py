@@ -166,6 +166,18 @@ def test_mask_stac_writes_georeferenced_cogs(rustac_url, tiny_model, tmp_path, c
     assert "6 bands" in _summary_lines(stdout)[L8_ID]
     assert _leftovers(tmp_path) == []
 
+    # --epsg and --resolution reach the stack: reprojected to the neighbouring UTM zone at 90 m.
+    rc, stdout, err = _run(capsys, "mask", "--stac", rustac_url, "--collection", DEMO_L8_COLLECTION,
+                           "--bbox", *L8_BBOX, "--epsg", "32615", "--resolution", "90",
+                           "--out", tmp_path / "utm15", "--model", tiny_model)
+    assert rc == 0, err
+    with rasterio.open(tmp_path / "utm15" / f"{L8_ID}_cloudmask.tif") as src:
+        assert src.crs.to_epsg() == 32615 and src.res == (90.0, 90.0)
+        assert (src.read(1) != 255).any()
+    rc, _, err = _run(capsys, "mask", "--stac", rustac_url, "--collection", DEMO_L8_COLLECTION,
+                      "--resolution", "-3", "--out", tmp_path / "bad", "--model", tiny_model)
+    assert rc == 2 and "--resolution" in err and "positive" in err
+
 
 def test_rerun_finishes_the_same_job_refuses_another(rustac_url, tiny_model, tmp_path, capsys):
     out = tmp_path / "out"

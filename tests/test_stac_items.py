@@ -476,3 +476,22 @@ def test_bbox_clip_covers_the_whole_box_not_its_corners():
     assert south <= ys.min() and north >= ys.max() and west <= xs.min() and east >= xs.max()
     assert ys.min() < min(t.transform([13.5, 16.5], [29.0, 29.0])[1]) - 900  # the bulge is real
     assert south > ys.min() - res  # and grown by less than a pixel
+
+
+@pytest.mark.parametrize("clip", [{"bounds_latlon": (13.5, 29.0, 16.5, 30.0), "epsg": 32632, "resolution": 90},
+                                  {"bounds": (700001.0, 3300000.0, 700995.0, 3300995.0), "resolution": 60},
+                                  {"bounds": (700001.0, 3300000.0, 700995.0, 3300995.0), "resolution": (20, 30)}])
+def test_clipped_stacks_have_the_pixel_size_they_say(clip):
+    """Coordinates and transform agree on the pixel size asked for, whatever the box: a box
+    that is not whole pixels (reprojected, or given by hand) grows to whole pixels."""
+    import numpy as np
+
+    it = item("earth-search-v1__sentinel-2-l1c__S2B_33RYP")
+    da = stack_items([it], assets=["red"], **clip)
+    rx, ry = (clip["resolution"],) * 2 if np.isscalar(clip["resolution"]) else clip["resolution"]
+    np.testing.assert_allclose(np.diff(da.x.values), rx, rtol=1e-9)
+    np.testing.assert_allclose(np.diff(da.y.values), -ry, rtol=1e-9)
+    t = da.rio.transform()
+    assert (t.a, -t.e) == pytest.approx((rx, ry)) and float(da.x[0]) == pytest.approx(t.c + rx / 2)
+    if "bounds" in clip:
+        assert (t.c, t.f) == pytest.approx((clip["bounds"][0], clip["bounds"][3]))  # the corner kept

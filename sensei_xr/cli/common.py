@@ -102,6 +102,17 @@ positive_int = int_at_least(1, "at least 1")
 non_negative_int = int_at_least(0, "0 or more")
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a positive, finite number."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
 def seconds(text: str) -> float:
     """An argparse type: a positive, finite number of seconds."""
     try:

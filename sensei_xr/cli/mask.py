@@ -11,6 +11,7 @@ from ..errors import CliError
 from .common import (
     add_model_options,
     load_model,
+    positive_float,
     positive_int,
     say,
     seconds,
@@ -30,7 +31,7 @@ from .scenes import (
 # Options that only mean something for a STAC search, and their attribute names.
 _STAC_ONLY = (("--collection", "collection"), ("--bbox", "bbox"), ("--datetime", "datetime"),
               ("--filter", "filter"), ("--query", "query"), ("--max-items", "max_items"),
-              ("--timeout", "timeout"), ("--zarr", "zarr"))
+              ("--timeout", "timeout"), ("--zarr", "zarr"), ("--epsg", "epsg"), ("--resolution", "resolution"))
 
 
 def add_parser(sub) -> None:
@@ -73,6 +74,11 @@ def _add_search_options(src) -> None:
                      help="seconds each request to the STAC API, and each read of an asset, may wait "
                           "for the connection and between bytes of the answer (default 60)")
     src.add_argument("--full-scenes", action="store_true", help="mask each item's full extent, not only the --bbox")
+    src.add_argument("--epsg", type=positive_int, metavar="CODE",
+                     help="output CRS as an EPSG code, e.g. 32633: for items that give no CRS (HLS from "
+                          "NASA CMR) or, with --zarr, items in several UTM zones (reprojected to this one)")
+    src.add_argument("--resolution", type=positive_float, metavar="M",
+                     help="output pixel size in CRS units (m; default: the assets' most common one)")
     src.add_argument("--zarr", action="store_true",
                      help="one Zarr store for the time stack (<collection>_cloudmask.zarr) instead "
                           "of COGs; an interrupted run is resumed by running it again")
@@ -168,7 +174,8 @@ def _mask_stac(args: argparse.Namespace, model, out_dir: Path) -> None:
     # the same timeout as the search.
     stack_options = {"bands": args.bands, "sensor": args.sensor, "api_url": args.stac,
                      "bounds_latlon": args.bbox if (args.bbox and not args.full_scenes) else None,
-                     "timeout": args.timeout or DEFAULT_TIMEOUT_S}
+                     "timeout": args.timeout or DEFAULT_TIMEOUT_S, "epsg": args.epsg,
+                     "resolution": args.resolution}
     if args.zarr:
         _mask_stac_to_zarr(items, out_dir, args, model, stack_options)
         return

@@ -91,7 +91,8 @@ def _check_stackable(infos, keys, calibrate: bool, epsg: int | None) -> None:
     if epsg is None and no_crs:
         raise StacError(
             f"item(s) {no_crs[:3]} give no CRS (no proj:epsg or proj:code on the item or its assets): "
-            "pass epsg=... (the output CRS, e.g. the UTM zone of the area; the assets are reprojected)"
+            "pass epsg=... (CLI: --epsg; the output CRS, e.g. the UTM zone of the area; the assets are "
+            "reprojected)"
         )
 
 
@@ -111,7 +112,8 @@ def _resolution(infos, keys, resolution, epsg) -> tuple[float, float] | None:
     if not native:
         ids = sorted({i.id for i in infos})[:3]
         raise StacError(f"item(s) {ids} give no pixel size in the output CRS (no proj:transform, "
-                        "proj:shape with proj:bbox, or gsd): pass resolution=... in CRS units (m)")
+                        "proj:shape with proj:bbox, or gsd): pass resolution=... (CLI: --resolution) in CRS "
+                        "units (m)")
     counts = collections.Counter((round(r[0], 6), round(r[1], 6)) for r in native)
     top = max(counts.values())
     return min((r for r, c in counts.items() if c == top), key=lambda r: r[0] * r[1])
@@ -127,23 +129,25 @@ def _aligned_bounds(bounds, origin: tuple[float, float], res: tuple[float, float
             y0 + math.ceil((bounds[3] - y0) / ry - 1e-9) * ry)
 
 
-def _latlon_bounds(infos, keys, bounds_latlon, epsg, resolution):
-    """Bounds in the output CRS for a lon/lat box, on the first stacked asset's pixel grid."""
+def _latlon_bounds(infos, keys, bounds_latlon, epsg, resolution) -> tuple[tuple | None, bool]:
+    """Bounds in the output CRS for a lon/lat box, and whether they are whole pixels of the
+    first stacked asset's own grid (else stackstac must snap them to the output resolution,
+    or the pixels it makes would be the box divided by a whole count, not the resolution)."""
     from pyproj import Transformer
 
     pairs = _stacked(infos, keys)
     out_epsg = epsg or next((b.grid.epsg for _, b in pairs if b.grid.epsg), None)
     if out_epsg is None:
-        return None  # _check_stackable has said what is missing
+        return None, False  # _check_stackable has said what is missing
     # Along the whole outline, not the corners only: in UTM a parallel bulges between them
     # (a 6 deg box at 60 N reaches 3.8 km further south at the central meridian).
     box = Transformer.from_crs(4326, out_epsg, always_xy=True).transform_bounds(*bounds_latlon, densify_pts=21)
     ref = next((b for _, b in pairs if b.grid.resolution
                 and (resolution is None or np.allclose(b.grid.resolution, resolution))), None)
     if ref is None or ref.grid.epsg != out_epsg:
-        return box
+        return box, False
     t = ref.grid.affine
-    return _aligned_bounds(box, (t[2], t[5]), resolution or ref.grid.resolution)
+    return _aligned_bounds(box, (t[2], t[5]), resolution or ref.grid.resolution), True
 
 
 def _stackstac(prepared: list[dict], keys: list[str], calibrate: bool, timeout: float,
@@ -163,7 +167,7 @@ def _stackstac(prepared: list[dict], keys: list[str], calibrate: bool, timeout: 
         )
     except ValueError as e:
         if "common CRS" in str(e):
-            raise StacError(f"the items are in different CRSs and cannot share a grid: {e}. Pass epsg=... "
+            raise StacError(f"the items are in different CRSs and cannot share a grid: {e}. Pass epsg=... (CLI: --epsg) "
                             "(reprojects) or narrow the search to one UTM zone.") from e
         raise
 
@@ -247,7 +251,8 @@ def stack_items(
     epsg : int, optional
         Output CRS. Default: the items' CRS (all must share one).
     bounds : sequence of 4 float, optional
-        Output bounds ``(minx, miny, maxx, maxy)`` in the output CRS.
+        Output bounds ``(minx, miny, maxx, maxy)`` in the output CRS; ``maxx`` and ``miny``
+        grow to whole pixels of the resolution from the ``(minx, maxy)`` corner.
     bounds_latlon : sequence of 4 float, optional
         Output bounds in degrees ``(west, south, east, north)``; grown to whole pixels of
         the assets' own grid (no resampling).
@@ -312,7 +317,12 @@ def stack_items(
     # pixels from the CRS origin, where Sentinel-2 tiles' 10 and 20 m pixels lie.
     snap = bounds is None and not any(b.grid.affine for _, b in _stacked(infos, keys))
     if bounds is None and bounds_latlon is not None:
-        bounds = _latlon_bounds(infos, keys, bounds_latlon, epsg, resolution)
+        bounds, on_native_grid = _latlon_bounds(infos, keys, bounds_latlon, epsg, resolution)
+        snap = not on_native_grid
+    elif bounds is not None and resolution is not None:
+        # Whole pixels from the given corner: stackstac's coordinates divide the bounds into
+        # a whole count of pixels, which must be the resolution the transform says.
+        bounds = _aligned_bounds(tuple(float(v) for v in bounds), (float(bounds[0]), float(bounds[3])), resolution)
     prepared = [_for_stackstac(d, i, keys, calibrate) for d, i in zip(dicts, infos)]
     nodata_by_href = {b.href: b.nodata for _, b in _stacked(infos, keys) if b.nodata is not None}
     da = _stackstac(prepared, keys, calibrate, timeout, nodata_by_href, epsg=epsg, resolution=resolution, bounds=bounds,
