@@ -19,6 +19,7 @@ import xarray as xr
 import sensei_xr
 from sensei_xr.inference.batch import (
     JOB_TAG,
+    STATUS_TAG,
     cog_job,
     mask_job,
     mask_scenes_to_cogs,
@@ -174,6 +175,9 @@ def test_zarr_other_job_refused_not_mixed(stack, models, tmp_path):
     with pytest.raises(OSError, match="simulated outage"):
         mask_stack_to_zarr(_failing_at(stack, 1), store, model=m0, **KW)
     assert json.loads((store / "sensei_done.json").read_text())["time_indices"] == [0]
+    # Any Zarr reader, not only this module, can tell the interrupted store from a finished one.
+    with xr.open_zarr(store) as partial:
+        assert partial.attrs[STATUS_TAG].startswith("incomplete: 1 of 3 time steps written")
 
     for change, match in ((dict(threshold=0.4), r"threshold 0.5 \(stored\) vs 0.4 \(now\)"),
                           (dict(model=m1), r"model 'seed-0' .* vs 'seed-1'"),
@@ -185,6 +189,7 @@ def test_zarr_other_job_refused_not_mixed(stack, models, tmp_path):
 
     ds = mask_stack_to_zarr(stack, store, model=m0, **KW)  # the same job: finished
     assert json.loads((store / "sensei_done.json").read_text())["time_indices"] == [0, 1, 2]
+    assert ds.attrs[STATUS_TAG] == "complete"
     want = cloudmask(stack, m0, patch_size=32, overlap=8).values
     np.testing.assert_array_equal(ds["cloudmask"].values, want)
     assert json.loads(ds["cloudmask"].attrs[JOB_TAG])["threshold"] == 0.5

@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -39,6 +40,8 @@ __all__ = ["mask_scenes_to_cogs", "plan_scenes", "finish_scene", "finish_scenes"
 _DONE = "sensei_done.json"
 #: The COG tag / PNG text key / Zarr attribute holding a mask's job (JSON).
 JOB_TAG = "sensei_xr_job"
+#: Attribute of a Zarr store: ``"complete"``, or ``"incomplete: ..."`` while time steps are missing.
+STATUS_TAG = "sensei_xr_status"
 _JOB_VERSION = 1
 # Arguments of the engine that change the mask (device and batch_size change only the
 # arithmetic's rounding, on CUDA in half precision; band_dim only names a dimension).
@@ -513,7 +516,31 @@ def _zarr_dataset(mask, job: dict):
     ds["cloudmask"].attrs[JOB_TAG] = json.dumps(job, sort_keys=True)
     ds["cloudmask"].encoding = {"_FillValue": np.uint8(255)}
     ds["cloudmask"].attrs.pop("_FillValue", None)
+    ds.attrs[STATUS_TAG] = _status_text(0, ds.sizes["time"])
     return ds
+
+
+def _status_text(done: int, total: int) -> str:
+    if done >= total:
+        return "complete"
+    return (f"incomplete: {done} of {total} time steps written (the others read as 255, no data); "
+            "run the same sensei_xr job again to finish it")
+
+
+def _write_status(store: Path, done: int, total: int) -> None:
+    """The store's own attribute saying whether it is finished, for any Zarr reader (the
+    done-file is this module's); consolidated again, since readers trust that copy."""
+    import zarr
+
+    group = zarr.open_group(store, mode="r+")
+    text = _status_text(done, total)
+    if group.attrs.get(STATUS_TAG) != text:  # a finished store is not touched again
+        group.attrs[STATUS_TAG] = text
+        with warnings.catch_warnings():
+            # Zarr 3 notes that consolidated metadata is outside its spec (xarray writes and
+            # reads it anyway), and that our done-file is not a Zarr node: both known.
+            warnings.filterwarnings("ignore", message=".*(Consolidated metadata|not recognized as a component).*")
+            zarr.consolidate_metadata(store)
 
 
 def _remove_store(store: Path) -> None:
@@ -556,6 +583,9 @@ def finish_stack(plan: StackPlan, *, progress: bool = True) -> "xarray.Dataset":
         region.drop_vars("cloudmask").to_zarr(store, region={"time": slice(t, t + 1)})
         done.add(t)
         _write_done(done_file, sorted(done), job)
+        _write_status(store, len(done), plan.stack.sizes["time"])
+    if not todo:  # e.g. a store written before the status existed
+        _write_status(store, len(done), plan.stack.sizes["time"])
     # Undecoded, so the mask reads back as the uint8 it was (255 = no data), not as floats.
     return xr.open_zarr(store, mask_and_scale=False)
 
