@@ -102,26 +102,24 @@ positive_int = int_at_least(1, "at least 1")
 non_negative_int = int_at_least(0, "0 or more")
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a positive, finite number."""
+def _positive_number(text: str, what: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
     if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text}")
     return v
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a positive, finite number."""
+    return _positive_number(text, "number")
 
 
 def seconds(text: str) -> float:
     """An argparse type: a positive, finite number of seconds."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return v
+    return _positive_number(text, "number of seconds")
 
 
 def stac_datetime(text: str) -> str:
