@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sensei_xr import catalogs
 from sensei_xr.io import stac
@@ -495,3 +497,27 @@ def test_clipped_stacks_have_the_pixel_size_they_say(clip):
     assert (t.a, -t.e) == pytest.approx((rx, ry)) and float(da.x[0]) == pytest.approx(t.c + rx / 2)
     if "bounds" in clip:
         assert (t.c, t.f) == pytest.approx((clip["bounds"][0], clip["bounds"][3]))  # the corner kept
+
+
+@given(st.floats(0, 5000), st.floats(0, 5000), st.floats(1, 3000), st.floats(1, 3000))
+@settings(max_examples=25, deadline=None)
+def test_hand_given_bounds_at_the_native_resolution_stay_on_the_native_grid(dx, dy, w, h):
+    """A box in the assets' CRS at their own pixel size is read without resampling, whatever
+    its corners: its pixels are the asset's pixels (transform on the asset's grid lines),
+    and it covers the box asked for, by less than a pixel more on each side."""
+    import numpy as np
+
+    it = item("earth-search-v1__sentinel-2-l1c__S2B_33RYP")
+    t0 = it["assets"]["red"]["proj:transform"]
+    x0, y0 = t0[2] + 20_000.0 + dx, t0[5] - 20_000.0 - dy
+    box = (x0, y0 - h, x0 + w, y0)
+    da = stack_items([it], assets=["red"], bounds=box, resolution=10)
+    t = da.rio.transform()
+    assert (t.a, t.e) == pytest.approx((10.0, -10.0))
+    for edge, origin in ((t.c, t0[2]), (t.f, t0[5])):
+        assert (edge - origin) / 10.0 == pytest.approx(round((edge - origin) / 10.0), abs=1e-6)
+    west, north = t.c, t.f
+    east, south = west + 10.0 * da.sizes["x"], north - 10.0 * da.sizes["y"]
+    assert west <= box[0] < west + 10 and north >= box[3] > north - 10
+    assert east - 10 < box[2] <= east and south + 10 > box[1] >= south
+    np.testing.assert_allclose(np.diff(da.x.values), 10.0, rtol=1e-9)

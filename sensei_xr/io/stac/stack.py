@@ -129,25 +129,41 @@ def _aligned_bounds(bounds, origin: tuple[float, float], res: tuple[float, float
             y0 + math.ceil((bounds[3] - y0) / ry - 1e-9) * ry)
 
 
-def _latlon_bounds(infos, keys, bounds_latlon, epsg, resolution) -> tuple[tuple | None, bool]:
-    """Bounds in the output CRS for a lon/lat box, and whether they are whole pixels of the
-    first stacked asset's own grid (else stackstac must snap them to the output resolution,
-    or the pixels it makes would be the box divided by a whole count, not the resolution)."""
+def _native_grid(pairs, out_epsg, resolution) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Origin and pixel size of the first stacked asset whose own grid is the output grid
+    (same CRS; same pixel size as ``resolution``, if given), or None if none is."""
+    ref = next((b for _, b in pairs if b.grid.resolution and b.grid.affine and b.grid.epsg == out_epsg
+                and (resolution is None or np.allclose(b.grid.resolution, resolution))), None)
+    if ref is None:
+        return None
+    t = ref.grid.affine
+    return (t[2], t[5]), tuple(resolution or ref.grid.resolution)
+
+
+def _clip_bounds(infos, keys, bounds, bounds_latlon, epsg, resolution) -> tuple[tuple | None, bool]:
+    """Bounds in the output CRS for ``bounds`` (output CRS) or a lon/lat box, grown to whole
+    pixels, and whether they are whole pixels of an asset's own grid. On that grid, with its
+    pixel size, the assets are read without resampling; else a reprojected box must be
+    snapped by stackstac to the output resolution (or its pixels would be the box divided
+    by a whole count), and a hand-given one grows from its own upper-left corner."""
     from pyproj import Transformer
 
     pairs = _stacked(infos, keys)
     out_epsg = epsg or next((b.grid.epsg for _, b in pairs if b.grid.epsg), None)
-    if out_epsg is None:
-        return None, False  # _check_stackable has said what is missing
-    # Along the whole outline, not the corners only: in UTM a parallel bulges between them
-    # (a 6 deg box at 60 N reaches 3.8 km further south at the central meridian).
-    box = Transformer.from_crs(4326, out_epsg, always_xy=True).transform_bounds(*bounds_latlon, densify_pts=21)
-    ref = next((b for _, b in pairs if b.grid.resolution
-                and (resolution is None or np.allclose(b.grid.resolution, resolution))), None)
-    if ref is None or ref.grid.epsg != out_epsg:
-        return box, False
-    t = ref.grid.affine
-    return _aligned_bounds(box, (t[2], t[5]), resolution or ref.grid.resolution), True
+    if bounds_latlon is not None:
+        if out_epsg is None:
+            return None, False  # _check_stackable has said what is missing
+        # Along the whole outline, not the corners only: in UTM a parallel bulges between
+        # them (a 6 deg box at 60 N reaches 3.8 km further south at the central meridian).
+        box = Transformer.from_crs(4326, out_epsg, always_xy=True).transform_bounds(*bounds_latlon, densify_pts=21)
+    else:
+        box = tuple(float(v) for v in bounds)
+    grid = _native_grid(pairs, out_epsg, resolution) if out_epsg is not None else None
+    if grid is not None:
+        return _aligned_bounds(box, *grid), True
+    if bounds_latlon is None and resolution is not None:
+        return _aligned_bounds(box, (box[0], box[3]), resolution), True
+    return box, False
 
 
 def _stackstac(prepared: list[dict], keys: list[str], calibrate: bool, timeout: float,
@@ -251,11 +267,13 @@ def stack_items(
     epsg : int, optional
         Output CRS. Default: the items' CRS (all must share one).
     bounds : sequence of 4 float, optional
-        Output bounds ``(minx, miny, maxx, maxy)`` in the output CRS; ``maxx`` and ``miny``
-        grow to whole pixels of the resolution from the ``(minx, maxy)`` corner.
+        Output bounds ``(minx, miny, maxx, maxy)`` in the output CRS, grown outwards to
+        whole pixels of an asset's own grid where one is in that CRS at that resolution
+        (so those assets are read without resampling), else to whole pixels of the
+        resolution from the ``(minx, maxy)`` corner.
     bounds_latlon : sequence of 4 float, optional
-        Output bounds in degrees ``(west, south, east, north)``; grown to whole pixels of
-        the assets' own grid (no resampling).
+        Output bounds in degrees ``(west, south, east, north)``; grown to whole pixels in
+        the same way (reprojected: snapped to the resolution).
     chunksize : int
         Dask chunk size in pixels for y and x; time is chunked by 1, band is one chunk.
     calibrate : bool
@@ -316,13 +334,9 @@ def stack_items(
     # Without a transform the grid comes from the item's lon/lat bbox: snap it to whole
     # pixels from the CRS origin, where Sentinel-2 tiles' 10 and 20 m pixels lie.
     snap = bounds is None and not any(b.grid.affine for _, b in _stacked(infos, keys))
-    if bounds is None and bounds_latlon is not None:
-        bounds, on_native_grid = _latlon_bounds(infos, keys, bounds_latlon, epsg, resolution)
-        snap = not on_native_grid
-    elif bounds is not None and resolution is not None:
-        # Whole pixels from the given corner: stackstac's coordinates divide the bounds into
-        # a whole count of pixels, which must be the resolution the transform says.
-        bounds = _aligned_bounds(tuple(float(v) for v in bounds), (float(bounds[0]), float(bounds[3])), resolution)
+    if bounds is not None or bounds_latlon is not None:
+        bounds, whole_pixels = _clip_bounds(infos, keys, bounds, bounds_latlon, epsg, resolution)
+        snap = not whole_pixels
     prepared = [_for_stackstac(d, i, keys, calibrate) for d, i in zip(dicts, infos)]
     nodata_by_href = {b.href: b.nodata for _, b in _stacked(infos, keys) if b.nodata is not None}
     da = _stackstac(prepared, keys, calibrate, timeout, nodata_by_href, epsg=epsg, resolution=resolution, bounds=bounds,
