@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,7 @@ class SilentServer:
         self.sock.listen(16)
         self.sock.settimeout(0.1)
         self.accepted: list[socket.socket] = []
+        self.first_contact: float | None = None  # time.monotonic() of the first connection
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -121,6 +123,8 @@ class SilentServer:
                 continue
             except OSError:
                 return
+            if self.first_contact is None:
+                self.first_contact = time.monotonic()
             self.accepted.append(conn)
 
     @property

@@ -123,9 +123,11 @@ def test_cli_mask_stac_hanging_server(tmp_path, capsys):
         t0 = time.monotonic()
         rc = cli.main(["mask", "--stac", url, "--collection", "c", "--out", str(tmp_path / "out"),
                        "--timeout", "0.5"])
-        elapsed = time.monotonic() - t0
+        done = time.monotonic()
+        # From the first connection: the imports before it take tens of seconds on a busy machine.
+        waited = done - (srv.first_contact or t0)
     _, err = capsys.readouterr()
-    assert rc == 2 and elapsed < 30
+    assert rc == 2 and waited < 15 and done - t0 < 300
     assert err.startswith(f"sensei-xr mask: error: cannot reach the STAC API at {url}: no answer within 0.5 s")
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
