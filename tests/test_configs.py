@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from sensei_xr.cli import main
-from sensei_xr.datasets import list_datasets
+from sensei_xr.datasets import DATASET_LOADERS, list_datasets
 from sensei_xr.training.pretrain import PRETRAIN_DEFAULTS
 from sensei_xr.training.train import DEFAULT_CONFIG, load_config
 
@@ -32,7 +33,11 @@ def test_training_config_is_valid(path):
         for src in sources:
             if isinstance(src, dict):
                 assert src["dataset"] in list_datasets(), src
-                assert set(src) <= {"dataset", "root", "split", "weight"}
+                assert set(src) <= {"dataset", "root", "split", "weight", "options"}
+                # Options are the loader's keyword-only parameters (a typo would fail at load time).
+                loader = DATASET_LOADERS[src["dataset"]]
+                known = {n for n, p in inspect.signature(loader).parameters.items() if p.kind == p.KEYWORD_ONLY}
+                assert set(src.get("options", {})) <= known, (src, sorted(known))
     assert config["model"]["head"] in ("deeplabv3plus", "pixelnet")
 
 

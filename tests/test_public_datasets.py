@@ -389,7 +389,7 @@ def _write_38cloud(root: Path):
 
 def test_38cloud_bands_scaling_labels(tmp_path):
     _write_38cloud(tmp_path)
-    samples = pdl.load_38cloud(tmp_path, CLOUD2)
+    samples = pdl.load_38cloud(tmp_path, CLOUD2, allow_uncorrected=True)  # no MTL: explicitly uncorrected
     assert [s.name for s in samples] == PATCHES
     s = samples[1]
     assert s.descriptors.names == ("B2", "B3", "B4", "B5")  # blue, green, red, NIR
@@ -402,7 +402,7 @@ def test_38cloud_bands_scaling_labels(tmp_path):
     np.testing.assert_allclose(sun.image[0, 5, 5], (2e-5 * 10000 - 0.1) / 0.5, rtol=1e-5)
     assert sun.tags["sun_corrected"] is True
     # No shadow annotation: with a shadow class, non-cloud pixels are ignored.
-    three = pdl.load_38cloud(tmp_path / "38-Cloud_training", CLOUD3)[0]
+    three = pdl.load_38cloud(tmp_path / "38-Cloud_training", CLOUD3, allow_uncorrected=True)[0]
     assert (three.labels[5:, :16] == IGNORE_INDEX).all() and (three.labels[5:, 16:] == 1).all()
     assert three.tags["shadow_labelled"] is False
     with pytest.raises(ValueError, match="'train' only"):

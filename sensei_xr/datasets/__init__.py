@@ -24,6 +24,10 @@ where ``classes`` has one (else clear), fill is ignored. Where a dataset (or a s
 shadow annotation and ``classes`` has a shadow class, its non-cloud pixels are ignored
 rather than called clear; ``tags["shadow_labelled"]`` says which. Other packages may
 register more (``sensei_xr.training`` registers the synthetic ``library_scenes``).
+
+Each registered loader's keyword-only parameters are its options for :func:`load_dataset`
+and a training config's ``options = {...}`` (scene selection, windows, tiles, memory
+budget, calibration inputs); ``help(DATASET_LOADERS[name])`` lists them.
 """
 
 from ..errors import DatasetLayoutError

@@ -115,7 +115,14 @@ def _check_memory(n_pixels: int, n_bands: int, max_bytes: float | None, what: st
 
 
 def _windows(height: int, width: int, tile: int | None, window) -> list[tuple[int, int, int, int]]:
-    """(row_off, col_off, height, width) windows covering the requested area."""
+    """(row_off, col_off, height, width) windows covering the requested area.
+
+    With ``tile``, tiles start every ``tile`` pixels and the last row / column of tiles is
+    placed flush with the area's edge, overlapping its neighbour (as ``grid_patches`` does):
+    a sliver tile (down to 1 px) would become a sample smaller than any training patch.
+    Every tile is ``tile`` x ``tile`` where the area is at least that big; along a side
+    shorter than ``tile`` the tile is the whole side.
+    """
     r0, c0, h, w = (0, 0, height, width) if window is None else tuple(int(v) for v in window)
     if r0 < 0 or c0 < 0 or h <= 0 or w <= 0 or r0 + h > height or c0 + w > width:
         raise ValueError(f"window {window} (row_off, col_off, height, width) is outside the "
@@ -124,8 +131,51 @@ def _windows(height: int, width: int, tile: int | None, window) -> list[tuple[in
         return [(r0, c0, h, w)]
     if tile <= 0:
         raise ValueError(f"tile_size must be a positive number of pixels, got {tile}")
-    return [(r, c, min(tile, r0 + h - r), min(tile, c0 + w - c))
-            for r in range(r0, r0 + h, tile) for c in range(c0, c0 + w, tile)]
+    return [(r, c, min(tile, h), min(tile, w))
+            for r in _tile_starts(r0, h, tile) for c in _tile_starts(c0, w, tile)]
+
+
+def _tile_starts(start: int, length: int, tile: int) -> list[int]:
+    """Tile origins along one axis of ``[start, start + length)``; the last flush with its end."""
+    if length <= tile:
+        return [start]
+    starts = list(range(start, start + length - tile + 1, tile))
+    if starts[-1] + tile < start + length:
+        starts.append(start + length - tile)
+    return starts
+
+
+def _tiled_pixels(height: int, width: int, tile: int | None, window) -> int:
+    """Pixels the samples of one scene hold (overlapping tiles count twice), for memory checks."""
+    return sum(h * w for _, _, h, w in _windows(height, width, tile, window))
+
+
+def _names(value, option: str) -> list[str] | None:
+    """A list of names from ``value`` (None stays None); a bare string is refused.
+
+    ``scenes="LC80..."`` would otherwise be read as its characters and select nothing.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{option} must be a list of names, got the string {value!r}: "
+                        f"write {option}=[{value!r}]")
+    return [str(v) for v in value]
+
+
+def _option_dir(path, root: Path, option: str) -> Path:
+    """The folder ``path`` names; a relative path that is no folder as given is tried under ``root``.
+
+    A training config's options are not resolved against its ``--data-dir``, so ``mtl_dir =
+    "mtl"`` there means ``<root>/mtl`` when there is no ``./mtl``.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return p
+    if not p.is_absolute() and (root / p).is_dir():
+        return root / p
+    raise DatasetLayoutError(f"{option}={str(path)!r} is not a folder (nor {root / p}): pass an "
+                             "existing folder")
 
 
 def _read_window(path: Path, win: tuple[int, int, int, int], ref_shape: tuple[int, int],

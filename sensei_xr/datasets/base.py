@@ -79,7 +79,9 @@ def biome_to_classes(mask: np.ndarray, classes: tuple[str, ...] = ("clear", "clo
     return out
 
 
-#: Dataset name -> loader ``(root: Path | None, split: str | None, classes) -> list[LabelledSample]``.
+#: Dataset name -> loader ``(root: Path | None, split: str | None, classes, *, **options)
+#: -> list[LabelledSample]``; its keyword-only parameters are the options :func:`load_dataset`
+#: (and a training config's ``options = {...}``) accept.
 DATASET_LOADERS: dict[str, Callable[..., list[LabelledSample]]] = {}
 
 
@@ -116,7 +118,10 @@ def load_dataset(name: str, root: str | PathLike | None = None, split: str | Non
     classes : tuple of str
         The model's classes; labels are mapped to them.
     **options
-        Loader-specific keyword options (e.g. ``per_sensor`` for ``"library_scenes"``).
+        Loader-specific keyword options, the keyword-only parameters of the registered
+        loader (e.g. ``scenes``, ``window``, ``max_bytes`` for ``"biome_scenes"``;
+        ``mtl_dir`` for ``"38cloud"``; ``per_sensor`` for ``"library_scenes"``); see
+        ``help(DATASET_LOADERS[name])``. An unknown option is an error listing the known.
     """
     try:
         loader = DATASET_LOADERS[name]
@@ -128,5 +133,7 @@ def load_dataset(name: str, root: str | PathLike | None = None, split: str | Non
         accepted = {n for n, p in inspect.signature(loader).parameters.items() if p.kind == p.KEYWORD_ONLY}
         unknown = sorted(set(options) - accepted)
         if unknown:
-            raise ValueError(f"dataset {name!r} has no option(s) {unknown}; its options: {sorted(accepted) or 'none'}")
+            raise ValueError(f"dataset {name!r} has no option(s) {unknown}; its options: "
+                             f"{', '.join(sorted(accepted)) or 'none'} (see help(sensei_xr.datasets."
+                             f"DATASET_LOADERS[{name!r}]))")
     return loader(None if root is None else Path(root), split, tuple(classes), **options)

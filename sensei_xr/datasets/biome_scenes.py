@@ -24,10 +24,12 @@ from ._common import (
     _descriptors,
     _find_one,
     _landsat_dn_to_physical,
+    _names,
     _rasterio,
     _read_window,
     _require_dir,
     _sample,
+    _tiled_pixels,
     _windows,
 )
 from .base import LabelledSample, register_dataset
@@ -45,6 +47,34 @@ def _biome_scene_dirs(root: Path) -> list[Path]:
     return sorted({p.parent for p in root.rglob("*_fixedmask.img")}, key=lambda p: p.name)
 
 
+def _select_biome_dirs(root: Path, scenes: Sequence[str] | None, biomes: Sequence[str] | None) -> list[Path]:
+    """The scene folders under ``root`` selected by ``scenes`` and ``biomes``."""
+    every = _biome_scene_dirs(root)
+    if not every:
+        raise DatasetLayoutError(f"{root}: no <scene_id>_fixedmask.img found; the USGS L8 Biome "
+                                 "archives extract to BC/<scene_id>/ with band TIFs, MTL and "
+                                 "the ENVI mask")
+    dirs = every
+    scenes, biomes = _names(scenes, "scenes"), _names(biomes, "biomes")
+    # A misspelt scene or biome would otherwise just load less than asked for.
+    if scenes is not None:
+        missing = sorted(set(scenes) - {d.name for d in dirs})
+        if missing:
+            raise DatasetLayoutError(f"{root}: no Biome scene(s) {missing}; the scenes there are e.g. "
+                                     f"{[d.name for d in dirs[:3]]} ({len(dirs)} in all)")
+        dirs = [d for d in dirs if d.name in set(scenes)]
+    if biomes is not None:
+        keep = {_BIOMES.get(re.sub(r"[^a-z]", "", b.lower()), b): b for b in biomes}
+        found = {d: _biome_tag(d.relative_to(root)) for d in every}
+        missing = sorted(b for tag, b in keep.items() if tag not in found.values())
+        if missing:
+            raise DatasetLayoutError(f"{root}: no scenes of biome(s) {missing}; biomes come from the folder "
+                                     f"names above BC/ ({', '.join(sorted(_BIOMES.values()))}); found "
+                                     f"{sorted({t for t in found.values() if t}) or 'none'}")
+        dirs = [d for d in dirs if found[d] in keep]
+    return dirs
+
+
 def iter_biome_scenes(root: str | PathLike, classes: tuple[str, ...] = ("clear", "cloud"),
                       bands: Sequence[str] = BIOME_SCENE_BANDS, scenes: Sequence[str] | None = None,
                       biomes: Sequence[str] | None = None, window=None, tile_size: int | None = None,
@@ -58,16 +88,7 @@ def iter_biome_scenes(root: str | PathLike, classes: tuple[str, ...] = ("clear",
     root = _require_dir(None if root is None else Path(root), "Landsat 8 Biome",
                         "<Biome>/BC/<scene_id>/ folders with <scene_id>_B<n>.TIF, _MTL.txt "
                         "and _fixedmask.img")
-    dirs = _biome_scene_dirs(root)
-    if not dirs:
-        raise DatasetLayoutError(f"{root}: no <scene_id>_fixedmask.img found; the USGS L8 Biome "
-                                 "archives extract to BC/<scene_id>/ with band TIFs, MTL and "
-                                 "the ENVI mask")
-    if scenes is not None:
-        dirs = [d for d in dirs if d.name in set(scenes)]
-    if biomes is not None:
-        keep = {_BIOMES.get(re.sub(r"[^a-z]", "", b.lower()), b) for b in biomes}
-        dirs = [d for d in dirs if _biome_tag(d.relative_to(root)) in keep]
+    dirs = _select_biome_dirs(root, scenes, biomes)
     sensor, desc = _descriptors("landsat8_oli_tirs", bands)
     rasterio = _rasterio()
     for d in dirs:
@@ -116,19 +137,22 @@ def load_biome_scenes(root: str | PathLike, classes: tuple[str, ...] = ("clear",
         Landsat 8 band names; default the ten 30 m bands (B8, pan, is averaged onto the
         30 m grid if asked for).
     scenes : sequence of str, optional
-        Scene ids to read.
+        Scene ids to read; an id not found under ``root`` is an error.
     biomes : sequence of str, optional
-        e.g. ``["Forest", "Snow/Ice"]`` (folder names; needs the biome folders).
+        e.g. ``["Forest", "Snow/Ice"]`` (folder names; needs the biome folders); a biome
+        with no scene under ``root`` is an error.
     window : (row_off, col_off, height, width), optional
         Read only this window of each scene, pixels of the 30 m grid.
     tile_size : int, optional
-        Split each scene (or window) into tiles of this many pixels (edge tiles smaller),
-        one sample per tile.
+        Split each scene (or window) into tiles of this many pixels, one sample per tile;
+        the last row / column of tiles is flush with the edge and overlaps its neighbour,
+        so every tile is full-size (a side shorter than ``tile_size`` is one tile).
     skip_empty : bool
         Drop windows / tiles that are all fill.
     max_bytes : float, optional
         Refuse (MemoryError) when the samples would need more memory than this, bytes
-        (default 8 GiB); None: no check. A scene is about 60 Mpx (3 GB with 10 bands),
+        (default 8 GiB; tiles count with their overlap); None: no check. A scene is
+        about 60 Mpx (3 GB with 10 bands),
         all 96 about 280 GB: use ``scenes`` / ``biomes`` / ``window``, or
         :func:`iter_biome_scenes` to stream.
 
@@ -143,25 +167,37 @@ def load_biome_scenes(root: str | PathLike, classes: tuple[str, ...] = ("clear",
                         "<Biome>/BC/<scene_id>/ folders")
     if max_bytes is not None:
         rasterio = _rasterio()
-        dirs = _biome_scene_dirs(root)
-        if scenes is not None:
-            dirs = [d for d in dirs if d.name in set(scenes)]
-        if biomes is not None:
-            keep = {_BIOMES.get(re.sub(r"[^a-z]", "", b.lower()), b) for b in biomes}
-            dirs = [d for d in dirs if _biome_tag(d.relative_to(root)) in keep]
+        dirs = _select_biome_dirs(root, scenes, biomes)
         n = 0
         for d in dirs:
-            if window is not None:
-                n += int(window[2]) * int(window[3])
-            else:
-                with rasterio.open(d / f"{d.name}_fixedmask.img") as m:
-                    n += m.height * m.width
+            with rasterio.open(d / f"{d.name}_fixedmask.img") as m:
+                n += _tiled_pixels(m.height, m.width, tile_size, window)
         _check_memory(n, len(bands), max_bytes, f"{len(dirs)} Biome scenes",
                       "select scenes= / biomes=, read a window=, or stream with iter_biome_scenes()")
     return list(iter_biome_scenes(root, classes, bands, scenes, biomes, window, tile_size, skip_empty))
 
 
 @register_dataset("biome_scenes")
-def _reg_biome(root: Path | None, split: str | None, classes) -> list[LabelledSample]:
-    # The Biome has no official split; a split name selects a biome ("Forest", ...).
-    return load_biome_scenes(root, classes, biomes=None if split is None else [split])
+def _reg_biome(root: Path | None, split: str | None, classes, *, bands: Sequence[str] = BIOME_SCENE_BANDS,
+               scenes: Sequence[str] | None = None, biomes: Sequence[str] | None = None, window=None,
+               tile_size: int | None = None, skip_empty: bool = True,
+               max_bytes: float | None = DEFAULT_MAX_BYTES) -> list[LabelledSample]:
+    """Landsat 8 Biome scenes for :func:`load_dataset`; options as :func:`load_biome_scenes`.
+
+    Parameters
+    ----------
+    split : str, optional
+        The Biome has no official split: a split name selects one biome (``"Forest"``);
+        give it or ``biomes``, not both.
+    bands, scenes, biomes, window, tile_size, skip_empty, max_bytes
+        Keyword options, as :func:`load_biome_scenes` (``window`` as a list
+        ``[row_off, col_off, height, width]`` in a TOML config; ``max_bytes`` in bytes,
+        ``inf`` there to switch the check off). All 96 scenes need about 280 GB and are
+        refused under the default 8 GiB.
+    """
+    if split is not None:
+        if biomes is not None:
+            raise ValueError(f"biome_scenes: split={split!r} selects a biome and so does biomes={biomes!r}; "
+                             "give one of them")
+        biomes = [split]
+    return load_biome_scenes(root, classes, bands, scenes, biomes, window, tile_size, skip_empty, max_bytes)

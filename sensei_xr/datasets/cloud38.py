@@ -22,6 +22,8 @@ from ._common import (
     L8_REFLECTANCE_MULT,
     THICK,
     _descriptors,
+    _names,
+    _option_dir,
     _rasterio,
     _read_csv_rows,
     _require_dir,
@@ -37,10 +39,34 @@ _38CLOUD_BANDS = (("blue", "B2"), ("green", "B3"), ("red", "B4"), ("nir", "B5"))
 _L8_SCENE_RE = re.compile(r"(L[COTE]0?8_?\w+)$")
 
 
+def _scene_of(patch: str) -> str:
+    m = _L8_SCENE_RE.search(patch)
+    return m.group(1) if m else patch
+
+
+def _sun_elevations(scenes: Sequence[str], root: Path, given: Mapping[str, float] | None,
+                    mtl_dir: str | PathLike | None) -> dict[str, float]:
+    """Scene id -> sun elevation (degrees) from ``given``, else from the scenes' MTL files."""
+    suns = {str(k): float(v) for k, v in (given or {}).items()}
+    bad = {k: v for k, v in suns.items() if not 0 < v <= 90}
+    if bad:
+        raise ValueError(f"sun_elevation_deg {bad}: a sun elevation is in degrees, above 0 and at most 90")
+    if all(s in suns for s in scenes):
+        return suns
+    # 38-Cloud ships no MTL: read the ones the user put in mtl_dir, else anywhere under root.
+    folder = root if mtl_dir is None else _option_dir(mtl_dir, root, "mtl_dir")
+    found = folder.rglob("*_MTL.txt") if mtl_dir is None else folder.glob("*_MTL.txt")
+    files = {f.name[: -len("_MTL.txt")]: f for f in found}
+    for scene in scenes:
+        if scene not in suns and scene in files:
+            suns[scene] = float(radiometry.parse_mtl(files[scene])["SUN_ELEVATION"])
+    return suns
+
+
 def load_38cloud(root: str | PathLike, classes: tuple[str, ...] = ("clear", "cloud"),
                  split: str = "train", patches: Sequence[str] | None = None,
                  sun_elevation_deg: Mapping[str, float] | None = None,
-                 mtl_dir: str | PathLike | None = None) -> list[LabelledSample]:
+                 mtl_dir: str | PathLike | None = None, allow_uncorrected: bool = False) -> list[LabelledSample]:
     """Read 38-Cloud (Mohajerani & Saeedi) training patches (384 x 384, Landsat 8, 30 m).
 
     Layout: ``root/38-Cloud_training/`` (or ``root`` itself) with ``train_red/``,
@@ -51,6 +77,12 @@ def load_38cloud(root: str | PathLike, classes: tuple[str, ...] = ("clear", "clo
     ``patch_192_10_by_12_LC08_L1TP_002053_20160520_20170324_01_T1``). The 95-Cloud
     extension uses the same layout.
 
+    The dataset ships no MTL, so the sun elevation of each scene must come from
+    ``sun_elevation_deg``, ``mtl_dir`` or ``<scene_id>_MTL.txt`` files put under ``root``;
+    a scene with none is an error (before any patch is read) unless
+    ``allow_uncorrected=True``: its reflectance would be too low by a factor
+    sin(elevation), e.g. half at 30 degrees, and a model trained on it silently biased.
+
     Parameters
     ----------
     split : {"train"}
@@ -59,19 +91,28 @@ def load_38cloud(root: str | PathLike, classes: tuple[str, ...] = ("clear", "clo
     patches : sequence of str, optional
         Patch names to read (default: the CSV list, else every red patch file).
     sun_elevation_deg : mapping, optional
-        Scene id -> sun elevation (degrees) for the sun-angle correction.
+        Scene id (``LC08_L1TP_002053_20160520_20170324_01_T1``) -> sun elevation,
+        degrees (0, 90]; wins over any MTL.
     mtl_dir : path-like, optional
         Folder with the scenes' ``<scene_id>_MTL.txt`` (from USGS), read for the sun
-        elevation.
+        elevation; a relative path that is no folder as given is taken under ``root``.
+        Default: any ``<scene_id>_MTL.txt`` found under ``root``.
+    allow_uncorrected : bool
+        Load scenes of unknown sun elevation without the correction
+        (``tags["sun_corrected"] = False``) instead of raising.
 
     Returns
     -------
     list of LabelledSample
-        Bands B2, B3, B4, B5 as TOA reflectance ``2e-5 DN - 0.1`` (the Landsat 8 Level-1
-        rescaling), divided by sin(sun elevation) when it is known; else left
-        uncorrected (``tags["sun_corrected"] = False``: reflectance too low by a factor
-        sin(elevation)). Tags ``scene`` and ``sun_corrected``. 38-Cloud has no shadow
-        class (see the module notes on ``shadow_labelled``).
+        Bands B2, B3, B4, B5 as TOA reflectance ``(2e-5 DN - 0.1) / sin(sun elevation)``
+        (the Landsat 8 Level-1 rescaling); tags ``scene`` and ``sun_corrected``. 38-Cloud
+        has no shadow class (see the module notes on ``shadow_labelled``).
+
+    Raises
+    ------
+    DatasetLayoutError
+        A scene's sun elevation is unknown and ``allow_uncorrected`` is False; the message
+        names the scenes and the ways to give it.
     """
     root = _require_dir(None if root is None else Path(root), "38-Cloud",
                         "38-Cloud_training/ with train_red/, train_green/, train_blue/, "
@@ -93,17 +134,21 @@ def load_38cloud(root: str | PathLike, classes: tuple[str, ...] = ("clear", "clo
             patches = [r[col].strip() for r in rows if r.get(col, "").strip()]
         else:
             patches = sorted(p.name[len("red_"):-len(".TIF")] for p in dirs["red"].glob("red_*.TIF"))
-    suns = dict(sun_elevation_deg or {})
+    patches = _names(patches, "patches")
+    scenes = sorted({_scene_of(name) for name in patches})
+    suns = _sun_elevations(scenes, root, sun_elevation_deg, mtl_dir)
+    unknown = [s for s in scenes if s not in suns]
+    if unknown and not allow_uncorrected:
+        raise DatasetLayoutError(
+            f"38-Cloud: the sun elevation of {len(unknown)} of {len(scenes)} scenes is unknown (e.g. "
+            f"{unknown[:3]}), and without it reflectance is too low by a factor sin(elevation). 38-Cloud "
+            "ships no MTL: put the scenes' <scene_id>_MTL.txt (USGS) under root or pass mtl_dir=, or "
+            "pass sun_elevation_deg={scene_id: degrees}; allow_uncorrected=True loads them uncorrected")
     sensor, desc = _descriptors("landsat8_oli_tirs", [b for _, b in _38CLOUD_BANDS])
     rasterio = _rasterio()
     out = []
     for name in patches:
-        m = _L8_SCENE_RE.search(name)
-        scene = m.group(1) if m else name
-        if scene not in suns and mtl_dir is not None:
-            f = Path(mtl_dir) / f"{scene}_MTL.txt"
-            if f.is_file():
-                suns[scene] = float(radiometry.parse_mtl(f)["SUN_ELEVATION"])
+        scene = _scene_of(name)
         dn = []
         for colour, _ in _38CLOUD_BANDS:
             f = dirs[colour] / f"{colour}_{name}.TIF"
@@ -128,5 +173,18 @@ def load_38cloud(root: str | PathLike, classes: tuple[str, ...] = ("clear", "clo
 
 
 @register_dataset("38cloud")
-def _reg_38cloud(root: Path | None, split: str | None, classes) -> list[LabelledSample]:
-    return load_38cloud(root, classes, split or "train")
+def _reg_38cloud(root: Path | None, split: str | None, classes, *, patches: Sequence[str] | None = None,
+                 sun_elevation_deg: Mapping[str, float] | None = None, mtl_dir: str | PathLike | None = None,
+                 allow_uncorrected: bool = False) -> list[LabelledSample]:
+    """38-Cloud training patches for :func:`load_dataset`; options as :func:`load_38cloud`.
+
+    Parameters
+    ----------
+    split : {"train"}, optional
+        Default ``"train"``, the only split with per-patch labels.
+    patches, sun_elevation_deg, mtl_dir, allow_uncorrected
+        Keyword options, as :func:`load_38cloud`: every scene needs its sun elevation
+        (``mtl_dir``, MTL files under ``root``, or ``sun_elevation_deg``, a table of scene
+        id -> degrees in a TOML config) unless ``allow_uncorrected = true``.
+    """
+    return load_38cloud(root, classes, split or "train", patches, sun_elevation_deg, mtl_dir, allow_uncorrected)

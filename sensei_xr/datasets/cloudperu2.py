@@ -87,5 +87,16 @@ def load_cloudperu2(root: str | PathLike, classes: tuple[str, ...] = ("clear", "
 
 
 @register_dataset("cloudperu2")
-def _reg_cloudperu2(root: Path | None, split: str | None, classes) -> list[LabelledSample]:
-    return load_cloudperu2(root, classes, split)
+def _reg_cloudperu2(root: Path | None, split: str | None, classes, *,
+                    scale: float | None = None) -> list[LabelledSample]:
+    """CloudPeru2 for :func:`load_dataset`; options as :func:`load_cloudperu2`.
+
+    Parameters
+    ----------
+    split : str, optional
+        A sub-folder of ``root`` you made; None: every ``images/`` folder.
+    scale
+        Keyword option: reflectance per DN (default ``1 / 255`` for 8-bit files, an
+        approximation; other dtypes need it).
+    """
+    return load_cloudperu2(root, classes, split, scale)

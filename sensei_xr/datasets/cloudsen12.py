@@ -87,6 +87,11 @@ def iter_cloudsen12(root: str | PathLike, classes: tuple[str, ...] = ("clear", "
     meta = _read_csv_rows(meta_file) if meta_file.is_file() else []
     if meta and len(meta) != n:
         raise DatasetLayoutError(f"{meta_file} has {len(meta)} rows for {n} patches")
+    if indices is not None:
+        indices = [int(i) for i in indices]
+        bad = [i for i in indices if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"CloudSEN12 {d.name}: indices {bad[:5]} are outside 0..{n - 1} ({n} patches)")
     sensor, desc = _descriptors("sentinel2_msi", S2_CATALOGUE_BANDS)
     for i in (range(n) if indices is None else indices):
         dn = np.stack([np.asarray(bands[b][i]) for b in S2_CATALOGUE_BANDS])
@@ -137,5 +142,17 @@ def load_cloudsen12(root: str | PathLike, classes: tuple[str, ...] = ("clear", "
 
 
 @register_dataset("cloudsen12")
-def _reg_cloudsen12(root: Path | None, split: str | None, classes) -> list[LabelledSample]:
-    return load_cloudsen12(root, classes, split or "train")
+def _reg_cloudsen12(root: Path | None, split: str | None, classes, *, indices: Sequence[int] | None = None,
+                    max_bytes: float | None = DEFAULT_MAX_BYTES) -> list[LabelledSample]:
+    """CloudSEN12 high-quality patches for :func:`load_dataset`; options as :func:`load_cloudsen12`.
+
+    Parameters
+    ----------
+    split : {"train", "val", "test"}, optional
+        Default ``"train"`` (about 8,500 patches, 115 GB: refused under the default
+        ``max_bytes`` of 8 GiB unless ``indices`` selects at most about 530).
+    indices, max_bytes
+        Keyword options, as :func:`load_cloudsen12` (``max_bytes`` in bytes; ``inf`` in a
+        TOML config switches the check off).
+    """
+    return load_cloudsen12(root, classes, split or "train", indices, max_bytes)

@@ -26,10 +26,12 @@ from ._common import (
     _find_one,
     _landsat_dn_to_physical,
     _map_codes,
+    _names,
     _rasterio,
     _read_window,
     _require_dir,
     _sample,
+    _tiled_pixels,
     _windows,
 )
 from .base import LabelledSample, register_dataset
@@ -56,6 +58,25 @@ def _irish_scene_dirs(root: Path) -> list[Path]:
     return sorted({p.parent for p in root.rglob("*newmask2015.TIF")}, key=lambda p: str(p))
 
 
+def _select_irish_dirs(root: Path, scenes: Sequence[str] | None) -> list[Path]:
+    """The scene folders under ``root`` (``scenes``: folder names, all found or an error)."""
+    dirs = _irish_scene_dirs(root)
+    if not dirs:
+        legacy = sorted(root.rglob("*_mask*.TIF"))
+        hint = (f" (found {legacy[0].name}: the older *_mask.TIF release uses two different "
+                "encodings and is not supported; use the 2016 USGS release)") if legacy else ""
+        raise DatasetLayoutError(f"{root}: no L7_p*_r*_newmask2015.TIF masks found{hint}")
+    scenes = _names(scenes, "scenes")
+    if scenes is not None:
+        # A misspelt scene would otherwise just load fewer scenes than asked for.
+        missing = sorted(set(scenes) - {d.name for d in dirs})
+        if missing:
+            raise DatasetLayoutError(f"{root}: no Landsat 7 Irish scene folder(s) {missing}; scenes are "
+                                     f"folder names such as {[d.name for d in dirs[:3]]} ({len(dirs)} in all)")
+        dirs = [d for d in dirs if d.name in set(scenes)]
+    return dirs
+
+
 def iter_l7_irish(root: str | PathLike, classes: tuple[str, ...] = ("clear", "cloud"),
                   bands: Sequence[str] = L7_IRISH_BANDS, scenes: Sequence[str] | None = None,
                   window=None, tile_size: int | None = None, skip_empty: bool = True
@@ -64,14 +85,7 @@ def iter_l7_irish(root: str | PathLike, classes: tuple[str, ...] = ("clear", "cl
     root = _require_dir(None if root is None else Path(root), "Landsat 7 Irish",
                         "<zone>/p<path>_r<row>/ folders with L7*_B10.TIF.., *_MTL.txt and "
                         "L7_p*_r*_newmask2015.TIF")
-    dirs = _irish_scene_dirs(root)
-    if not dirs:
-        legacy = sorted(root.rglob("*_mask*.TIF"))
-        hint = (f" (found {legacy[0].name}: the older *_mask.TIF release uses two different "
-                "encodings and is not supported; use the 2016 USGS release)") if legacy else ""
-        raise DatasetLayoutError(f"{root}: no L7_p*_r*_newmask2015.TIF masks found{hint}")
-    if scenes is not None:
-        dirs = [d for d in dirs if d.name in set(scenes)]
+    dirs = _select_irish_dirs(root, scenes)
     unknown = [b for b in bands if b not in _IRISH_FILE]
     if unknown:
         raise ValueError(f"unknown Landsat 7 Irish band(s) {unknown}; the scenes have "
@@ -121,6 +135,8 @@ def load_l7_irish(root: str | PathLike, classes: tuple[str, ...] = ("clear", "cl
     bands : sequence of str
         ``B1``..``B5``, ``B6`` (= ``B61``, low gain), ``B62``, ``B7``, ``B8`` (pan,
         averaged onto 30 m); thermal bands at 60 m are resampled to the mask grid.
+    scenes : sequence of str, optional
+        Scene folder names (``p226_r98``) to read; one not found is an error.
     window, tile_size, skip_empty, max_bytes
         As :func:`load_biome_scenes` (a scene is about 8,000 x 7,000 pixels).
 
@@ -135,24 +151,31 @@ def load_l7_irish(root: str | PathLike, classes: tuple[str, ...] = ("clear", "cl
                         "<zone>/p<path>_r<row>/ folders")
     if max_bytes is not None:
         rasterio = _rasterio()
-        dirs = _irish_scene_dirs(root)
-        if scenes is not None:
-            dirs = [d for d in dirs if d.name in set(scenes)]
+        dirs = _select_irish_dirs(root, scenes)
         n = 0
         for d in dirs:
-            if window is not None:
-                n += int(window[2]) * int(window[3])
-            else:
-                with rasterio.open(sorted(d.glob("*newmask2015.TIF"))[0]) as m:
-                    n += m.height * m.width
+            with rasterio.open(sorted(d.glob("*newmask2015.TIF"))[0]) as m:
+                n += _tiled_pixels(m.height, m.width, tile_size, window)
         _check_memory(n, len(bands), max_bytes, f"{len(dirs)} Landsat 7 Irish scenes",
                       "select scenes=, read a window=, or stream with iter_l7_irish()")
     return list(iter_l7_irish(root, classes, bands, scenes, window, tile_size, skip_empty))
 
 
 @register_dataset("l7_irish")
-def _reg_irish(root: Path | None, split: str | None, classes) -> list[LabelledSample]:
+def _reg_irish(root: Path | None, split: str | None, classes, *, bands: Sequence[str] = L7_IRISH_BANDS,
+               scenes: Sequence[str] | None = None, window=None, tile_size: int | None = None,
+               skip_empty: bool = True, max_bytes: float | None = DEFAULT_MAX_BYTES) -> list[LabelledSample]:
+    """Landsat 7 Irish scenes for :func:`load_dataset`; options as :func:`load_l7_irish`.
+
+    Parameters
+    ----------
+    split : None
+        The dataset has no splits: select scenes with the ``scenes`` option.
+    bands, scenes, window, tile_size, skip_empty, max_bytes
+        Keyword options, as :func:`load_l7_irish` (``max_bytes`` in bytes, default 8 GiB;
+        the 206 scenes need about 430 GB).
+    """
     if split is not None:
-        raise ValueError("Landsat 7 Irish has no splits: pass split=None (select scenes with "
-                         "load_l7_irish(scenes=...))")
-    return load_l7_irish(root, classes)
+        raise ValueError(f"Landsat 7 Irish has no splits (got split={split!r}): pass split=None and "
+                         "select scenes with the scenes option (scenes=[\"p226_r98\", ...])")
+    return load_l7_irish(root, classes, bands, scenes, window, tile_size, skip_empty, max_bytes)

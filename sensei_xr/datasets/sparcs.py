@@ -23,6 +23,7 @@ from ._common import (
     _find_one,
     _landsat_dn_to_physical,
     _map_codes,
+    _names,
     _rasterio,
     _require_dir,
     _sample,
@@ -77,6 +78,14 @@ def load_sparcs(root: str | PathLike, classes: tuple[str, ...] = ("clear", "clou
     3 snow/ice, 4 land, 5 cloud, 6 flooded (an RGB-coloured PNG is decoded with the
     published colours). Files are found recursively under ``root``.
 
+    Parameters
+    ----------
+    root : path-like
+    classes : tuple of str
+    scenes : sequence of str, optional
+        Subscene ids (the file prefix, e.g. ``LC80010812013365LGN00_18``) to read; one not
+        found is an error.
+
     Returns
     -------
     list of LabelledSample
@@ -90,6 +99,13 @@ def load_sparcs(root: str | PathLike, classes: tuple[str, ...] = ("clear", "clou
     if not data_files:
         raise DatasetLayoutError(f"{root}: no *_data.tif; SPARCS ships <id>_data.tif, "
                                  "<id>_mtl.txt and <id>_mask.png per subscene")
+    scenes = _names(scenes, "scenes")
+    if scenes is not None:
+        # A misspelt id would otherwise just load fewer subscenes than asked for.
+        have = [f.name[: -len("_data.tif")] for f in data_files]
+        missing = sorted(set(scenes) - set(have))
+        if missing:
+            raise DatasetLayoutError(f"{root}: no SPARCS subscene(s) {missing}; ids are e.g. {have[:3]}")
     sensor, desc = _descriptors("landsat8_oli_tirs", SPARCS_BANDS)
     rasterio = _rasterio()
     out = []
@@ -111,13 +127,23 @@ def load_sparcs(root: str | PathLike, classes: tuple[str, ...] = ("clear", "clou
         tags = {"scene": sid, "water": float(np.isin(raw, (1, 2)).mean()), "snow": float((raw == 3).mean())}
         out.append(_sample(image, desc, codes, (dn == 0).all(axis=0), classes, sensor, 30.0, sid,
                            tags, thin_thick=False, dataset="SPARCS"))
-    if not out and scenes is not None:
-        raise DatasetLayoutError(f"{root}: none of the scenes {list(scenes)} found")
     return out
 
 
 @register_dataset("sparcs")
-def _reg_sparcs(root: Path | None, split: str | None, classes) -> list[LabelledSample]:
+def _reg_sparcs(root: Path | None, split: str | None, classes, *,
+                scenes: Sequence[str] | None = None) -> list[LabelledSample]:
+    """SPARCS for :func:`load_dataset`; options as :func:`load_sparcs`.
+
+    Parameters
+    ----------
+    split : None
+        SPARCS has no splits: select subscenes with the ``scenes`` option.
+    scenes
+        Keyword option: subscene ids (``LC80010812013365LGN00_18``) to read; one not
+        found is an error. All 80 need about 3.7 GiB.
+    """
     if split is not None:
-        raise ValueError("SPARCS has no splits: pass split=None")
-    return load_sparcs(root, classes)
+        raise ValueError(f"SPARCS has no splits (got split={split!r}): pass split=None and select "
+                         "subscenes with the scenes option")
+    return load_sparcs(root, classes, scenes)
