@@ -43,7 +43,7 @@ def _prob(scene, model, **kw):
 
 def _recalibrate_batchnorm(model, scene) -> None:
     """Batch-norm statistics recalibrated in place on the scene (train-mode passes), as
-    sensei_xr.training.recalibrate_batchnorm does on training patches."""
+    sensei_xr.training.batchnorm.recalibrate_batchnorm does on training patches."""
     desc = band_descriptors(scene)
     x = torch.from_numpy(to_model_input(scene.values, desc))
     batch = torch.stack([x[:, a:a + 64, b:b + 64] for a in (0, 32) for b in (0, 32)])

@@ -120,12 +120,21 @@ def test_resolve_bands():
 
 
 def test_cosine_run_resumes_and_fine_tunes_from_a_model(shared_data, tmp_path):
-    cosine = {**TINY, "schedule": "cosine", "steps": 2}
-    train(cosine, shared_data, tmp_path / "c", log=lambda m: None)
+    cosine = {**TINY, "schedule": "cosine", "steps": 4}
+
+    def stop_at_step_4(line):
+        if line.startswith("step 4:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cosine, shared_data, tmp_path / "c", log=stop_at_step_4)
     logs = []
-    card = train({**cosine, "steps": 4}, shared_data, tmp_path / "c", log=logs.append)
+    card = train(cosine, shared_data, tmp_path / "c", log=logs.append)
     assert any("resumed at step 2" in line for line in logs)
     assert [h["step"] for h in card["training"]["history"]] == [2, 4]
+    # Its rate at every step depends on its length: given more steps it would be another run.
+    with pytest.raises(ValueError, match=r"steps: 4 there, 6 here"):
+        train({**cosine, "steps": 6}, shared_data, tmp_path / "c", log=lambda m: None)
     # Fine-tuning starts from the trained model's weights (lr 0: nothing moves).
     tuned = train({**TINY, "name": "tuned", "steps": 1, "steps_per_epoch": 1, "lr": 0.0, "lr_min": 0.0,
                    "init_model": str(tmp_path / "c.safetensors")}, shared_data, tmp_path / "t", log=lambda m: None)
@@ -153,7 +162,7 @@ def test_loader_workers_give_the_same_training(shared_data, tmp_path):
 def test_batchnorm_recalibration_averages_training_batches(shared_data):
     from sensei_xr.models import build_model
     from sensei_xr.datasets import load_dataset
-    from sensei_xr.training.train import recalibrate_batchnorm
+    from sensei_xr.training.batchnorm import recalibrate_batchnorm
 
     train_samples = load_dataset("biome_patches", root=shared_data / "l8_biome_patches", split="train")
     model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
@@ -178,7 +187,7 @@ def test_band_set_calibrations_measure_each_set_and_keep_the_models_own(shared_d
 
     from sensei_xr.datasets import load_dataset
     from sensei_xr.models import build_model
-    from sensei_xr.training.train import calibrate_band_sets
+    from sensei_xr.training.batchnorm import calibrate_band_sets
 
     torch.manual_seed(0)
     samples = load_dataset("biome_patches", shared_data / "l8_biome_patches", "train")[:3]

@@ -202,7 +202,8 @@ def _calibrate_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
     the fold's training patches with the function training uses (a recipe can gain a band
     set without training its fold models again); saved back with the model."""
     from ..models import save_model
-    from .train import DEFAULT_CONFIG, calibrate_band_sets
+    from .batchnorm import calibrate_band_sets
+    from .train import DEFAULT_CONFIG
 
     missing = [b for b in cfg.get("bn_calibration_sets", []) if b not in model.bn_calibrations]
     if not missing or model.encoder is None:

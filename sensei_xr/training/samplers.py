@@ -28,15 +28,40 @@ import numpy as np
 from ..bands import BandDescriptors, to_model_input
 from ..datasets import IGNORE_INDEX, LabelledSample
 from ..errors import MissingBandError
+from ..inference.tiling import fill_nodata
 from ..spectral.bandsets import resolve_bands
 
 __all__ = ["Augmentation", "BatchPlan", "RandomPatchBatches", "GridPatches", "grid_patches",
-           "make_loader", "SyntheticFn", "VISIBLE_MAX_NM"]
+           "make_loader", "model_input", "SyntheticFn", "VISIBLE_MAX_NM"]
 
 #: ``(image (N, H, W) float32, labels (H, W) int64, descriptors, rng) -> (image, labels)``:
 #: e.g. :class:`sensei_xr.training.synthetic.SyntheticClouds`; sees all bands of a patch.
 SyntheticFn = Callable[[np.ndarray, np.ndarray, BandDescriptors, np.random.Generator],
                        tuple[np.ndarray, np.ndarray]]
+
+
+def model_input(values: np.ndarray, descriptors: BandDescriptors) -> np.ndarray:
+    """A patch as the inference engine gives it to the network: thermal bands scaled, then
+    pixels where any band lacks data filled from their valid neighbours
+    (:func:`sensei_xr.inference.tiling.fill_nodata`; 0 beyond its reach).
+
+    Filling with 0 before scaling, as before 2026-12-03, gave thermal no-data 0 K, far
+    colder than any cloud top, at every translated border, and the network saw zeros the
+    engine never shows it.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        (N, H, W) reflectance / brightness temperature (K), NaN at no data.
+    descriptors : BandDescriptors
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, H, W) float32, finite.
+    """
+    x = to_model_input(values, descriptors)
+    return fill_nodata(x, np.isfinite(x).all(axis=0))
 
 #: Bands centred below this wavelength (nm) are "visible": the ones Landsat 7 ETM+
 #: saturates over bright cloud and snow (the paper's Landsat 7 failure case).
@@ -448,7 +473,7 @@ class RandomPatchBatches:
             img = img[idx]
             if self.augmentation is not None:
                 img, lab = self.augmentation(img, lab, desc, rng)
-            images.append(to_model_input(np.nan_to_num(img, nan=0.0), desc))
+            images.append(model_input(img, desc))
             labels.append(np.asarray(lab, np.int64))
             window = {"sample": i, "name": s.name, "y0": y0, "x0": x0}
             if mosaic is not None:
@@ -573,7 +598,7 @@ class GridPatches:
         idx = [s.descriptors.names.index(n) for n in self.band_names]
         img = s.image[idx, y0:y0 + p, x0:x0 + p]
         return {
-            "image": torch.from_numpy(to_model_input(np.nan_to_num(img, nan=0.0), self.descriptors)),
+            "image": torch.from_numpy(model_input(img, self.descriptors)),
             "descriptors": torch.from_numpy(self.descriptors.normalised()),
             "labels": torch.from_numpy(np.ascontiguousarray(s.labels[y0:y0 + p, x0:x0 + p], np.int64)),
             "nodata": torch.from_numpy(np.ascontiguousarray(s.nodata[y0:y0 + p, x0:x0 + p])),

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..bands import BandDescriptors, band_descriptors, to_model_input
+from ..bands import BandDescriptors, band_descriptors
 from ..io import stac
+from .samplers import model_input
 
 __all__ = ["StacWindow", "StacPatchSampler"]
 
@@ -190,7 +191,8 @@ class StacPatchSampler:
         Returns
         -------
         dict
-            ``image`` (n, P, P) float32 model input (thermal BT scaled, no data as 0),
+            ``image`` (n, P, P) float32 model input (thermal BT scaled, no data filled
+            as the engine fills it: :func:`~sensei_xr.training.samplers.model_input`),
             ``descriptors`` (n, 3) normalised wavelengths, ``valid`` (P, P) bool (every band
             has data), ``band_names`` (list of str) and ``window`` (the
             :class:`StacWindow` as a dict).
@@ -200,7 +202,7 @@ class StacPatchSampler:
         w = self.window(index)
         values, desc = self.read(w)
         return {
-            "image": torch.from_numpy(to_model_input(np.nan_to_num(values, nan=0.0), desc)),
+            "image": torch.from_numpy(model_input(values, desc)),
             "descriptors": torch.from_numpy(desc.normalised()),
             "valid": torch.from_numpy(np.isfinite(values).all(axis=0)),
             "band_names": list(desc.names),

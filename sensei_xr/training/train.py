@@ -10,25 +10,24 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
+from ..bands import check_band_values
 from ..datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
 from ..evaluation import pooled_metrics
 from ..inference.runtime import resolve_device
+from .batchnorm import calibrate_band_sets, recalibrate_batchnorm
 from .checkpoints import WeightAverage, load_checkpoint, save_checkpoint
 from .samplers import Augmentation, RandomPatchBatches
 
 __all__ = [
     "DEFAULT_CONFIG",
-    "calibrate_band_sets",
     "finish_from_checkpoint",
     "load_config",
     "read_config",
-    "recalibrate_batchnorm",
     "train",
 ]
 
@@ -91,9 +90,11 @@ DEFAULT_CONFIG = {
 _RECIPE_KEYS = ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum", "weight_decay", "lr_min",
                 "schedule", "min_bands", "band_subsets", "named_band_sets", "mosaic_probability", "seed",
                 "weight_average_from", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
-                "synthetic_clouds", "augmentation")
+                "synthetic_clouds", "augmentation", "model")
 # Measured after training, and again for a kept model (crossval): not part of what must match.
 _AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets")
+# Recorded since 2026-12-03: a card or checkpoint written before says nothing about them.
+_RECORDED_LATER = ("model",)
 
 
 def training_recipe(config: dict) -> dict:
@@ -116,7 +117,8 @@ def check_same_recipe(recorded: dict | None, config: dict, what: str | PathLike,
     expected = training_recipe(config)
     default = training_recipe({})
     differ = {k: (recorded.get(k, default[k]), v) for k, v in expected.items()
-              if k not in _AFTER_TRAINING + ignore and recorded.get(k, default[k]) != v}
+              if k not in _AFTER_TRAINING + ignore and not (k in _RECORDED_LATER and k not in recorded)
+              and recorded.get(k, default[k]) != v}
     if differ:
         raise ValueError(f"{what} was trained by another recipe than this run's ("
                          + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in differ.items())
@@ -171,7 +173,55 @@ def load_config(path: str | PathLike) -> dict:
                          "training config: run it with python -m sensei_xr.training.crossval, or train one "
                          "of its models from a config without those keys")
     config.pop("kind", None)
-    return {k: v for k, v in config.items() if k != "system"}
+    config = {k: v for k, v in config.items() if k != "system"}
+    try:
+        validate_config(config)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return config
+
+
+_OPTIMIZERS = ("sgd", "adamw")
+_SCHEDULES = ("plateau", "cosine")
+
+
+def validate_config(config: dict) -> None:
+    """Raise on a value a run would misread, or only trip over after all its steps.
+
+    Checks the optimizer and schedule names, that steps, steps per epoch, batch and patch
+    size are positive whole numbers, that ``0 <= lr_min <= lr`` (above ``lr``, the schedule
+    would raise the rate), and that every name in ``bn_calibration_sets`` and
+    ``val_band_sets`` is a band set (resolved after training, so a typo there would cost
+    the whole run).
+    """
+    from ..spectral.bandsets import canonical_set_name
+
+    cfg = {**DEFAULT_CONFIG, **config}
+    if cfg["optimizer"] not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(map(repr, _OPTIMIZERS))} (lower case), "
+                         f"not {cfg['optimizer']!r}")
+    if cfg["schedule"] not in _SCHEDULES:
+        raise ValueError(f"schedule must be 'plateau' or 'cosine', not {cfg['schedule']!r}")
+    for key in ("steps", "steps_per_epoch", "batch_size", "patch_size"):
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be a whole number >= 1, not {value!r}")
+    lr, lr_min = cfg["lr"], cfg["lr_min"]
+    if not 0 <= lr_min <= lr:
+        raise ValueError(f"need 0 <= lr_min <= lr, got lr {lr!r} and lr_min {lr_min!r}: with lr_min above lr the "
+                         "schedule would raise the rate; set lr_min below lr (e.g. lr / 50)")
+    for name in cfg["bn_calibration_sets"]:
+        try:
+            canonical_set_name(name)
+        except ValueError as e:
+            raise ValueError(f"bn_calibration_sets: {e}") from None
+    for label, bands in cfg["val_band_sets"].items():
+        if isinstance(bands, str) and bands.lower() != "no_thermal":
+            try:
+                canonical_set_name(bands)
+            except ValueError as e:
+                raise ValueError(f"val_band_sets {label!r}: {e}, or 'no_thermal', or a list of band "
+                                 "names") from None
 
 
 def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[list[LabelledSample]], list[float], list[str]]:
@@ -223,6 +273,10 @@ def _training_sources(cfg: dict, data_dir: Path, classes: tuple[str, ...],
     if cfg["extra_train_data"]:
         for part, more in zip((sources, weights, described), _load_data(cfg["extra_train_data"], data_dir, classes)):
             part += more
+    # The engine refuses reflectance x 10000 or kelvin as Celsius; a model trained on them
+    # would learn values it can never be given. (Here, once a run: about 0.1 s a patch.)
+    for smp in (smp for src in sources for smp in src):
+        check_band_values(smp.image, smp.descriptors, where=f"in training sample {smp.name!r}")
     return sources, weights, described
 
 
@@ -240,98 +294,6 @@ def _group_by_bands(samples: list[LabelledSample], label: str, weight: float):
         described.append(f"{label}: {len(group)} images of {', '.join(sensors)} "
                          f"(first {size} px at {group[0].resolution_m:g} m, {len(group[0].descriptors)} bands)")
     return sources, weights, described
-
-
-def recalibrate_batchnorm(model, samples: list[LabelledSample] | list[list[LabelledSample]], batches: int = 40,
-                          patch_size: int = 256, batch_size: int = 8, min_bands: int | None = 3, seed: int = 123,
-                          device: str = "cpu", weights: list[float] | None = None) -> None:
-    """Re-estimate batch-norm statistics as an equal-weight average over training batches.
-
-    During training the running statistics are exponential averages dominated by the last few
-    batches, each with its own random band subset; the features behind the encoder differ
-    between band sets, so those statistics fit whichever subsets came last. Averaging over
-    many batches with random subsets (no gradient, no parameter change) fits them all. On the
-    Biome validation patches this moved RGB+NIR OA of the v1 model from 0.780 to 0.899 with
-    all bands unchanged (0.870 -> 0.866); only training patches are used.
-
-    Parameters
-    ----------
-    model : CloudModel
-        Changed in place (batch-norm buffers only); left in eval mode.
-    samples : list of LabelledSample, or list of lists of them
-        Training samples: one source, or several (one band set each) mixed by ``weights``.
-    batches, patch_size, batch_size, min_bands, seed
-        The batches averaged over; patches no larger than the smallest sample.
-    device : str
-    weights : list of float, optional
-        One per source (see :class:`~sensei_xr.training.samplers.RandomPatchBatches`).
-    """
-    import torch
-
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms or batches <= 0:
-        return
-    nested = bool(samples) and not isinstance(samples[0], LabelledSample)
-    patch = min([patch_size] + [min(s.image.shape[-2:]) for src in (samples if nested else [samples]) for s in src])
-    source = RandomPatchBatches(samples, patch, batch_size, batches, min_bands, seed,
-                                Augmentation(max_translation=0, resolution_probability=0), weights=weights)
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative (equal-weight) average
-    model.train()
-    try:
-        with torch.no_grad():
-            for i in range(batches):
-                b = source[i]
-                model(b["images"].to(device), b["descriptors"].to(device))
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        model.eval()
-
-
-def calibrate_band_sets(model, sources: list[list[LabelledSample]], band_sets, batches: int = 40,
-                        patch_size: int = 256, batch_size: int = 8, device: str = "cpu") -> list[str]:
-    """Measure batch-norm statistics per band set and keep them in the model.
-
-    For each band set, the statistics are averaged over ``batches`` batches of training
-    patches restricted to exactly that band set (from the largest source that has it) and
-    stored with :meth:`CloudModel.set_bn_calibration`; the model's own statistics are left
-    as they were.
-
-    Returns
-    -------
-    list of str
-        The band sets calibrated (a set no source can give is skipped).
-    """
-    import torch
-
-    from ..errors import BandError
-    from ..spectral.bandsets import resolve_bands
-
-    norms = {n: m for n, m in model.head.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
-    if not norms:
-        return []
-    saved = {k: v.clone() for k, v in model.head.state_dict().items()
-             if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
-    stats_keys = [k for k in saved if not k.endswith("num_batches_tracked")]
-    done = []
-    for name in band_sets:
-        for src in sorted(sources, key=len, reverse=True):
-            try:
-                names = resolve_bands(src[0].descriptors, name)
-            except BandError:
-                continue
-            restricted = [replace(s, image=s.image[[s.descriptors.names.index(n) for n in names]],
-                                  descriptors=s.descriptors.select(names)) for s in src]
-            recalibrate_batchnorm(model, restricted, batches, patch_size, batch_size, None, device=device)
-            stats = {k: v for k, v in model.head.state_dict().items() if k in stats_keys}
-            model.set_bn_calibration(name, restricted[0].descriptors.normalised(), stats)
-            done.append(name)
-            break
-    model.head.load_state_dict({**model.head.state_dict(), **saved})
-    return done
 
 
 def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: bool = True,
@@ -366,8 +328,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     import torch
 
     cfg = {**DEFAULT_CONFIG, **config}
-    if cfg["schedule"] not in ("plateau", "cosine"):
-        raise ValueError(f"schedule must be 'plateau' or 'cosine', not {cfg['schedule']!r}")
+    validate_config(cfg)
     torch.manual_seed(cfg["seed"])
     device = resolve_device(cfg["device"])
     classes = tuple(cfg["model"]["classes"])
@@ -379,6 +340,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
     else:
         val_described = [f"given samples: {', '.join(s.name for s in val_samples)}"]
     model = _initial_model(cfg, classes, data_dir, device)
+    _check_band_sets(cfg, train_sources, val_samples, model.encoder is not None)
     opt = _optimizer(cfg, model)
     out = Path(out)
     ckpt_dir = out.with_suffix(".ckpt")
@@ -400,11 +362,13 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         if cfg["schedule"] == "cosine":
             for g in opt.param_groups:
                 g["lr"] = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * step / cfg["steps"]))
-        running.append(float(_train_step(model, opt, loss_fn, next_batch(step), device)))
+        loss = _train_step(model, opt, loss_fn, next_batch(step), device)
+        if loss is not None:
+            running.append(float(loss))
         if average is not None:
             average.update(model, step + 1)
         if (step + 1) % cfg["steps_per_epoch"] == 0 or step + 1 == cfg["steps"]:
-            train_loss = float(np.mean(running))
+            train_loss = float(np.mean(running)) if running else math.nan  # nan: no labelled pixel
             running = []
             val = pooled_metrics(model, val_samples, None, device=device)
             model.train()
@@ -424,6 +388,33 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
                    history, device, time.time() - t0)
 
 
+def _check_band_sets(cfg: dict, train_sources, val_samples, sensei: bool) -> None:
+    """Raise now, not after training, if a calibration set no training source can form
+    (its statistics would silently not exist) or a validation band set a validation
+    sample lacks."""
+    from ..errors import BandError
+    from ..spectral.bandsets import resolve_bands
+
+    def forms(descriptors, bands) -> bool:
+        try:
+            resolve_bands(descriptors, bands)
+        except BandError:
+            return False
+        return True
+
+    if sensei:
+        for name in cfg["bn_calibration_sets"]:
+            if not any(forms(src[0].descriptors, name) for src in train_sources):
+                raise ValueError(f"bn_calibration_sets: no training source has the bands of {name!r} (sources: "
+                                 f"{'; '.join(', '.join(src[0].descriptors.names) for src in train_sources)}): "
+                                 "remove it, or add data that has them")
+    for label, bands in cfg["val_band_sets"].items():
+        lacking = sorted({s.name for s in val_samples if not forms(s.descriptors, bands)})
+        if lacking:
+            raise ValueError(f"val_band_sets {label!r} ({bands!r}): validation sample(s) {lacking[:3]} lack those "
+                             "bands: remove the entry or change its bands")
+
+
 def _weight_average(cfg: dict, model) -> WeightAverage | None:
     """The running mean of the weights ``weight_average_from`` asks for (None: off)."""
     share = cfg["weight_average_from"]
@@ -438,9 +429,13 @@ def _weight_average(cfg: dict, model) -> WeightAverage | None:
 
 
 def _train_step(model, opt, loss_fn, batch: dict, device: str):
-    """One optimiser step on a batch; returns the (detached) loss."""
+    """One optimiser step on a batch; returns the (detached) loss, or None for a batch with
+    no labelled pixel (all fill or ignored), whose mean loss is 0 / 0: no step, and nothing
+    for the epoch's mean loss, which the plateau schedule reads."""
     import torch
 
+    if not bool((batch["labels"] != IGNORE_INDEX).any()):
+        return None
     images = batch["images"].to(device).contiguous(memory_format=torch.channels_last)
     loss = loss_fn(model(images, batch["descriptors"].to(device)), batch["labels"].to(device))
     opt.zero_grad(set_to_none=True)
@@ -478,7 +473,9 @@ def _optimizer(cfg: dict, model):
     if cfg["optimizer"] == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                                weight_decay=cfg["weight_decay"])
-    return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    if cfg["optimizer"] == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    raise ValueError(f"optimizer must be one of {', '.join(map(repr, _OPTIMIZERS))}, not {cfg['optimizer']!r}")
 
 
 def _resume(ckpt_dir: Path, model, opt, resume: bool, log, run: dict,
@@ -499,13 +496,15 @@ def _resume(ckpt_dir: Path, model, opt, resume: bool, log, run: dict,
 
 
 def _check_checkpoint_run(state: dict, run: dict, ckpt_dir: Path, log) -> None:
-    """Raise if the checkpoint's run (recipe, training data) is not ``run``; it may have been
-    given fewer steps (a run can be extended)."""
+    """Raise if the checkpoint's run (recipe, training data) is not ``run``; a plateau run
+    may have been given fewer steps (it can be extended; a cosine run's rate depends on its
+    steps at every step, so it cannot)."""
     recorded = state.get("run")
     if recorded is None:
         log(f"using a checkpoint that records no recipe (written before checkpoints did): {ckpt_dir}")
         return
-    check_same_recipe(recorded["recipe"], run["recipe"], f"the checkpoint in {ckpt_dir}", ignore=("steps",))
+    extendable = ("steps",) if run["recipe"]["schedule"] == "plateau" else ()
+    check_same_recipe(recorded["recipe"], run["recipe"], f"the checkpoint in {ckpt_dir}", ignore=extendable)
     if recorded["data"] != run["data"]:
         raise ValueError(f"the checkpoint in {ckpt_dir} was trained on other data ({recorded['data']}) than "
                          f"this run ({run['data']}): delete it, or train into another folder")
@@ -548,7 +547,7 @@ def _batch_source(cfg: dict, sources, weights, classes: tuple[str, ...], start_s
 def _plateau_step(cfg: dict, opt, schedule: dict, train_loss: float) -> None:
     """The paper's schedule: lr / 4 when the epoch's training loss stalls (the validation
     set is kept for reporting, never for steering); nothing for a cosine run."""
-    if cfg["schedule"] == "cosine":
+    if cfg["schedule"] == "cosine" or not math.isfinite(train_loss):
         return
     if train_loss < schedule["best"] - 1e-4:
         schedule["best"], schedule["bad_epochs"] = train_loss, 0
