@@ -163,6 +163,22 @@ def _names(value, option: str) -> list[str] | None:
     return [str(v) for v in value]
 
 
+def _named_dirs(root: Path, dirs: list[Path], scenes, what: str) -> list[Path]:
+    """The folders of ``dirs`` named in ``scenes`` (None: all of them).
+
+    A name that is not there is an error: a misspelt scene would otherwise just load fewer
+    scenes than asked for.
+    """
+    scenes = _names(scenes, "scenes")
+    if scenes is None:
+        return dirs
+    missing = sorted(set(scenes) - {d.name for d in dirs})
+    if missing:
+        raise DatasetLayoutError(f"{root}: no {what} scene folder(s) {missing}; scenes are folder names such as "
+                                 f"{[d.name for d in dirs[:3]]} ({len(dirs)} in all)")
+    return [d for d in dirs if d.name in set(scenes)]
+
+
 def _option_dir(path, root: Path, option: str) -> Path:
     """The folder ``path`` names; a relative path that is no folder as given is tried under ``root``.
 

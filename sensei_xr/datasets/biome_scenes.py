@@ -24,6 +24,7 @@ from ._common import (
     _descriptors,
     _find_one,
     _landsat_dn_to_physical,
+    _named_dirs,
     _names,
     _rasterio,
     _read_window,
@@ -54,15 +55,9 @@ def _select_biome_dirs(root: Path, scenes: Sequence[str] | None, biomes: Sequenc
         raise DatasetLayoutError(f"{root}: no <scene_id>_fixedmask.img found; the USGS L8 Biome "
                                  "archives extract to BC/<scene_id>/ with band TIFs, MTL and "
                                  "the ENVI mask")
-    dirs = every
-    scenes, biomes = _names(scenes, "scenes"), _names(biomes, "biomes")
-    # A misspelt scene or biome would otherwise just load less than asked for.
-    if scenes is not None:
-        missing = sorted(set(scenes) - {d.name for d in dirs})
-        if missing:
-            raise DatasetLayoutError(f"{root}: no Biome scene(s) {missing}; the scenes there are e.g. "
-                                     f"{[d.name for d in dirs[:3]]} ({len(dirs)} in all)")
-        dirs = [d for d in dirs if d.name in set(scenes)]
+    dirs = _named_dirs(root, every, scenes, "Biome")
+    biomes = _names(biomes, "biomes")
+    # A misspelt biome would otherwise just load less than asked for.
     if biomes is not None:
         keep = {_BIOMES.get(re.sub(r"[^a-z]", "", b.lower()), b): b for b in biomes}
         found = {d: _biome_tag(d.relative_to(root)) for d in every}

@@ -26,7 +26,7 @@ from ._common import (
     _find_one,
     _landsat_dn_to_physical,
     _map_codes,
-    _names,
+    _named_dirs,
     _rasterio,
     _read_window,
     _require_dir,
@@ -66,15 +66,7 @@ def _select_irish_dirs(root: Path, scenes: Sequence[str] | None) -> list[Path]:
         hint = (f" (found {legacy[0].name}: the older *_mask.TIF release uses two different "
                 "encodings and is not supported; use the 2016 USGS release)") if legacy else ""
         raise DatasetLayoutError(f"{root}: no L7_p*_r*_newmask2015.TIF masks found{hint}")
-    scenes = _names(scenes, "scenes")
-    if scenes is not None:
-        # A misspelt scene would otherwise just load fewer scenes than asked for.
-        missing = sorted(set(scenes) - {d.name for d in dirs})
-        if missing:
-            raise DatasetLayoutError(f"{root}: no Landsat 7 Irish scene folder(s) {missing}; scenes are "
-                                     f"folder names such as {[d.name for d in dirs[:3]]} ({len(dirs)} in all)")
-        dirs = [d for d in dirs if d.name in set(scenes)]
-    return dirs
+    return _named_dirs(root, dirs, scenes, "Landsat 7 Irish")
 
 
 def iter_l7_irish(root: str | PathLike, classes: tuple[str, ...] = ("clear", "cloud"),
