@@ -14,6 +14,7 @@ import pytest
 
 from sensei_xr import cli
 from sensei_xr.cli import bench as bench_command
+from sensei_xr.cli import evaluate as evaluate_command
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -84,6 +85,52 @@ def test_evaluate_errors_exit_2_without_outputs(shared_data, tmp_path, capsys, a
     code, _, err = run(capsys, "evaluate", *args, "--out", out)
     assert_one_line_error(code, err, "evaluate", *fragments)
     assert not out.exists()
+
+
+def test_evaluate_passes_dataset_options_to_the_loader(tmp_path, capsys, one_torch_thread):
+    """``--option`` reaches the loader as a config's ``options = {...}`` would: TOML values
+    (a list, a float), plain strings otherwise; unknown or malformed options exit 2 first."""
+    pytest.importorskip("rasterio")
+    from test_public_datasets import _write_biome_scene
+
+    FOREST_SCENE, SNOW_SCENE = "LC81800662014230LGN00", "LC80420082013220LGN00"
+    _write_biome_scene(tmp_path, "Forest", FOREST_SCENE)
+    _write_biome_scene(tmp_path, "Snow_Ice", SNOW_SCENE)
+    out = tmp_path / "acc"
+    code, stdout, err = run(capsys, "evaluate", "--dataset", "biome_scenes", "--root", tmp_path,
+                            "--option", "window=[8, 8, 16, 24]", "--option", "max_bytes=1e6",
+                            "--option", f"scenes=['{SNOW_SCENE}']", "--bootstrap", "0",
+                            "--device", "cpu", "--out", out)
+    assert code == 0, err
+    assert "1 images" in stdout  # one scene, not both
+    report = json.loads((out / "evaluation.json").read_text())
+    (row,) = report["rows"]
+    confusion = row["confusion"]
+    assert sum(confusion.values()) == 16 * 24  # the window's pixels, every one labelled
+    # Without the window the whole scene is read: more pixels, so the option was used.
+    code, _, err = run(capsys, "evaluate", "--dataset", "biome_scenes", "--root", tmp_path,
+                       "--option", f"scenes=['{SNOW_SCENE}']", "--bootstrap", "0",
+                       "--device", "cpu", "--out", out, "--overwrite")
+    assert code == 0, err
+    (row,) = json.loads((out / "evaluation.json").read_text())["rows"]
+    assert sum(row["confusion"].values()) > 16 * 24
+    # A VALUE that is not TOML stays the string given (a path, say).
+    assert evaluate_command.dataset_options(["mtl_dir=/data/38-Cloud mtl", "sun_elevation_deg=35.5"]) \
+        == {"mtl_dir": "/data/38-Cloud mtl", "sun_elevation_deg": 35.5}
+
+    for options, fragments in [
+        (["windw=[0, 0, 8, 8]"], ["no option(s) ['windw']", "window"]),
+        (["window"], ["'window' is not KEY=VALUE"]),
+        (["max_bytes=1", "max_bytes=2"], ["max_bytes is given twice"]),
+        ([f"scenes={SNOW_SCENE}"], ["scenes must be a list", f"write scenes=['{SNOW_SCENE}']"]),
+    ]:
+        fresh = tmp_path / "refused"
+        argv = ["evaluate", "--dataset", "biome_scenes", "--root", tmp_path, "--out", fresh]
+        for o in options:
+            argv += ["--option", o]
+        code, _, err = run(capsys, *argv)
+        assert_one_line_error(code, err, "evaluate", *fragments)
+        assert not fresh.exists()
 
 
 def test_evaluate_usage_error(capsys):

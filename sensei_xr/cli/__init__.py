@@ -20,7 +20,7 @@ Commands
     The main job on the embedded default data: builds a STAC catalog from the real
     sample scenes, serves it with a local rustac STAC API on 127.0.0.1, searches it,
     masks what it finds and writes COGs and quicklooks; the server is always stopped.
-``evaluate --dataset D [--split S] [--bands ALL,RGB,...] [--peers ...] [--out DIR]``
+``evaluate --dataset D [--split S] [--option KEY=VALUE ...] [--bands ALL,RGB,...] [--peers ...] [--out DIR]``
     The paper's metrics of a model on a labelled dataset
     (:func:`sensei_xr.datasets.load_dataset`) for the band sets of Table III and
     peer methods on the same pixels (:func:`sensei_xr.evaluation.evaluate_model`);

@@ -32,6 +32,12 @@ def add_parser(sub) -> None:
     e.add_argument("--dataset", required=True, help="labelled dataset name, e.g. biome_patches")
     e.add_argument("--split", help="split, e.g. val (default: the dataset's default, often all)")
     e.add_argument("--root", help="the dataset's folder (default: its place in the sample data)")
+    e.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", dest="options",
+                   help="an option of the dataset's loader, the VALUE a TOML value (repeatable), e.g. "
+                        "--option 'window=[2880, 2816, 2048, 2048]' --option max_bytes=2.1e10 for "
+                        "biome_scenes, --option sun_elevation_deg=35.2 for 38cloud; a VALUE that "
+                        "is not TOML is a string (--option mtl_dir=/data/mtl). The loaders' options: "
+                        "help(sensei_xr.datasets.DATASET_LOADERS[NAME])")
     e.add_argument("--bands", nargs="+", metavar="SET",
                    help="band sets, comma- or space-separated: ALL, COMMON, RGB, RGBNIR, AeroRGBNIR, "
                         "NoRGB (default ALL)")
@@ -61,6 +67,26 @@ def _band_sets(values: list[str] | None) -> list[str]:
     return out
 
 
+def dataset_options(values: list[str]) -> dict:
+    """``--option KEY=VALUE`` as loader keyword options: each VALUE read as a TOML value
+    (numbers, booleans, lists, quoted strings), else kept as the string given."""
+    import tomllib
+
+    options: dict = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise CliError(f"--option {item!r} is not KEY=VALUE; e.g. --option max_bytes=2.1e10")
+        if key in options:
+            raise CliError(f"--option {key} is given twice; give each option once")
+        try:
+            options[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[key] = value
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     """Options first, then the outputs, the model and the data: cheap checks fail first."""
     from ..datasets import load_dataset
@@ -69,12 +95,18 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.runtime import resolve_device
 
     band_sets = _band_sets(args.bands)
+    options = dataset_options(args.options)
     peers = [get_peer(p).name for p in (split_list(args.peers) or [])]
     out_dir = Path(args.out)
     refuse_existing([out_dir / "evaluation.json", out_dir / "evaluation.md"], args.overwrite)
     model = load_model(args.model)
     device = resolve_device(args.device)
-    samples = load_dataset(args.dataset, args.root, args.split, tuple(model.classes))
+    try:
+        samples = load_dataset(args.dataset, args.root, args.split, tuple(model.classes), **options)
+    except TypeError as e:  # an option of the wrong kind (the loaders say which and how)
+        if not options:
+            raise
+        raise CliError(f"--option: {e}") from e
     if not samples:
         raise CliError(f"dataset {args.dataset!r} (split {args.split}) has no samples")
     what = f"{args.dataset}" + (f" ({args.split})" if args.split else "")
