@@ -27,7 +27,7 @@ from sensei_xr.models import CloudEnsemble, load_model, save_model
 from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
 from sensei_xr.sample_data import data_dir
 from sensei_xr.training.crossval import _SYSTEM_KEYS, engine_options, member_seeds, read_system, select_bands
-from sensei_xr.training.train import finished_model, train
+from sensei_xr.training.train import finished_model, train, training_snow_test
 
 from .scene_report import BAND_SETS as BAND_SETS_CHECKED
 from .scene_report import check
@@ -96,7 +96,13 @@ def train_release(config_path: Path, work: Path, seed: int, log=print,
         t0 = time.time()
         train(cfg, data_dir(), stem, resume=True, log=log, train_samples=patches, val_samples=patches)
         timing.write_text(f"{time.time() - t0:.0f}\n")
-    return load_model(stem.with_suffix(".safetensors")), float(timing.read_text())
+    model = load_model(stem.with_suffix(".safetensors"))
+    if cfg.get("snow_test") and model.snow_test is None:
+        # A finished run of the recipe without the test (which is chosen after training):
+        # chosen now on the same patches, as training would have.
+        model.snow_test = training_snow_test([patches], model.cloud_class_indices)
+        log(f"chose the snow test on the {len(patches)} patches: 1.6 um < {model.snow_test.swir_max:g}")
+    return model, float(timing.read_text())
 
 
 def release(config_path: Path, cv_path: Path, name: str, summary: str, make_default: bool,
@@ -238,6 +244,10 @@ def card_markdown(card: dict, results: Path) -> str:
              network + (f"; batch-norm statistics measured for {', '.join(card['bn_calibrations'])}"
                         if card.get("bn_calibrations") else ""),
              f"- **Trained on**: {training['data']}",
+             *([f"- **Snow test** (applied by the engine after its edge refinement): cloud probability at most "
+                f"{t['cloud_cap']:g} where NDSI(green, 1.6 um) >= {t['ndsi_min']:g}, green > {t['green_min']:g} and "
+                f"1.6 um < {t['swir_max']:g} (reflectance; the ceiling chosen on the training labels: at most 0.1 % "
+                "of their cloud pixels pass; `sensei_xr.spectral.snow`)"] if (t := card.get("snow_test")) else []),
              recipe,
              f"- **Selected on**: {card['selected_on']}",
              f"- **Weights**: `sensei_xr/models/registry/{card['weights_file']}`, sha256 `{card['sha256'][:16]}...`",

@@ -226,6 +226,36 @@ def test_kept_fold_model_gains_missing_calibrations_without_retraining(biome, tm
     assert held == [r["name"] for r in first["runs"][0]["band_sets"]["RGB"]] and len(held) == 3
 
 
+def test_kept_fold_model_gains_the_snow_test_its_config_asks_for(biome, tmp_path, monkeypatch):
+    """A recipe with ``snow_test = true`` scores the kept fold models of the same recipe
+    without it: the test is chosen on the fold's training patches (as training chooses it)
+    and saved with the model, nothing is trained again; the recipe without the test then
+    scores the model without it."""
+    from sensei_xr.models import load_model
+    from sensei_xr.training import crossval as cv
+    from sensei_xr.training.snow import snow_test_for
+
+    samples = [s for s in biome if s.tags["surface"] in ("Barren", "Water", "SnowIce")]  # 3 per fold
+    system = {"system": "tiny", "model": {"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]},
+              "patch_size": 32, "batch_size": 2, "steps": 4, "steps_per_epoch": 2, "optimizer": "adamw",
+              "bn_recalibration_batches": 2, "val_band_sets": {"all": "ALL"}, "device": "cpu"}
+    cv.cross_validate(system, samples, k=3, only_fold=2, band_sets=("RGB",), models_dir=tmp_path, log=lambda m: None)
+    stem = tmp_path / "fold2_seed0" / "model"
+    assert load_model(stem.with_suffix(".safetensors")).snow_test is None
+    logs: list[str] = []
+    cv.cross_validate({**system, "snow_test": True}, samples, k=3, only_fold=2, band_sets=("RGB",),
+                      models_dir=tmp_path, log=logs.append)
+    assert not any("step" in m for m in logs), "the kept model was trained again"
+    train, _ = split_folds(samples, stratified_scene_folds(samples, 3), 2)
+    assert load_model(stem.with_suffix(".safetensors")).snow_test == snow_test_for(train, [1])
+    assert any("snow test" in m for m in logs)
+    seen = []
+    real_score = cv.score_model
+    monkeypatch.setattr(cv, "score_model", lambda model, *a, **k: seen.append(model.snow_test) or real_score(model, *a, **k))
+    cv.cross_validate(system, samples, k=3, only_fold=2, band_sets=("RGB",), models_dir=tmp_path, log=lambda m: None)
+    assert seen == [None]
+
+
 def test_ensemble_system_scores_the_mean_of_its_members_fold_models(biome, tmp_path):
     """An ensemble system trains (or reuses) each member's fold model as the member's own
     cross-validation would, and scores their mean probability through the engine."""

@@ -33,6 +33,7 @@ from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
 from .blocks import BlockPredictor, blend_graph, halo_graph
 from .runtime import ModelRef, check_backend, check_device
+from ..spectral.snow import SnowTest, snow_bands
 from .tiling import FILL_REACH, TilingPlan, halo_for
 from ..errors import InferenceError
 
@@ -309,8 +310,11 @@ def class_probabilities(
         cloud is, the bands where its edges run. It sharpens the blurred edges of a
         network with output stride 8 and added 0.9-2.1 points of CV mean OA in the Biome
         cross-validation (``docs/model_findings.md``), for 1.06-1.12x the accessor's CPU
-        time. ``False`` gives the network's probabilities as they are. Pointwise models
-        are never refined.
+        time. A model that carries a snow test (``model.snow_test``,
+        :mod:`sensei_xr.spectral.snow`) then has its cloud probability capped where the
+        scene's green and 1.6 um bands say snow or ice (``attrs["snow_test"]`` says what
+        was applied). ``False`` gives the network's probabilities as they are, without
+        either. Pointwise models are never refined.
 
     Returns
     -------
@@ -354,7 +358,7 @@ def class_probabilities(
         dims = (time_dim, *dims)
     result = xr.DataArray(probs, dims=dims, coords={**coords, "class": list(model_obj.classes)},
                           name="class_probability")
-    result.attrs = _provenance(model_obj, ref, desc)
+    result.attrs = _provenance(model_obj, ref, desc, _snow_guard(model_obj, desc, refine))
     return _georef(result, da)
 
 
@@ -408,7 +412,7 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
     n_classes = len(model.classes)
     cloud_classes = tuple(model.cloud_class_indices) if refine and not plan.pointwise else None
     fn = BlockPredictor(ref, desc, plan, fill, device, batch_size, data.chunks, halo, n_classes, backend,
-                        cloud_classes)
+                        cloud_classes, _snow_guard(model, desc, refine))
     meta = np.array((), np.float32)
     if plan.pointwise:
         out_chunks = (data.chunks[0], (n_classes,), data.chunks[2], data.chunks[3])
@@ -420,6 +424,17 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
         )
         probs = blend_graph(sums, data.chunks, n_classes)
     return probs[..., :ny, :nx]
+
+
+def _snow_guard(model, desc: BandDescriptors, refine: bool) -> tuple[tuple[int, int], SnowTest] | None:
+    """(green and 1.6 um band indices, the model's snow test) the engine applies after the
+    refinement, or None: no refinement (pointwise models have none), no test, or the scene
+    lacks either band."""
+    test = getattr(model, "snow_test", None)
+    if not refine or test is None or _is_pointwise(model):
+        return None
+    bands = snow_bands(desc)
+    return None if bands is None else (bands, test)
 
 
 def _halo(plan: TilingPlan, shape_yx) -> tuple[int, int]:
@@ -545,8 +560,15 @@ def _check_band_count(model, desc: BandDescriptors) -> None:
             )
 
 
-def _provenance(model, ref: ModelRef, desc: BandDescriptors) -> dict:
+def _provenance(model, ref: ModelRef, desc: BandDescriptors, snow=None) -> dict:
     card = getattr(model, "card", None) or {}
+    if snow is not None:
+        (green, swir), test = snow
+        snow_note = (f"cloud probability at most {test.cloud_cap:g} where NDSI({desc.names[green]}, "
+                     f"{desc.names[swir]}) >= {test.ndsi_min:g}, {desc.names[green]} > {test.green_min:g} and "
+                     f"{desc.names[swir]} < {test.swir_max:g}")
+    else:
+        snow_note = "none"
     return {
         "model": str(card.get("name", ref.source)),
         # A file's sha256, or for weights that are no file's (never saved, or edited since
@@ -555,6 +577,7 @@ def _provenance(model, ref: ModelRef, desc: BandDescriptors) -> dict:
         "model_weights": "in memory" if ref.in_memory else "file",
         "bands_used": ",".join(desc.names),
         "classes": ",".join(model.classes),
+        "snow_test": snow_note,
     }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 __all__ = ["GUIDED_RADIUS", "GUIDED_EPS", "GUIDED_SUBSAMPLE", "box_mean", "effective_subsample", "guided_filter",
-           "refine_cloud_probability", "refined"]
+           "refine_cloud_probability", "refined", "with_cloud_probability"]
 
 #: Window radius of the guided filter, pixels (129 x 129 px windows). Chosen on one kept
 #: cross-validation fold model (``docs/model_findings.md``; the mosaic recipe's fold 2, six
@@ -213,20 +213,45 @@ def refine_cloud_probability(images, probs, cloud_classes: Sequence[int], radius
         refinement (clipped to 0-1), shared among the cloud classes, and the rest among the
         others, in the proportions the network gave.
     """
-    import torch
-
     probs = probs.float()
-    n_classes = probs.shape[1]
     cloud = sorted(set(int(i) for i in cloud_classes))
     p = probs[:, cloud].sum(1, keepdim=True)
     q = guided_filter(images, p, radius, eps, subsample).clamp(0.0, 1.0)
+    return with_cloud_probability(probs, cloud, p, q)
+
+
+def with_cloud_probability(probs, cloud: Sequence[int], p, q):
+    """Class probabilities whose summed cloud probability ``p`` becomes ``q``.
+
+    Parameters
+    ----------
+    probs : torch.Tensor
+        (B, C, P, P) float32 class probabilities.
+    cloud : sequence of int
+        Sorted indices of the cloud classes.
+    p, q : torch.Tensor
+        (B, 1, P, P): the cloud classes' summed probability in ``probs``, and the new one.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, C, P, P): ``q`` shared among the cloud classes and ``1 - q`` among the others,
+        each side in the proportions ``probs`` gave (evenly where it gave that side nothing).
+    """
+    import torch
+
+    n_classes = probs.shape[1]
     if n_classes == 2 and len(cloud) == 1:
         return torch.cat([q, 1 - q] if cloud[0] == 0 else [1 - q, q], 1)
     is_cloud = torch.zeros(n_classes, dtype=torch.bool, device=probs.device)
     is_cloud[cloud] = True
     # Each side's classes keep their shares; a side the network gave nothing is split evenly.
+    # The clear side's total is summed, not 1 - p: near p = 1 that difference loses digits.
+    clear_total = probs.sum(1, keepdim=True) - p if n_classes == len(cloud) else \
+        probs[:, [i for i in range(n_classes) if i not in set(cloud)]].sum(1, keepdim=True)
     cloud_share = torch.where(p > 0, probs / p.clamp(min=1e-12), 1.0 / len(cloud))
-    clear_share = torch.where(p < 1, probs / (1 - p).clamp(min=1e-12), 1.0 / max(n_classes - len(cloud), 1))
+    clear_share = torch.where(clear_total > 0, probs / clear_total.clamp(min=1e-12),
+                              1.0 / max(n_classes - len(cloud), 1))
     return torch.where(is_cloud.view(1, -1, 1, 1), cloud_share * q, clear_share * (1 - q))
 
 

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from .deeplab import DeepLabV3Plus, DeepLabV3PlusPixel, DeepLabV3PlusWide
 from .pixelnet import PixelNet
 from .sensei import SEnSeI
+from ..spectral.snow import SnowTest
 
 __all__ = [
     "CloudModel",
@@ -196,6 +197,9 @@ class CloudModel(nn.Module):
         sha256 of the weights file it was loaded from.
     source : str or None
         Registry name or absolute path it was loaded from.
+    snow_test : SnowTest or None
+        The snow test the engine applies to its refined cloud probability (its 1.6 um
+        ceiling chosen on the training labels; saved on the card), or None.
     """
 
     def __init__(self, encoder: SEnSeI | None, head: nn.Module,
@@ -214,6 +218,7 @@ class CloudModel(nn.Module):
             config = {"encoder": "sensei" if encoder is not None else None, "head": head_name,
                       "classes": list(classes), "in_bands": None if encoder is not None else head.in_channels}
         self._config = dict(config)
+        self.snow_test: SnowTest | None = None
         self.card: dict | None = None
         self.sha256: str | None = None
         self.source: str | None = None

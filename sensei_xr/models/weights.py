@@ -29,6 +29,7 @@ import torch
 from .cloud_model import CloudModel, _normalise_config, build_model
 from .ensemble import CloudEnsemble, build_ensemble, is_ensemble_config
 from ..errors import WeightsError
+from ..spectral.snow import SnowTest
 
 __all__ = [
     "WeightsError",
@@ -165,6 +166,7 @@ def save_model(model: CloudModel | CloudEnsemble, path: str | os.PathLike,
         "classes": list(model.classes),
         "num_parameters": int(sum(p.numel() for p in model.parameters())),
         "bn_calibrations": _calibration_names(model),
+        "snow_test": model.snow_test.as_dict() if getattr(model, "snow_test", None) is not None else None,
         "training": user.pop("training", None),
         "validation_metrics": user.pop("validation_metrics", None),
     }
@@ -364,8 +366,21 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
             raise WeightsError(f"{weights_path}: the batch-norm calibration {name!r} does not fit the model ({e}); "
                                "re-save the model") from e
     model = model.to(device).eval()
+    model.snow_test = _snow_test(card, card_path)
     model.card, model.sha256, model.source = card, sha, source
     return model
+
+
+def _snow_test(card: dict, card_path: Path) -> SnowTest | None:
+    """The card's snow test (None when it has none)."""
+    spec = card.get("snow_test")
+    if spec is None:
+        return None
+    try:
+        return SnowTest(**spec)
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"model card {card_path} has an invalid snow_test {spec!r} ({e}); set it to null "
+                           "or to the test the model was saved with") from e
 
 
 def list_models() -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 * :mod:`.bandsets` - the paper's Table III band combinations (and ``RGBNIRSWIR``)
   resolved by wavelength for any sensor.
+* :mod:`.snow` - the snow test (SNOMAP's NDSI with a 1.6 um ceiling) on the bands that
+  stand for green and 1.6 um.
 
 NumPy only.
 """
@@ -15,6 +17,7 @@ from .bandsets import (
     region_band,
     resolve_bands,
 )
+from .snow import SnowTest, snow_bands
 
 __all__ = ["BAND_SETS", "REGIONS", "SpectralRegion", "band_set", "canonical_set_name", "region_band",
-           "resolve_bands"]
+           "resolve_bands", "SnowTest", "snow_bands"]

@@ -122,6 +122,7 @@ def _fold_model(config: dict, train_s, held, seed: int, data_dir, log, folder: s
         train(cfg, data_dir, stem, resume=True, log=lambda m: log(f"  {m}"), train_samples=train_s, val_samples=held)
     model = _load_trained(stem)
     _calibrate_kept(model, cfg, train_s, stem, log)
+    _snow_test_kept(model, cfg, train_s, stem, log)
     return model
 
 
@@ -195,6 +196,24 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
                 model_scores[name] = score_model(model, held, name, refine=refine)
                 log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
     return model_scores, time.time() - t0
+
+
+def _snow_test_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
+    """Give a kept model the snow test its config asks for and it lacks, chosen on the
+    fold's training patches as training chooses it (saved back with the model); a config
+    without ``snow_test`` scores the model without one, so a recipe and the same recipe
+    with the test are scored on the same kept models."""
+    from ..models import save_model
+    from .train import training_snow_test
+
+    if not cfg.get("snow_test"):
+        model.snow_test = None
+        return
+    if model.snow_test is not None:
+        return
+    model.snow_test = training_snow_test([list(train_s)], model.cloud_class_indices)
+    log(f"  chose the kept model's snow test on its training patches: 1.6 um < {model.snow_test.swir_max:g}")
+    save_model(model, stem, card=model.card)
 
 
 def _calibrate_kept(model, cfg: dict, train_s, stem: Path, log) -> None:

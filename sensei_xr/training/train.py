@@ -18,10 +18,12 @@ import numpy as np
 from ..bands import check_band_values
 from ..datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
 from ..evaluation import pooled_metrics
+from ..spectral.snow import SnowTest, snow_bands
 from ..inference.runtime import resolve_device
 from .batchnorm import calibrate_band_sets, recalibrate_batchnorm
 from .checkpoints import WeightAverage, load_checkpoint, save_checkpoint
 from .samplers import Augmentation, RandomPatchBatches
+from .snow import snow_test_for
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -81,6 +83,10 @@ DEFAULT_CONFIG = {
     # on the training patches of that band set after training and kept in the model
     # (CloudModel.set_bn_calibration); inference on a matching band set uses them.
     "bn_calibration_sets": [],
+    # After training, give the model a snow test (sensei_xr.spectral.snow) whose 1.6 um
+    # ceiling is chosen on the labelled training images with a green and a 1.6 um band
+    # (sensei_xr.training.snow); the engine caps the cloud probability of snow and ice.
+    "snow_test": False,
     # name -> bands: None (all), "no_thermal", a Table III set ("RGB", "RGBNIR", ...) or names.
     "val_band_sets": {"all": None, "rgb_nir": "RGBNIR", "rgb": "RGB", "no_thermal": "no_thermal"},
 }
@@ -90,9 +96,9 @@ DEFAULT_CONFIG = {
 _RECIPE_KEYS = ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum", "weight_decay", "lr_min",
                 "schedule", "min_bands", "band_subsets", "named_band_sets", "mosaic_probability", "seed",
                 "weight_average_from", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
-                "synthetic_clouds", "augmentation", "model")
+                "synthetic_clouds", "augmentation", "model", "snow_test")
 # Measured after training, and again for a kept model (crossval): not part of what must match.
-_AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets")
+_AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets", "snow_test")
 # Recorded since 2026-12-03: a card or checkpoint written before says nothing about them.
 _RECORDED_LATER = ("model",)
 
@@ -261,6 +267,16 @@ def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[lis
         for part, out in zip((sources, weights, described), _group_by_bands(samples, label, weight)):
             part += out
     return sources, weights, described
+
+
+def training_snow_test(sources, cloud_classes) -> SnowTest:
+    """The snow test chosen on the labelled training images that have a green and a 1.6 um
+    band (:func:`~sensei_xr.training.snow.snow_test_for`)."""
+    labelled = [smp for src in sources for smp in src if snow_bands(smp.descriptors) is not None]
+    if not labelled:
+        raise ValueError("snow_test = true needs labelled training images with a green and a 1.6 um band; "
+                         "none of the training data has both")
+    return snow_test_for(labelled, list(cloud_classes))
 
 
 def _training_sources(cfg: dict, data_dir: Path, classes: tuple[str, ...],
@@ -603,6 +619,8 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
     if cfg["bn_calibration_sets"] and model.encoder is not None:
         calibrate_band_sets(model, train_sources, cfg["bn_calibration_sets"], cfg["bn_recalibration_batches"] or 40,
                             cfg["patch_size"], cfg["batch_size"], device)
+    if cfg["snow_test"]:
+        model.snow_test = training_snow_test(train_sources, model.cloud_class_indices)
     from ..models import save_model
 
     model.eval()
