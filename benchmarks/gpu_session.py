@@ -60,7 +60,7 @@ GPU_DIR = ROOT / ".gpu"
 #: six bands in seeds 0 and 1 (2026-12-03, ``results/crossval/sensei_dlv3_mosaic_haze_refined.json``), so
 #: it is out. At most MAX_RECIPES: the tool returns 8 files.
 PLAN: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("configs/systems/sensei_dlv3_mosaic.toml", (3, 4, 5)),
+    ("configs/systems/sensei_dlv3_mosaic_snow.toml", (4, 5, 6)),
 )
 FOLDS = 3
 MAX_RECIPES = 3
