@@ -130,8 +130,8 @@ def save_model(model: CloudModel | CloudEnsemble, path: str | os.PathLike,
     card : dict, optional
         Free-form card content kept as given: e.g. ``name``, ``training`` (data,
         recipe), ``validation_metrics``. The keys ``format``, ``format_version``,
-        ``architecture``, ``classes``, ``num_parameters``, ``weights_file`` and
-        ``sha256`` are filled in here.
+        ``architecture``, ``classes``, ``num_parameters``, ``snow_test`` (the
+        model's, or null), ``weights_file`` and ``sha256`` are filled in here.
 
     Returns
     -------
