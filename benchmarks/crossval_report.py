@@ -24,6 +24,26 @@ YARDSTICK = "pixel_gbm"
 MARGIN = 0.02
 
 
+def _seeds_text(seeds) -> str:
+    seeds = sorted(int(s) for s in seeds)
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+
+
+def _tell_apart(results: dict) -> None:
+    """Rows of one system from different result files (e.g. seeds run with different code)
+    get their seeds in the name, so no two rows of the table read the same."""
+    by_name: dict[str, list[str]] = {}
+    for key, v in results.items():
+        by_name.setdefault(v["system"], []).append(key)
+    for keys in by_name.values():
+        if len(keys) > 1:
+            for key in keys:
+                v = results[key]
+                v["system"] = f"{v['system']} ({_seeds_text(v.get('seeds') or [r['seed'] for r in v['runs']])})"
+
+
 def report(folder: Path) -> str:
     results = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
     results = {k: v for k, v in results.items() if "summary" in v}
@@ -32,6 +52,7 @@ def report(folder: Path) -> str:
             v["system"] = f"{v['system']} + edge refinement"
     if not results:
         raise SystemExit(f"no cross-validation results in {folder}")
+    _tell_apart(results)
     order = sorted(results, key=lambda k: (k != YARDSTICK, k))
     lines = ["# Scene-disjoint 3-fold cross-validation on the 24 Landsat 8 Biome patches", "",
              "Folds: biome-stratified, scene-disjoint (a scene is never in two folds; each fold holds one "

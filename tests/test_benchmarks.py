@@ -146,3 +146,21 @@ def test_a_card_takes_a_newer_cross_validation_of_its_own_recipe_only(monkeypatc
         other = next(c for c in cards if c["training"]["config"] != card["training"]["config"])
         with pytest.raises(SystemExit, match="another config than this model's recipe"):
             with_cross_validation(card, Path(other["cross_validation"]["source"]))
+
+
+def test_the_cross_validation_report_never_prints_two_rows_alike(tmp_path):
+    """Two result files of one system (seeds run with different code) get their seeds in
+    the name; the committed results give a table whose (system, bands) rows are unique."""
+    from benchmarks.crossval_report import report
+
+    folder = ROOT / "results" / "crossval"
+    rows = [line.split(" | ")[:2] for line in report(folder).split("## Against")[0].splitlines()
+            if line.startswith("| ") and not line.startswith("| system")]
+    assert rows and len({tuple(r) for r in rows}) == len(rows)
+    # Built so the names collide: the same system in two files, seeds 0-2 and seed 3.
+    runs = json.loads((folder / "sensei_dlv3_mosaic_refined.json").read_text())
+    (tmp_path / "a.json").write_text(json.dumps(runs))
+    (tmp_path / "b.json").write_text(json.dumps({**runs, "seeds": [3]}))
+    names = {line.split(" | ")[0] for line in report(tmp_path).splitlines() if "mosaic" in line}
+    assert {"| SEnSeI+DLv3, mosaic patches + edge refinement (seeds 0-2)",
+            "| SEnSeI+DLv3, mosaic patches + edge refinement (seed 3)"} <= names
