@@ -27,7 +27,8 @@ from sensei_xr.models import CloudEnsemble, load_model, save_model
 from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
 from sensei_xr.sample_data import data_dir
 from sensei_xr.training.crossval import _SYSTEM_KEYS, engine_options, member_seeds, read_system, select_bands
-from sensei_xr.training.train import finished_model, train, training_snow_test
+from sensei_xr.training.snow import training_snow_tests
+from sensei_xr.training.train import finished_model, train
 
 from .scene_report import BAND_SETS as BAND_SETS_CHECKED
 from .scene_report import check
@@ -97,11 +98,15 @@ def train_release(config_path: Path, work: Path, seed: int, log=print,
         train(cfg, data_dir(), stem, resume=True, log=log, train_samples=patches, val_samples=patches)
         timing.write_text(f"{time.time() - t0:.0f}\n")
     model = load_model(stem.with_suffix(".safetensors"))
-    if cfg.get("snow_test") and model.snow_test is None:
-        # A finished run of the recipe without the test (which is chosen after training):
+    missing = {key: True for key in ("snow_test", "nir_snow_test") if cfg.get(key) and getattr(model, key) is None}
+    if missing:
+        # A finished run of the recipe without a test (tests are chosen after training):
         # chosen now on the same patches, as training would have.
-        model.snow_test = training_snow_test([patches], model.cloud_class_indices)
-        log(f"chose the snow test on the {len(patches)} patches: 1.6 um < {model.snow_test.swir_max:g}")
+        chosen = dict(zip(("snow_test", "nir_snow_test"),
+                          training_snow_tests(missing, [patches], model.cloud_class_indices)))
+        for key in missing:
+            setattr(model, key, chosen[key])
+            log(f"chose the {key.replace('_', ' ')} on the {len(patches)} patches: {chosen[key]}")
     return model, float(timing.read_text())
 
 
@@ -248,6 +253,10 @@ def card_markdown(card: dict, results: Path) -> str:
                 f"{t['cloud_cap']:g} where NDSI(green, 1.6 um) >= {t['ndsi_min']:g}, green > {t['green_min']:g} and "
                 f"1.6 um < {t['swir_max']:g} (reflectance; the ceiling chosen on the training labels: at most 0.1 % "
                 "of their cloud pixels pass; `sensei_xr.spectral.snow`)"] if (t := card.get("snow_test")) else []),
+             *([f"- **Snow test without a 1.6 um band** (green, red and NIR; applied where a scene has no 1.6 um "
+                f"band): cloud probability at most {t['cloud_cap']:g} where NDVI < {t['ndvi_max']:g} and green > "
+                f"{t['green_min']:g} (both chosen on the training labels: at most 0.1 % of their cloud pixels pass, "
+                "and of such pairs the one passing the most clear pixels)"] if (t := card.get("nir_snow_test")) else []),
              recipe,
              f"- **Selected on**: {card['selected_on']}",
              f"- **Weights**: `sensei_xr/models/registry/{card['weights_file']}`, sha256 `{card['sha256'][:16]}...`",

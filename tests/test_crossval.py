@@ -254,6 +254,15 @@ def test_kept_fold_model_gains_the_snow_test_its_config_asks_for(biome, tmp_path
     monkeypatch.setattr(cv, "score_model", lambda model, *a, **k: seen.append(model.snow_test) or real_score(model, *a, **k))
     cv.cross_validate(system, samples, k=3, only_fold=2, band_sets=("RGB",), models_dir=tmp_path, log=lambda m: None)
     assert seen == [None]
+    # The test for scenes without a 1.6 um band is gained the same way, beside the other.
+    from sensei_xr.training.snow import choose_nir_test
+
+    seen.clear()
+    cv.cross_validate({**system, "snow_test": True, "nir_snow_test": True}, samples, k=3, only_fold=2,
+                      band_sets=("RGB",), models_dir=tmp_path, log=lambda m: None)
+    kept = load_model(stem.with_suffix(".safetensors"))
+    assert kept.nir_snow_test is not None and kept.nir_snow_test == choose_nir_test(train, [1])
+    assert kept.snow_test == snow_test_for(train, [1]) and seen == [kept.snow_test]
 
 
 def test_ensemble_system_scores_the_mean_of_its_members_fold_models(biome, tmp_path):

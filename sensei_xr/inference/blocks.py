@@ -50,7 +50,7 @@ class BlockPredictor:
         self.backend = backend
         # Cloud classes whose probability each patch's bands refine (None: as predicted).
         self.refine_classes = None if refine_classes is None else tuple(refine_classes)
-        # ((green, 1.6 um band indices), SnowTest) capping the refined cloud probability of
+        # (band indices, SnowTest or NirSnowTest) capping the refined cloud probability of
         # snow and ice (None: no test).
         self.snow_guard = snow_guard
         self.n_classes = n_classes

@@ -33,7 +33,7 @@ from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
 from .blocks import BlockPredictor, blend_graph, halo_graph
 from .runtime import ModelRef, check_backend, check_device
-from ..spectral.snow import SnowTest, snow_bands
+from ..spectral.snow import NirSnowTest, SnowTest, nir_snow_bands, snow_bands
 from .tiling import FILL_REACH, TilingPlan, halo_for
 from ..errors import InferenceError
 
@@ -312,8 +312,9 @@ def class_probabilities(
         cross-validation (``docs/model_findings.md``), for 1.06-1.12x the accessor's CPU
         time. A model that carries a snow test (``model.snow_test``,
         :mod:`sensei_xr.spectral.snow`) then has its cloud probability capped where the
-        scene's green and 1.6 um bands say snow or ice (``attrs["snow_test"]`` says what
-        was applied). ``False`` gives the network's probabilities as they are, without
+        scene's green and 1.6 um bands say snow or ice, or, in a scene without a 1.6 um
+        band, where green, red and NIR do (``model.nir_snow_test``);
+        ``attrs["snow_test"]`` says what was applied. ``False`` gives the network's probabilities as they are, without
         either. Pointwise models are never refined.
 
     Returns
@@ -426,15 +427,21 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
     return probs[..., :ny, :nx]
 
 
-def _snow_guard(model, desc: BandDescriptors, refine: bool) -> tuple[tuple[int, int], SnowTest] | None:
-    """(green and 1.6 um band indices, the model's snow test) the engine applies after the
-    refinement, or None: no refinement (pointwise models have none), no test, or the scene
-    lacks either band."""
-    test = getattr(model, "snow_test", None)
-    if not refine or test is None or _is_pointwise(model):
+def _snow_guard(model, desc: BandDescriptors,
+                refine: bool) -> tuple[tuple[int, ...], SnowTest | NirSnowTest] | None:
+    """(band indices, test) of the model's snow test the engine applies after the
+    refinement: its :class:`SnowTest` where the scene has a green and a 1.6 um band, else
+    its :class:`NirSnowTest` where it has green, red and NIR; None without refinement
+    (pointwise models have none), without a test, or without the bands."""
+    if not refine or _is_pointwise(model):
         return None
-    bands = snow_bands(desc)
-    return None if bands is None else (bands, test)
+    for attr, find in (("snow_test", snow_bands), ("nir_snow_test", nir_snow_bands)):
+        test, bands = getattr(model, attr, None), find(desc)
+        if bands is not None:
+            # The 1.6 um test is the better one; where the scene has its bands, the NIR
+            # test is not a fallback for a model that lacks it.
+            return None if test is None else (bands, test)
+    return None
 
 
 def _halo(plan: TilingPlan, shape_yx) -> tuple[int, int]:
@@ -563,10 +570,8 @@ def _check_band_count(model, desc: BandDescriptors) -> None:
 def _provenance(model, ref: ModelRef, desc: BandDescriptors, snow=None) -> dict:
     card = getattr(model, "card", None) or {}
     if snow is not None:
-        (green, swir), test = snow
-        snow_note = (f"cloud probability at most {test.cloud_cap:g} where NDSI({desc.names[green]}, "
-                     f"{desc.names[swir]}) >= {test.ndsi_min:g}, {desc.names[green]} > {test.green_min:g} and "
-                     f"{desc.names[swir]} < {test.swir_max:g}")
+        bands, test = snow
+        snow_note = test.describe(*(desc.names[b] for b in bands))
     else:
         snow_note = "none"
     return {

@@ -3,21 +3,22 @@
 A context network scores snow that looks like the cloud it was trained on about as high
 as that cloud (``docs/model_findings.md``). Where a model carries a
 :class:`~sensei_xr.spectral.snow.SnowTest` and the scene has a green and a 1.6 um band,
-the engine caps the cloud probability of the pixels that pass it. Pointwise, so the
-engine's results stay independent of chunking.
+or else a :class:`~sensei_xr.spectral.snow.NirSnowTest` and the scene has green, red and
+NIR bands, the engine caps the cloud probability of the pixels that pass it. Pointwise,
+so the engine's results stay independent of chunking.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ..spectral.snow import SnowTest
+from ..spectral.snow import NirSnowTest, SnowTest
 from .refine import with_cloud_probability
 
 __all__ = ["guard_snow", "guarded"]
 
 
-def guard_snow(images, probs, cloud_classes: Sequence[int], bands: tuple[int, int], test: SnowTest):
+def guard_snow(images, probs, cloud_classes: Sequence[int], bands: tuple[int, ...], test: SnowTest | NirSnowTest):
     """Class probabilities with the cloud probability capped where the snow test passes.
 
     Parameters
@@ -28,9 +29,11 @@ def guard_snow(images, probs, cloud_classes: Sequence[int], bands: tuple[int, in
         (B, C, P, P) class probabilities.
     cloud_classes : sequence of int
         Indices of the cloud classes among the C.
-    bands : (int, int)
-        Green and 1.6 um band indices (:func:`snow_bands`).
-    test : SnowTest
+    bands : tuple of int
+        The bands ``test.holds`` takes, in its order (green and 1.6 um for a
+        :class:`SnowTest`, :func:`snow_bands`; green, red and NIR for a
+        :class:`NirSnowTest`, :func:`nir_snow_bands`).
+    test : SnowTest or NirSnowTest
 
     Returns
     -------
@@ -43,14 +46,14 @@ def guard_snow(images, probs, cloud_classes: Sequence[int], bands: tuple[int, in
 
     probs = probs.float()
     cloud = sorted(set(int(i) for i in cloud_classes))
-    green, swir = images[:, bands[0]].float(), images[:, bands[1]].float()
     p = probs[:, cloud].sum(1, keepdim=True)
-    snow = test.holds(green, swir).unsqueeze(1)
+    snow = test.holds(*(images[:, b].float() for b in bands)).unsqueeze(1)
     q = torch.where(snow, p.clamp(max=test.cloud_cap), p)
     return with_cloud_probability(probs, cloud, p, q)
 
 
-def guarded(run: Callable, cloud_classes: Sequence[int], bands: tuple[int, int], test: SnowTest) -> Callable:
+def guarded(run: Callable, cloud_classes: Sequence[int], bands: tuple[int, ...],
+            test: SnowTest | NirSnowTest) -> Callable:
     """Wrap a patch runner (``(B, N, P, P)`` batch -> probabilities) to apply the test."""
 
     def run_guarded(batch):

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from .deeplab import DeepLabV3Plus, DeepLabV3PlusPixel, DeepLabV3PlusWide
 from .pixelnet import PixelNet
 from .sensei import SEnSeI
-from ..spectral.snow import SnowTest
+from ..spectral.snow import NirSnowTest, SnowTest
 
 __all__ = [
     "CloudModel",
@@ -200,6 +200,9 @@ class CloudModel(nn.Module):
     snow_test : SnowTest or None
         The snow test the engine applies to its refined cloud probability (its 1.6 um
         ceiling chosen on the training labels; saved on the card), or None.
+    nir_snow_test : NirSnowTest or None
+        The snow test for scenes without a 1.6 um band (green, red and NIR; chosen on the
+        training labels; saved on the card), or None.
     """
 
     def __init__(self, encoder: SEnSeI | None, head: nn.Module,
@@ -219,6 +222,7 @@ class CloudModel(nn.Module):
                       "classes": list(classes), "in_bands": None if encoder is not None else head.in_channels}
         self._config = dict(config)
         self.snow_test: SnowTest | None = None
+        self.nir_snow_test: NirSnowTest | None = None
         self.card: dict | None = None
         self.sha256: str | None = None
         self.source: str | None = None

@@ -84,9 +84,9 @@ class CloudEnsemble(nn.Module):
     ----------
     members : torch.nn.ModuleList
     classes : tuple of str
-    card, sha256, source, snow_test
+    card, sha256, source, snow_test, nir_snow_test
         As for :class:`CloudModel` (set by :func:`~sensei_xr.models.load_model`); the snow
-        test is the ensemble's, applied to the mean probability.
+        tests are the ensemble's, applied to the mean probability.
     """
 
     def __init__(self, members: Sequence[CloudModel]) -> None:
@@ -106,6 +106,7 @@ class CloudEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.classes: tuple[str, ...] = members[0].classes
         self.snow_test = None
+        self.nir_snow_test = None
         self.card: dict | None = None
         self.sha256: str | None = None
         self.source: str | None = None

@@ -29,7 +29,7 @@ import torch
 from .cloud_model import CloudModel, _normalise_config, build_model
 from .ensemble import CloudEnsemble, build_ensemble, is_ensemble_config
 from ..errors import WeightsError
-from ..spectral.snow import SnowTest
+from ..spectral.snow import NirSnowTest, SnowTest
 
 __all__ = [
     "WeightsError",
@@ -130,8 +130,9 @@ def save_model(model: CloudModel | CloudEnsemble, path: str | os.PathLike,
     card : dict, optional
         Free-form card content kept as given: e.g. ``name``, ``training`` (data,
         recipe), ``validation_metrics``. The keys ``format``, ``format_version``,
-        ``architecture``, ``classes``, ``num_parameters``, ``snow_test`` (the
-        model's, or null), ``weights_file`` and ``sha256`` are filled in here.
+        ``architecture``, ``classes``, ``num_parameters``, ``snow_test`` and
+        ``nir_snow_test`` (the model's, or null), ``weights_file`` and ``sha256`` are
+        filled in here.
 
     Returns
     -------
@@ -167,6 +168,8 @@ def save_model(model: CloudModel | CloudEnsemble, path: str | os.PathLike,
         "num_parameters": int(sum(p.numel() for p in model.parameters())),
         "bn_calibrations": _calibration_names(model),
         "snow_test": model.snow_test.as_dict() if getattr(model, "snow_test", None) is not None else None,
+        "nir_snow_test": (model.nir_snow_test.as_dict() if getattr(model, "nir_snow_test", None) is not None
+                          else None),
         "training": user.pop("training", None),
         "validation_metrics": user.pop("validation_metrics", None),
     }
@@ -366,20 +369,21 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
             raise WeightsError(f"{weights_path}: the batch-norm calibration {name!r} does not fit the model ({e}); "
                                "re-save the model") from e
     model = model.to(device).eval()
-    model.snow_test = _snow_test(card, card_path)
+    model.snow_test = _snow_test(card, card_path, "snow_test", SnowTest)
+    model.nir_snow_test = _snow_test(card, card_path, "nir_snow_test", NirSnowTest)
     model.card, model.sha256, model.source = card, sha, source
     return model
 
 
-def _snow_test(card: dict, card_path: Path) -> SnowTest | None:
-    """The card's snow test (None when it has none)."""
-    spec = card.get("snow_test")
+def _snow_test(card: dict, card_path: Path, key: str, kind: type):
+    """The card's snow test under ``key`` as a ``kind`` (None when it has none)."""
+    spec = card.get(key)
     if spec is None:
         return None
     try:
-        return SnowTest(**spec)
+        return kind(**spec)
     except (TypeError, ValueError) as e:
-        raise WeightsError(f"model card {card_path} has an invalid snow_test {spec!r} ({e}); set it to null "
+        raise WeightsError(f"model card {card_path} has an invalid {key} {spec!r} ({e}); set it to null "
                            "or to the test the model was saved with") from e
 
 

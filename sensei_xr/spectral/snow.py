@@ -1,4 +1,5 @@
-"""The snow test: snow and ice by their reflectance at green and 1.6 um (NumPy or torch).
+"""The snow tests: snow and ice by their reflectance at green and 1.6 um, or, for scenes
+without a 1.6 um band, at green, red and NIR (NumPy or torch).
 
 Snow and ice are as bright as cloud in the visible and near infrared; at 1.6 um ice
 absorbs and snow and lake ice turn dark, while water cloud stays bright and ice cloud
@@ -6,8 +7,16 @@ stays brighter than the snow below it. The normalised difference snow index
 ``NDSI = (green - swir) / (green + swir)`` of SNOMAP (Hall, Riggs and Salomonson 1995; the
 MODIS snow products keep NDSI >= 0.4 and a green reflectance over 0.10) finds snow, and
 ice clouds too; a ceiling on the 1.6 um reflectance, chosen on a model's training labels
-(:func:`sensei_xr.training.snow.choose_swir_max`), keeps the clouds out. A model carries
-its test (``CloudModel.snow_test``); the engine applies it
+(:func:`sensei_xr.training.snow.choose_swir_max`), keeps the clouds out.
+
+Without a 1.6 um band (RGB+NIR sensors such as PeruSat-1, Sentinel-2 RGB+NIR products) ice
+and snow still absorb a little in the NIR: bright lake ice reads about 0.34 at 865 nm
+under 0.44 in the visible (NDVI about -0.1), while cloud is white from the visible to the
+NIR (NDVI about 0, above it over vegetation). :class:`NirSnowTest` caps bright pixels whose
+NIR is well below their red; its floor and ceiling are chosen on training labels
+(:func:`sensei_xr.training.snow.choose_nir_test`), since thin cloud over snow keeps the
+snow's shape. A model carries its tests (``CloudModel.snow_test``,
+``CloudModel.nir_snow_test``); the engine applies the first whose bands the scene has
 (:mod:`sensei_xr.inference.snow`).
 """
 
@@ -20,7 +29,7 @@ import numpy as np
 from ..bands import BandDescriptors
 from .bandsets import region_band
 
-__all__ = ["SnowTest", "snow_bands"]
+__all__ = ["NirSnowTest", "SnowTest", "nir_snow_bands", "snow_bands"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,59 @@ class SnowTest:
         return {"swir_max": float(self.swir_max), "ndsi_min": float(self.ndsi_min),
                 "green_min": float(self.green_min), "cloud_cap": float(self.cloud_cap)}
 
+    def describe(self, green: str, swir: str) -> str:
+        """What the test does, in words, with the scene's band names."""
+        return (f"cloud probability at most {self.cloud_cap:g} where NDSI({green}, {swir}) >= {self.ndsi_min:g}, "
+                f"{green} > {self.green_min:g} and {swir} < {self.swir_max:g}")
+
+
+@dataclass(frozen=True)
+class NirSnowTest:
+    """For scenes without a 1.6 um band: a pixel is snow or ice where ``green >
+    green_min`` and ``NDVI = (nir - red) / (nir + red) < ndvi_max``; its cloud
+    probability is then at most ``cloud_cap``.
+
+    Attributes
+    ----------
+    ndvi_max : float
+        Ceiling of the NDVI (negative: NIR below red); chosen on training labels.
+    green_min : float
+        Floor of the green reflectance (thin cloud over dark water has a low NDVI too);
+        chosen on training labels.
+    cloud_cap : float
+        As for :class:`SnowTest`.
+    """
+
+    ndvi_max: float
+    green_min: float
+    cloud_cap: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("ndvi_max", "green_min", "cloud_cap"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.floating)) or not np.isfinite(value):
+                raise ValueError(f"NirSnowTest.{name} must be a finite number, not {value!r}")
+        if not 0.0 <= self.cloud_cap <= 1.0:
+            raise ValueError(f"NirSnowTest.cloud_cap is a probability (0-1), not {self.cloud_cap}")
+        if not -1.0 <= self.ndvi_max <= 1.0:
+            raise ValueError(f"NirSnowTest.ndvi_max is an NDVI (-1 to 1), not {self.ndvi_max}")
+        if self.green_min <= 0.0:
+            raise ValueError(f"NirSnowTest.green_min must be a reflectance above 0, not {self.green_min}")
+
+    def holds(self, green, red, nir):
+        """Boolean array (numpy or torch, as given): where the pixels pass, from green, red
+        and NIR reflectance (NaN fails)."""
+        return (green > self.green_min) & (nir - red < self.ndvi_max * (nir + red))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"ndvi_max": float(self.ndvi_max), "green_min": float(self.green_min),
+                "cloud_cap": float(self.cloud_cap)}
+
+    def describe(self, green: str, red: str, nir: str) -> str:
+        """What the test does, in words, with the scene's band names."""
+        return (f"cloud probability at most {self.cloud_cap:g} where NDVI({nir}, {red}) < {self.ndvi_max:g} "
+                f"and {green} > {self.green_min:g}")
+
 
 def snow_bands(desc: BandDescriptors) -> tuple[int, int] | None:
     """Indices of the green and the 1.6 um band among a scene's bands (the bands that
@@ -73,3 +135,12 @@ def snow_bands(desc: BandDescriptors) -> tuple[int, int] | None:
     if green is None or swir is None:
         return None
     return desc.names.index(green), desc.names.index(swir)
+
+
+def nir_snow_bands(desc: BandDescriptors) -> tuple[int, int, int] | None:
+    """Indices of the green, red and NIR bands among a scene's bands (regions ``"green"``,
+    ``"red"``, ``"nir"``), or None when any is missing."""
+    names = [region_band(desc, r) for r in ("green", "red", "nir")]
+    if any(n is None for n in names):
+        return None
+    return tuple(desc.names.index(n) for n in names)

@@ -199,20 +199,24 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
 
 
 def _snow_test_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
-    """Give a kept model the snow test its config asks for and it lacks, chosen on the
-    fold's training patches as training chooses it (saved back with the model); a config
-    without ``snow_test`` scores the model without one, so a recipe and the same recipe
-    with the test are scored on the same kept models."""
+    """Give a kept model the snow tests its config asks for and it lacks, chosen on the
+    fold's training patches as training chooses them (saved back with the model); a test
+    the config does not ask for is taken away for scoring, so a recipe and the same recipe
+    with a test are scored on the same kept models."""
     from ..models import save_model
-    from .train import training_snow_test
+    from .snow import training_snow_tests
 
-    if not cfg.get("snow_test"):
-        model.snow_test = None
+    keys = ("snow_test", "nir_snow_test")
+    for key in keys:
+        if not cfg.get(key):
+            setattr(model, key, None)
+    missing = {key: True for key in keys if cfg.get(key) and getattr(model, key) is None}
+    if not missing:
         return
-    if model.snow_test is not None:
-        return
-    model.snow_test = training_snow_test([list(train_s)], model.cloud_class_indices)
-    log(f"  chose the kept model's snow test on its training patches: 1.6 um < {model.snow_test.swir_max:g}")
+    chosen = dict(zip(keys, training_snow_tests(missing, [list(train_s)], model.cloud_class_indices)))
+    for key in missing:
+        setattr(model, key, chosen[key])
+        log(f"  chose the kept model's {key.replace('_', ' ')} on its training patches: {chosen[key]}")
     save_model(model, stem, card=model.card)
 
 

@@ -1,9 +1,13 @@
-"""The snow test's 1.6 um ceiling, chosen on a model's training labels.
+"""The snow tests' thresholds, chosen on a model's training labels.
 
-:class:`~sensei_xr.inference.snow.SnowTest` takes SNOMAP's NDSI and green thresholds
+:class:`~sensei_xr.spectral.snow.SnowTest` takes SNOMAP's NDSI and green thresholds
 from the literature; the 1.6 um ceiling that keeps ice clouds out of it is chosen here,
 on the labelled pixels a model is trained on (in cross-validation, the training folds
 only): the largest ceiling under which at most ``tolerance`` of those cloud pixels pass.
+:class:`~sensei_xr.spectral.snow.NirSnowTest` (scenes without a 1.6 um band) has two
+thresholds, both chosen here by the same rule: for each green floor, the largest NDVI
+ceiling passing at most ``tolerance`` of the cloud pixels; of those pairs, the one
+passing the most clear training pixels.
 """
 
 from __future__ import annotations
@@ -12,16 +16,22 @@ from typing import Sequence
 
 import numpy as np
 
-from ..spectral.snow import SnowTest, snow_bands
+from ..spectral.snow import NirSnowTest, SnowTest, nir_snow_bands, snow_bands
 
-__all__ = ["SWIR_MAX_TOLERANCE", "SWIR_MAX_LIMIT", "choose_swir_max", "snow_test_for"]
+__all__ = ["NIR_GREEN_FLOORS", "NIR_NDVI_LIMITS", "SWIR_MAX_TOLERANCE", "SWIR_MAX_LIMIT", "choose_nir_test",
+           "choose_swir_max", "snow_test_for", "training_snow_tests"]
 
 #: Share of the training cloud pixels the test may pass (fixed before any fold was scored).
 SWIR_MAX_TOLERANCE = 0.001
 #: Highest ceiling chosen (reflectance): the MODIS snow products reverse a snow detection
 #: whose 1.6 um reflectance exceeds 0.45.
 SWIR_MAX_LIMIT = 0.45
-# Ceilings are rounded down to this step (reflectance), so a card reads plainly.
+#: Green floors (reflectance) the NIR test's choice tries.
+NIR_GREEN_FLOORS = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40)
+#: Range of the NIR test's NDVI ceiling: at most 0 (NIR below red), at least -0.3 (below
+#: that, no bright snow or ice is left to find).
+NIR_NDVI_LIMITS = (-0.30, 0.0)
+# Ceilings are rounded down to this step (reflectance, NDVI), so a card reads plainly.
 _STEP = 0.005
 
 
@@ -72,3 +82,85 @@ def choose_swir_max(samples: Sequence, cloud_classes: Sequence[int], tolerance: 
 def snow_test_for(samples: Sequence, cloud_classes: Sequence[int], tolerance: float = SWIR_MAX_TOLERANCE) -> SnowTest:
     """The :class:`SnowTest` with its ceiling chosen on ``samples`` (see :func:`choose_swir_max`)."""
     return SnowTest(swir_max=choose_swir_max(samples, cloud_classes, tolerance))
+
+
+def _ceiling(values: np.ndarray, n_cloud: int, tolerance: float, limit: float) -> float:
+    """The largest multiple of the step, at most ``limit``, under which ("x < ceiling") at
+    most ``tolerance`` of ``n_cloud`` cloud pixels pass, ``values`` being the cloud pixels'
+    values that pass the test's other conditions."""
+    values = np.sort(values)
+    allowed = int(np.floor(tolerance * n_cloud))
+    # A ceiling equal to the (allowed + 1)-th smallest value passes exactly `allowed` of them.
+    ceiling = float(values[allowed]) if allowed < len(values) else limit
+    return float(min(round(np.floor(round(ceiling / _STEP, 6)) * _STEP, 3), limit))
+
+
+def choose_nir_test(samples: Sequence, cloud_classes: Sequence[int],
+                    tolerance: float = SWIR_MAX_TOLERANCE) -> NirSnowTest | None:
+    """The :class:`NirSnowTest` passing at most ``tolerance`` of the samples' cloud pixels
+    and, within that, the most of their clear pixels (None when no green floor of
+    :data:`NIR_GREEN_FLOORS` leaves a ceiling within :data:`NIR_NDVI_LIMITS`).
+
+    Parameters
+    ----------
+    samples : sequence of LabelledSample
+        Labelled images with green, red and NIR bands (reflectance, 0-1).
+    cloud_classes : sequence of int
+        Label values that are cloud; every other valid label is clear.
+    tolerance : float
+        Largest share of the cloud pixels that may pass (0-1).
+    """
+    if not 0.0 <= tolerance < 1.0:
+        raise ValueError(f"tolerance is a share of the cloud pixels (0-1), not {tolerance}")
+    cols = {"green": [], "ndvi": [], "cloud": []}
+    for s in samples:
+        bands = nir_snow_bands(s.descriptors)
+        if bands is None:
+            raise ValueError(f"sample {s.name!r} lacks a green, red or NIR band ({list(s.descriptors.names)}); "
+                             "the NIR snow test is chosen on samples with all three")
+        valid = ~s.nodata & (s.labels >= 0)
+        green, red, nir = (s.image[b][valid] for b in bands)
+        cols["green"].append(green)
+        cols["ndvi"].append((nir - red) / np.where(nir + red > 0, nir + red, np.inf))
+        cols["cloud"].append(np.isin(s.labels[valid], list(cloud_classes)))
+    green, ndvi, cloud = (np.concatenate(cols[k]) for k in ("green", "ndvi", "cloud"))
+    n_cloud = int(cloud.sum())
+    if n_cloud == 0:
+        raise ValueError("no cloud pixels in the samples: the NIR snow test cannot be chosen")
+    best = None
+    for floor in NIR_GREEN_FLOORS:
+        bright = green > floor
+        ceiling = _ceiling(ndvi[bright & cloud], n_cloud, tolerance, NIR_NDVI_LIMITS[1])
+        if ceiling < NIR_NDVI_LIMITS[0]:
+            continue
+        clear_passing = int((bright & ~cloud & (ndvi < ceiling)).sum())
+        if best is None or clear_passing > best[0]:
+            best = (clear_passing, floor, ceiling)
+    return None if best is None else NirSnowTest(ndvi_max=best[2], green_min=best[1])
+
+
+def training_snow_tests(cfg: dict, sources, cloud_classes) -> tuple[SnowTest | None, NirSnowTest | None]:
+    """The snow tests a training config asks for (``snow_test``, ``nir_snow_test``), chosen
+    on the labelled training images that have their bands.
+
+    Parameters
+    ----------
+    cfg : dict
+        Training config.
+    sources : sequence of sequences of LabelledSample
+        The training data, as training draws it.
+    cloud_classes : sequence of int
+    """
+    samples = [smp for src in sources for smp in src]
+    tests = []
+    for key, find, choose, needs in (("snow_test", snow_bands, snow_test_for, "a green and a 1.6 um band"),
+                                     ("nir_snow_test", nir_snow_bands, choose_nir_test, "green, red and NIR bands")):
+        if not cfg.get(key):
+            tests.append(None)
+            continue
+        labelled = [smp for smp in samples if find(smp.descriptors) is not None]
+        if not labelled:
+            raise ValueError(f"{key} = true needs labelled training images with {needs}; none of the training "
+                             "data has them")
+        tests.append(choose(labelled, list(cloud_classes)))
+    return tests[0], tests[1]

@@ -18,12 +18,11 @@ import numpy as np
 from ..bands import check_band_values
 from ..datasets import IGNORE_INDEX, LabelledSample, load_biome_patches, load_dataset
 from ..evaluation import pooled_metrics
-from ..spectral.snow import SnowTest, snow_bands
 from ..inference.runtime import resolve_device
 from .batchnorm import calibrate_band_sets, recalibrate_batchnorm
 from .checkpoints import WeightAverage, load_checkpoint, save_checkpoint
 from .samplers import Augmentation, RandomPatchBatches
-from .snow import snow_test_for
+from .snow import training_snow_tests
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -87,6 +86,9 @@ DEFAULT_CONFIG = {
     # ceiling is chosen on the labelled training images with a green and a 1.6 um band
     # (sensei_xr.training.snow); the engine caps the cloud probability of snow and ice.
     "snow_test": False,
+    # The same for scenes without a 1.6 um band: a test on green, red and NIR whose two
+    # thresholds are chosen on the labelled training images with those bands.
+    "nir_snow_test": False,
     # name -> bands: None (all), "no_thermal", a Table III set ("RGB", "RGBNIR", ...) or names.
     "val_band_sets": {"all": None, "rgb_nir": "RGBNIR", "rgb": "RGB", "no_thermal": "no_thermal"},
 }
@@ -96,9 +98,9 @@ DEFAULT_CONFIG = {
 _RECIPE_KEYS = ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum", "weight_decay", "lr_min",
                 "schedule", "min_bands", "band_subsets", "named_band_sets", "mosaic_probability", "seed",
                 "weight_average_from", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
-                "synthetic_clouds", "augmentation", "model", "snow_test")
+                "synthetic_clouds", "augmentation", "model", "snow_test", "nir_snow_test")
 # Measured after training, and again for a kept model (crossval): not part of what must match.
-_AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets", "snow_test")
+_AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets", "snow_test", "nir_snow_test")
 # Recorded since 2026-12-03: a card or checkpoint written before says nothing about them.
 _RECORDED_LATER = ("model",)
 
@@ -267,16 +269,6 @@ def _load_data(spec, data_dir: Path, classes: tuple[str, ...]) -> tuple[list[lis
         for part, out in zip((sources, weights, described), _group_by_bands(samples, label, weight)):
             part += out
     return sources, weights, described
-
-
-def training_snow_test(sources, cloud_classes) -> SnowTest:
-    """The snow test chosen on the labelled training images that have a green and a 1.6 um
-    band (:func:`~sensei_xr.training.snow.snow_test_for`)."""
-    labelled = [smp for src in sources for smp in src if snow_bands(smp.descriptors) is not None]
-    if not labelled:
-        raise ValueError("snow_test = true needs labelled training images with a green and a 1.6 um band; "
-                         "none of the training data has both")
-    return snow_test_for(labelled, list(cloud_classes))
 
 
 def _training_sources(cfg: dict, data_dir: Path, classes: tuple[str, ...],
@@ -619,8 +611,7 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
     if cfg["bn_calibration_sets"] and model.encoder is not None:
         calibrate_band_sets(model, train_sources, cfg["bn_calibration_sets"], cfg["bn_recalibration_batches"] or 40,
                             cfg["patch_size"], cfg["batch_size"], device)
-    if cfg["snow_test"]:
-        model.snow_test = training_snow_test(train_sources, model.cloud_class_indices)
+    model.snow_test, model.nir_snow_test = training_snow_tests(cfg, train_sources, model.cloud_class_indices)
     from ..models import save_model
 
     model.eval()
