@@ -2,8 +2,9 @@
 
 * :mod:`.bandsets` - the paper's Table III band combinations (and ``RGBNIRSWIR``)
   resolved by wavelength for any sensor.
-* :mod:`.snow` - the snow test (SNOMAP's NDSI with a 1.6 um ceiling) on the bands that
-  stand for green and 1.6 um.
+* :mod:`.snow` - the snow tests: SNOMAP's NDSI with a 1.6 um ceiling on the bands that
+  stand for green and 1.6 um, and for scenes without a 1.6 um band a green floor and an
+  NDVI ceiling on green, red and NIR.
 
 NumPy only.
 """
@@ -17,7 +18,7 @@ from .bandsets import (
     region_band,
     resolve_bands,
 )
-from .snow import SnowTest, snow_bands
+from .snow import NirSnowTest, SnowTest, nir_snow_bands, snow_bands
 
 __all__ = ["BAND_SETS", "REGIONS", "SpectralRegion", "band_set", "canonical_set_name", "region_band",
-           "resolve_bands", "SnowTest", "snow_bands"]
+           "resolve_bands", "NirSnowTest", "SnowTest", "nir_snow_bands", "snow_bands"]
