@@ -29,31 +29,32 @@ def biome(shared_data):
 
 
 @pytest.mark.parametrize("sensor, names, want", [
-    ("landsat8_oli_tirs", None, ("B3", "B6")),
-    ("sentinel2_msi", None, ("B03", "B11")),
-    ("landsat7_etm", None, ("B2", "B5")),
-    ("landsat8_oli_tirs", ["B6", "B10", "B4", "B3"], ("B3", "B6")),  # any order
+    ("landsat8_oli_tirs", None, ("B3", "B6", "B5")),
+    ("sentinel2_msi", None, ("B03", "B11", "B08")),
+    ("landsat7_etm", None, ("B2", "B5", "B4")),
+    ("landsat8_oli_tirs", ["B6", "B10", "B5", "B3"], ("B3", "B6", "B5")),  # any order
     ("landsat8_oli_tirs", ["B8", "B6", "B5"], None),  # the pan band is no green
     ("landsat8_oli_tirs", ["B2", "B3", "B4", "B5"], None),  # no 1.6 um band
+    ("landsat8_oli_tirs", ["B3", "B6", "B7"], None),  # no NIR
     ("perusat1", None, None),
 ])
-def test_the_test_finds_green_and_1600_nm_by_wavelength(sensor, names, want):
+def test_the_test_finds_green_1600_nm_and_nir_by_wavelength(sensor, names, want):
     desc = BandDescriptors.from_sensor(sensor, names)
     got = snow_bands(desc)
-    assert (None if got is None else (desc.names[got[0]], desc.names[got[1]])) == want
+    assert (None if got is None else tuple(desc.names[i] for i in got)) == want
 
 
 def test_numpy_and_torch_agree_and_missing_values_fail():
     rng = np.random.default_rng(0)
-    green, swir = rng.uniform(0, 1, 500), rng.uniform(0, 0.5, 500)
+    green, swir, nir = rng.uniform(0, 1, 500), rng.uniform(0, 0.5, 500), rng.uniform(0, 0.5, 500)
     green[:5] = np.nan
     test = SnowTest(swir_max=0.12)
-    a = test.holds(green, swir)
-    b = test.holds(torch.from_numpy(green), torch.from_numpy(swir)).numpy()
+    a = test.holds(green, swir, nir)
+    b = test.holds(*(torch.from_numpy(x) for x in (green, swir, nir))).numpy()
     np.testing.assert_array_equal(a, b)
     assert not a[:5].any()
     ndsi = (green - swir) / (green + swir)
-    np.testing.assert_array_equal(a[5:], ((ndsi >= 0.4) & (green > 0.1) & (swir < 0.12))[5:])
+    np.testing.assert_array_equal(a[5:], ((ndsi >= 0.4) & (green > 0.1) & (nir > 0.11) & (swir < 0.12))[5:])
     with pytest.raises(ValueError, match="swir_max must be a finite number"):
         SnowTest(swir_max=float("nan"))
     with pytest.raises(ValueError, match="cloud_cap is a probability"):
@@ -72,8 +73,8 @@ def test_cloud_is_capped_only_where_the_test_holds(n_classes, seed, cap, data):
     images[:, 2] *= 0.3  # 1.6 um: often under the ceiling
     probs = torch.softmax(torch.from_numpy(rng.normal(0, 3, (2, n_classes, 9, 7)).astype(np.float32)), 1)
     test = SnowTest(swir_max=0.15, cloud_cap=cap)
-    out = guard_snow(images, probs, cloud, (0, 2), test)
-    holds = test.holds(images[:, 0], images[:, 2])
+    out = guard_snow(images, probs, cloud, (0, 2, 1), test)
+    holds = test.holds(images[:, 0], images[:, 2], images[:, 1])
     assert holds.any() and (~holds).any()
     torch.testing.assert_close(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-5, rtol=0)
     p, q = probs[:, cloud].sum(1), out[:, cloud].sum(1)
@@ -88,7 +89,7 @@ def test_cloud_is_capped_only_where_the_test_holds(n_classes, seed, cap, data):
 
 
 def _sample(image, labels, name="s"):
-    desc = BandDescriptors.from_sensor("landsat8_oli_tirs", ["B3", "B6"])
+    desc = BandDescriptors.from_sensor("landsat8_oli_tirs", ["B3", "B6", "B5"])
     return LabelledSample(image=image.astype(np.float32), descriptors=desc, labels=labels,
                           nodata=labels == IGNORE_INDEX, sensor="landsat8_oli_tirs", resolution_m=30.0, name=name)
 
@@ -104,7 +105,8 @@ def test_the_ceiling_passes_at_most_the_tolerated_cloud_and_is_the_highest_that_
         swir = green * rng.uniform(0, 0.8, (h, w))  # NDSI >= 0.11, often over 0.4
         labels = rng.integers(0, 2, (h, w))
         labels[rng.uniform(size=(h, w)) < 0.05] = IGNORE_INDEX
-        samples.append(_sample(np.stack([green, swir]), labels, f"s{i}"))
+        nir = rng.uniform(0, 0.6, (h, w))  # often over SNOMAP's floor, not always
+        samples.append(_sample(np.stack([green, swir, nir]), labels, f"s{i}"))
     n_cloud = sum(int((s.labels == 1).sum()) for s in samples)
     if n_cloud == 0:
         with pytest.raises(ValueError, match="no cloud pixels"):
@@ -113,7 +115,7 @@ def test_the_ceiling_passes_at_most_the_tolerated_cloud_and_is_the_highest_that_
     ceiling = choose_swir_max(samples, [1], tolerance)
 
     def passed(c):
-        return sum(int(SnowTest(swir_max=c).holds(s.image[0], s.image[1])[s.labels == 1].sum()) for s in samples)
+        return sum(int(SnowTest(swir_max=c).holds(*s.image)[s.labels == 1].sum()) for s in samples)
 
     allowed = int(np.floor(tolerance * n_cloud))
     assert 0.0 <= ceiling <= SWIR_MAX_LIMIT
@@ -126,9 +128,9 @@ def test_training_needs_images_with_both_bands():
     desc = BandDescriptors.from_sensor("landsat8_oli_tirs", ["B2", "B3", "B4"])
     rgb = LabelledSample(image=np.zeros((3, 4, 4), np.float32), descriptors=desc, labels=np.ones((4, 4), np.int64),
                          nodata=np.zeros((4, 4), bool), sensor="landsat8_oli_tirs", resolution_m=30.0, name="rgb")
-    with pytest.raises(ValueError, match="snow_test = true needs .* green and a 1.6 um band"):
+    with pytest.raises(ValueError, match="snow_test = true needs .* green, 1.6 um and NIR bands"):
         training_snow_tests({"snow_test": True}, [[rgb]], [1])
-    with pytest.raises(ValueError, match="has no green or no 1.6 um band"):
+    with pytest.raises(ValueError, match="lacks a green, 1.6 um or NIR band"):
         choose_swir_max([rgb], [1])
     with pytest.raises(ValueError, match="nir_snow_test = true needs .* green, red and NIR"):
         training_snow_tests({"nir_snow_test": True}, [[rgb]], [1])
@@ -151,8 +153,7 @@ def test_a_ceiling_chosen_on_training_folds_keeps_held_out_cloud_and_finds_snow_
         assert 0.05 <= test.swir_max <= 0.3, test
         n_cloud = n_passed = 0
         for s in held:
-            g, sw = snow_bands(s.descriptors)
-            holds = test.holds(s.image[g], s.image[sw]) & ~s.nodata
+            holds = test.holds(*(s.image[i] for i in snow_bands(s.descriptors))) & ~s.nodata
             cloud, clear = s.labels == 1, s.labels == 0
             n_cloud, n_passed = n_cloud + int(cloud.sum()), n_passed + int(holds[cloud].sum())
             if s.name.startswith(("Water_01", "SnowIce_01")):
@@ -182,7 +183,7 @@ def test_engine_caps_snow_in_a_real_patch_and_records_it(biome):
     used = plain.attrs["bands_used"].split(",")
     g, sw = used.index("B3"), used.index("B6")
     names = list(s.descriptors.names)
-    holds = model.snow_test.holds(image[names.index("B3")], image[names.index("B6")])
+    holds = model.snow_test.holds(*(image[names.index(b)] for b in ("B3", "B6", "B5")))
     assert holds.mean() > 0.5
     assert (guarded.values[holds] <= 0.1 + 1e-6).all()
     np.testing.assert_allclose(guarded.values[~holds], plain.values[~holds], atol=1e-6)
@@ -198,7 +199,8 @@ def test_the_test_is_saved_on_the_card_and_read_back(tmp_path):
     model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]}).eval()
     model.snow_test = SnowTest(swir_max=0.115)
     card = save_model(model, tmp_path / "m")
-    assert card["snow_test"] == {"swir_max": 0.115, "ndsi_min": 0.4, "green_min": 0.1, "cloud_cap": 0.1}
+    assert card["snow_test"] == {"swir_max": 0.115, "ndsi_min": 0.4, "green_min": 0.1, "nir_min": 0.11,
+                                 "cloud_cap": 0.1}
     assert load_model(tmp_path / "m").snow_test == model.snow_test
     model.snow_test = None
     assert save_model(model, tmp_path / "n")["snow_test"] is None
@@ -240,7 +242,7 @@ def test_the_nir_test_in_numpy_and_torch_agree_and_missing_values_fail():
     np.testing.assert_array_equal(a, b)
     assert not a[:5].any()
     ndvi = (nir - red) / (nir + red)
-    np.testing.assert_array_equal(a[5:], ((ndvi < -0.05) & (green > 0.2))[5:])
+    np.testing.assert_array_equal(a[5:], ((ndvi < -0.05) & (green > 0.2) & (nir > 0.11))[5:])
     with pytest.raises(ValueError, match="ndvi_max is an NDVI"):
         NirSnowTest(ndvi_max=-2.0, green_min=0.1)
     with pytest.raises(ValueError, match="green_min must be a reflectance above 0"):
@@ -344,7 +346,8 @@ def test_engine_applies_the_nir_test_only_without_a_1600_nm_band(biome):
     assert (guarded.values[holds] <= 0.1 + 1e-6).all()
     np.testing.assert_allclose(guarded.values[~holds], plain.values[~holds], atol=1e-6)
     assert plain.attrs["snow_test"] == "none"
-    assert guarded.attrs["snow_test"] == "cloud probability at most 0.1 where NDVI(B5, B4) < -0.05 and B3 > 0.1"
+    assert guarded.attrs["snow_test"] == ("cloud probability at most 0.1 where NDVI(B5, B4) < -0.05, B3 > 0.1 and "
+                                          "B5 > 0.11")
     six = da.sel(band=["B2", "B3", "B4", "B5", "B6", "B7"])
     assert cloud_probability(six, model, sensor="landsat8_oli_tirs").attrs["snow_test"] == "none"
     model.snow_test = SnowTest(swir_max=0.11)
@@ -357,7 +360,7 @@ def test_the_nir_test_is_saved_on_the_card_and_read_back(tmp_path):
     model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]}).eval()
     model.nir_snow_test = NirSnowTest(ndvi_max=-0.05, green_min=0.1)
     card = save_model(model, tmp_path / "m")
-    assert card["nir_snow_test"] == {"ndvi_max": -0.05, "green_min": 0.1, "cloud_cap": 0.1}
+    assert card["nir_snow_test"] == {"ndvi_max": -0.05, "green_min": 0.1, "nir_min": 0.11, "cloud_cap": 0.1}
     assert card["snow_test"] is None
     back = load_model(tmp_path / "m")
     assert back.nir_snow_test == model.nir_snow_test and back.snow_test is None

@@ -312,10 +312,10 @@ def class_probabilities(
         cross-validation (``docs/model_findings.md``), for 1.06-1.12x the accessor's CPU
         time. A model that carries a snow test (``model.snow_test``,
         :mod:`sensei_xr.spectral.snow`) then has its cloud probability capped where the
-        scene's green and 1.6 um bands say snow or ice, or, in a scene without a 1.6 um
+        scene's green, NIR and 1.6 um bands say snow or ice, or, in a scene without a 1.6 um
         band, where green, red and NIR do (``model.nir_snow_test``);
-        ``attrs["snow_test"]`` says what was applied. ``False`` gives the network's probabilities as they are, without
-        either. Pointwise models are never refined.
+        ``attrs["snow_test"]`` says what was applied. ``False`` gives the network's
+        probabilities as they are, without either. Pointwise models are never refined.
 
     Returns
     -------
@@ -430,7 +430,7 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
 def _snow_guard(model, desc: BandDescriptors,
                 refine: bool) -> tuple[tuple[int, ...], SnowTest | NirSnowTest] | None:
     """(band indices, test) of the model's snow test the engine applies after the
-    refinement: its :class:`SnowTest` where the scene has a green and a 1.6 um band, else
+    refinement: its :class:`SnowTest` where the scene has green, NIR and 1.6 um bands, else
     its :class:`NirSnowTest` where it has green, red and NIR; None without refinement
     (pointwise models have none), without a test, or without the bands."""
     if not refine or _is_pointwise(model):

@@ -2,7 +2,7 @@
 
 A context network scores snow that looks like the cloud it was trained on about as high
 as that cloud (``docs/model_findings.md``). Where a model carries a
-:class:`~sensei_xr.spectral.snow.SnowTest` and the scene has a green and a 1.6 um band,
+:class:`~sensei_xr.spectral.snow.SnowTest` and the scene has green, NIR and 1.6 um bands,
 or else a :class:`~sensei_xr.spectral.snow.NirSnowTest` and the scene has green, red and
 NIR bands, the engine caps the cloud probability of the pixels that pass it. Pointwise,
 so the engine's results stay independent of chunking.
@@ -30,7 +30,7 @@ def guard_snow(images, probs, cloud_classes: Sequence[int], bands: tuple[int, ..
     cloud_classes : sequence of int
         Indices of the cloud classes among the C.
     bands : tuple of int
-        The bands ``test.holds`` takes, in its order (green and 1.6 um for a
+        The bands ``test.holds`` takes, in its order (green, 1.6 um and NIR for a
         :class:`SnowTest`, :func:`snow_bands`; green, red and NIR for a
         :class:`NirSnowTest`, :func:`nir_snow_bands`).
     test : SnowTest or NirSnowTest

@@ -5,8 +5,8 @@ Snow and ice are as bright as cloud in the visible and near infrared; at 1.6 um 
 absorbs and snow and lake ice turn dark, while water cloud stays bright and ice cloud
 stays brighter than the snow below it. The normalised difference snow index
 ``NDSI = (green - swir) / (green + swir)`` of SNOMAP (Hall, Riggs and Salomonson 1995; the
-MODIS snow products keep NDSI >= 0.4 and a green reflectance over 0.10) finds snow, and
-ice clouds too; a ceiling on the 1.6 um reflectance, chosen on a model's training labels
+MODIS snow products keep NDSI >= 0.4, a green reflectance over 0.10 and a NIR reflectance
+over 0.11, which water, dark in the NIR, fails) finds snow, and ice clouds too; a ceiling on the 1.6 um reflectance, chosen on a model's training labels
 (:func:`sensei_xr.training.snow.choose_swir_max`), keeps the clouds out.
 
 Without a 1.6 um band (RGB+NIR sensors such as PeruSat-1, Sentinel-2 RGB+NIR products) ice
@@ -34,8 +34,8 @@ __all__ = ["NirSnowTest", "SnowTest", "nir_snow_bands", "snow_bands"]
 
 @dataclass(frozen=True)
 class SnowTest:
-    """A pixel is snow or ice where ``NDSI >= ndsi_min``, ``green > green_min`` and
-    ``swir < swir_max``; its cloud probability is then at most ``cloud_cap``.
+    """A pixel is snow or ice where ``NDSI >= ndsi_min``, ``green > green_min``, ``nir >
+    nir_min`` and ``swir < swir_max``; its cloud probability is then at most ``cloud_cap``.
 
     Attributes
     ----------
@@ -45,6 +45,9 @@ class SnowTest:
         SNOMAP's NDSI threshold.
     green_min : float
         SNOMAP's green reflectance floor (dark water has a high NDSI too).
+    nir_min : float
+        SNOMAP's NIR reflectance floor: water, and thin cloud over water (whose NDSI is high
+        too), fail it.
     cloud_cap : float
         Largest cloud probability left to a pixel that passes (under any mask threshold
         a user would pick, and not 0: the test is evidence, not certainty).
@@ -53,54 +56,59 @@ class SnowTest:
     swir_max: float
     ndsi_min: float = 0.4
     green_min: float = 0.10
+    nir_min: float = 0.11
     cloud_cap: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("swir_max", "ndsi_min", "green_min", "cloud_cap"):
+        for name in ("swir_max", "ndsi_min", "green_min", "nir_min", "cloud_cap"):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.floating)) or not np.isfinite(value):
                 raise ValueError(f"SnowTest.{name} must be a finite number, not {value!r}")
         if not 0.0 <= self.cloud_cap <= 1.0:
             raise ValueError(f"SnowTest.cloud_cap is a probability (0-1), not {self.cloud_cap}")
 
-    def holds(self, green, swir):
-        """Boolean array (numpy or torch, as given): where the pixels pass, from green and
-        1.6 um reflectance (NaN fails)."""
-        return (green > self.green_min) & (swir < self.swir_max) & (green - swir >= self.ndsi_min * (green + swir))
+    def holds(self, green, swir, nir):
+        """Boolean array (numpy or torch, as given): where the pixels pass, from green, 1.6
+        um and NIR reflectance (NaN fails)."""
+        return ((green > self.green_min) & (nir > self.nir_min) & (swir < self.swir_max)
+                & (green - swir >= self.ndsi_min * (green + swir)))
 
     def as_dict(self) -> dict[str, float]:
         return {"swir_max": float(self.swir_max), "ndsi_min": float(self.ndsi_min),
-                "green_min": float(self.green_min), "cloud_cap": float(self.cloud_cap)}
+                "green_min": float(self.green_min), "nir_min": float(self.nir_min), "cloud_cap": float(self.cloud_cap)}
 
-    def describe(self, green: str, swir: str) -> str:
+    def describe(self, green: str, swir: str, nir: str) -> str:
         """What the test does, in words, with the scene's band names."""
         return (f"cloud probability at most {self.cloud_cap:g} where NDSI({green}, {swir}) >= {self.ndsi_min:g}, "
-                f"{green} > {self.green_min:g} and {swir} < {self.swir_max:g}")
+                f"{green} > {self.green_min:g}, {nir} > {self.nir_min:g} and {swir} < {self.swir_max:g}")
 
 
 @dataclass(frozen=True)
 class NirSnowTest:
     """For scenes without a 1.6 um band: a pixel is snow or ice where ``green >
-    green_min`` and ``NDVI = (nir - red) / (nir + red) < ndvi_max``; its cloud
-    probability is then at most ``cloud_cap``.
+    green_min``, ``nir > nir_min`` and ``NDVI = (nir - red) / (nir + red) < ndvi_max``;
+    its cloud probability is then at most ``cloud_cap``.
 
     Attributes
     ----------
     ndvi_max : float
         Ceiling of the NDVI (negative: NIR below red); chosen on training labels.
     green_min : float
-        Floor of the green reflectance (thin cloud over dark water has a low NDVI too);
-        chosen on training labels.
+        Floor of the green reflectance; chosen on training labels.
+    nir_min : float
+        SNOMAP's NIR floor, as for :class:`SnowTest`: thin cloud over water has a low NDVI
+        too, and a low NIR.
     cloud_cap : float
         As for :class:`SnowTest`.
     """
 
     ndvi_max: float
     green_min: float
+    nir_min: float = 0.11
     cloud_cap: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("ndvi_max", "green_min", "cloud_cap"):
+        for name in ("ndvi_max", "green_min", "nir_min", "cloud_cap"):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.floating)) or not np.isfinite(value):
                 raise ValueError(f"NirSnowTest.{name} must be a finite number, not {value!r}")
@@ -114,27 +122,28 @@ class NirSnowTest:
     def holds(self, green, red, nir):
         """Boolean array (numpy or torch, as given): where the pixels pass, from green, red
         and NIR reflectance (NaN fails)."""
-        return (green > self.green_min) & (nir - red < self.ndvi_max * (nir + red))
+        return (green > self.green_min) & (nir > self.nir_min) & (nir - red < self.ndvi_max * (nir + red))
 
     def as_dict(self) -> dict[str, float]:
         return {"ndvi_max": float(self.ndvi_max), "green_min": float(self.green_min),
-                "cloud_cap": float(self.cloud_cap)}
+                "nir_min": float(self.nir_min), "cloud_cap": float(self.cloud_cap)}
 
     def describe(self, green: str, red: str, nir: str) -> str:
         """What the test does, in words, with the scene's band names."""
-        return (f"cloud probability at most {self.cloud_cap:g} where NDVI({nir}, {red}) < {self.ndvi_max:g} "
-                f"and {green} > {self.green_min:g}")
+        return (f"cloud probability at most {self.cloud_cap:g} where NDVI({nir}, {red}) < {self.ndvi_max:g}, "
+                f"{green} > {self.green_min:g} and {nir} > {self.nir_min:g}")
 
 
-def snow_bands(desc: BandDescriptors) -> tuple[int, int] | None:
-    """Indices of the green and the 1.6 um band among a scene's bands (the bands that
-    stand for the regions ``"green"`` and ``"swir16"``, see
-    :func:`~sensei_xr.spectral.bandsets.region_band`), or None when either is missing
-    (the test is then not applied)."""
-    green, swir = region_band(desc, "green"), region_band(desc, "swir16")
-    if green is None or swir is None:
+def snow_bands(desc: BandDescriptors) -> tuple[int, int, int] | None:
+    """Indices of the green, the 1.6 um and the NIR band among a scene's bands (the bands
+    that stand for the regions ``"green"``, ``"swir16"`` and ``"nir"``, see
+    :func:`~sensei_xr.spectral.bandsets.region_band`), in the order
+    :meth:`SnowTest.holds` takes them, or None when any is missing (the test is then not
+    applied)."""
+    names = [region_band(desc, r) for r in ("green", "swir16", "nir")]
+    if any(n is None for n in names):
         return None
-    return desc.names.index(green), desc.names.index(swir)
+    return tuple(desc.names.index(n) for n in names)
 
 
 def nir_snow_bands(desc: BandDescriptors) -> tuple[int, int, int] | None:

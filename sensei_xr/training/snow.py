@@ -36,19 +36,19 @@ _STEP = 0.005
 
 
 def choose_swir_max(samples: Sequence, cloud_classes: Sequence[int], tolerance: float = SWIR_MAX_TOLERANCE,
-                    ndsi_min: float = 0.4, green_min: float = 0.10) -> float:
+                    ndsi_min: float = 0.4, green_min: float = 0.10, nir_min: float = 0.11) -> float:
     """The largest 1.6 um ceiling under which at most ``tolerance`` of the samples'
     cloud pixels pass the snow test.
 
     Parameters
     ----------
     samples : sequence of LabelledSample
-        Labelled images with a green and a 1.6 um band (reflectance, 0-1).
+        Labelled images with green, 1.6 um and NIR bands (reflectance, 0-1).
     cloud_classes : sequence of int
         Label values that are cloud.
     tolerance : float
         Largest share of the cloud pixels that may pass (0-1).
-    ndsi_min, green_min : float
+    ndsi_min, green_min, nir_min : float
         The test's other thresholds (see :class:`~sensei_xr.inference.snow.SnowTest`).
 
     Returns
@@ -58,25 +58,20 @@ def choose_swir_max(samples: Sequence, cloud_classes: Sequence[int], tolerance: 
     """
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"tolerance is a share of the cloud pixels (0-1), not {tolerance}")
-    probe = SnowTest(swir_max=SWIR_MAX_LIMIT + 1.0, ndsi_min=ndsi_min, green_min=green_min)
+    probe = SnowTest(swir_max=SWIR_MAX_LIMIT + 1.0, ndsi_min=ndsi_min, green_min=green_min, nir_min=nir_min)
     swir_of_snowlike_cloud, n_cloud = [], 0
     for s in samples:
         bands = snow_bands(s.descriptors)
         if bands is None:
-            raise ValueError(f"sample {s.name!r} has no green or no 1.6 um band ({list(s.descriptors.names)}); "
-                             "the snow test's ceiling is chosen on samples with both")
+            raise ValueError(f"sample {s.name!r} lacks a green, 1.6 um or NIR band ({list(s.descriptors.names)}); "
+                             "the snow test's ceiling is chosen on samples with all three")
         cloud = np.isin(s.labels, list(cloud_classes)) & ~s.nodata
-        green, swir = s.image[bands[0]][cloud], s.image[bands[1]][cloud]
+        green, swir, nir = (s.image[b][cloud] for b in bands)
         n_cloud += int(cloud.sum())
-        swir_of_snowlike_cloud.append(swir[probe.holds(green, swir)])
+        swir_of_snowlike_cloud.append(swir[probe.holds(green, swir, nir)])
     if n_cloud == 0:
         raise ValueError("no cloud pixels in the samples: the snow test's ceiling cannot be chosen")
-    values = np.sort(np.concatenate(swir_of_snowlike_cloud))
-    allowed = int(np.floor(tolerance * n_cloud))
-    # With "swir < ceiling", a ceiling equal to the (allowed + 1)-th smallest value passes
-    # exactly `allowed` of them.
-    ceiling = float(values[allowed]) if allowed < len(values) else SWIR_MAX_LIMIT
-    return float(min(np.floor(ceiling / _STEP) * _STEP, SWIR_MAX_LIMIT))
+    return _ceiling(np.concatenate(swir_of_snowlike_cloud), n_cloud, tolerance, SWIR_MAX_LIMIT)
 
 
 def snow_test_for(samples: Sequence, cloud_classes: Sequence[int], tolerance: float = SWIR_MAX_TOLERANCE) -> SnowTest:
@@ -91,8 +86,13 @@ def _ceiling(values: np.ndarray, n_cloud: int, tolerance: float, limit: float) -
     values = np.sort(values)
     allowed = int(np.floor(tolerance * n_cloud))
     # A ceiling equal to the (allowed + 1)-th smallest value passes exactly `allowed` of them.
-    ceiling = float(values[allowed]) if allowed < len(values) else limit
-    return float(min(round(np.floor(round(ceiling / _STEP, 6)) * _STEP, 3), limit))
+    if allowed >= len(values):
+        return float(limit)
+    top = float(values[allowed])
+    ceiling = round(float(np.floor(top / _STEP)) * _STEP, 3)  # rounded so a card reads 0.11, not 0.11000000000000001
+    if ceiling > top:  # the rounding must never let the value itself pass
+        ceiling = round(ceiling - _STEP, 3)
+    return float(min(ceiling, limit))
 
 
 def choose_nir_test(samples: Sequence, cloud_classes: Sequence[int],
@@ -112,7 +112,7 @@ def choose_nir_test(samples: Sequence, cloud_classes: Sequence[int],
     """
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"tolerance is a share of the cloud pixels (0-1), not {tolerance}")
-    cols = {"green": [], "ndvi": [], "cloud": []}
+    cols = {"green": [], "nir": [], "ndvi": [], "cloud": []}
     for s in samples:
         bands = nir_snow_bands(s.descriptors)
         if bands is None:
@@ -121,15 +121,16 @@ def choose_nir_test(samples: Sequence, cloud_classes: Sequence[int],
         valid = ~s.nodata & (s.labels >= 0)
         green, red, nir = (s.image[b][valid] for b in bands)
         cols["green"].append(green)
+        cols["nir"].append(nir)
         cols["ndvi"].append((nir - red) / np.where(nir + red > 0, nir + red, np.inf))
         cols["cloud"].append(np.isin(s.labels[valid], list(cloud_classes)))
-    green, ndvi, cloud = (np.concatenate(cols[k]) for k in ("green", "ndvi", "cloud"))
+    green, nir, ndvi, cloud = (np.concatenate(cols[k]) for k in ("green", "nir", "ndvi", "cloud"))
     n_cloud = int(cloud.sum())
     if n_cloud == 0:
         raise ValueError("no cloud pixels in the samples: the NIR snow test cannot be chosen")
     best = None
     for floor in NIR_GREEN_FLOORS:
-        bright = green > floor
+        bright = (green > floor) & (nir > NirSnowTest.nir_min)
         ceiling = _ceiling(ndvi[bright & cloud], n_cloud, tolerance, NIR_NDVI_LIMITS[1])
         if ceiling < NIR_NDVI_LIMITS[0]:
             continue
@@ -153,7 +154,7 @@ def training_snow_tests(cfg: dict, sources, cloud_classes) -> tuple[SnowTest | N
     """
     samples = [smp for src in sources for smp in src]
     tests = []
-    for key, find, choose, needs in (("snow_test", snow_bands, snow_test_for, "a green and a 1.6 um band"),
+    for key, find, choose, needs in (("snow_test", snow_bands, snow_test_for, "green, 1.6 um and NIR bands"),
                                      ("nir_snow_test", nir_snow_bands, choose_nir_test, "green, red and NIR bands")):
         if not cfg.get(key):
             tests.append(None)
