@@ -250,13 +250,15 @@ def card_markdown(card: dict, results: Path) -> str:
                         if card.get("bn_calibrations") else ""),
              f"- **Trained on**: {training['data']}",
              *([f"- **Snow test** (applied by the engine after its edge refinement): cloud probability at most "
-                f"{t['cloud_cap']:g} where NDSI(green, 1.6 um) >= {t['ndsi_min']:g}, green > {t['green_min']:g} and "
+                f"{t['cloud_cap']:g} where NDSI(green, 1.6 um) >= {t['ndsi_min']:g}, green > {t['green_min']:g}"
+                + (f", NIR > {t['nir_min']:g}" if "nir_min" in t else "") + f" and "
                 f"1.6 um < {t['swir_max']:g} (reflectance; the ceiling chosen on the training labels: at most 0.1 % "
                 "of their cloud pixels pass; `sensei_xr.spectral.snow`)"] if (t := card.get("snow_test")) else []),
              *([f"- **Snow test without a 1.6 um band** (green, red and NIR; applied where a scene has no 1.6 um "
-                f"band): cloud probability at most {t['cloud_cap']:g} where NDVI < {t['ndvi_max']:g} and green > "
-                f"{t['green_min']:g} (both chosen on the training labels: at most 0.1 % of their cloud pixels pass, "
-                "and of such pairs the one passing the most clear pixels)"] if (t := card.get("nir_snow_test")) else []),
+                f"band): cloud probability at most {t['cloud_cap']:g} where NDVI < {t['ndvi_max']:g}, green > "
+                f"{t['green_min']:g} and NIR > {t['nir_min']:g} (the NDVI ceiling and the green floor chosen on the "
+                "training labels: at most 0.1 % of their cloud pixels pass, and of such pairs the one passing the "
+                "most clear pixels)"] if (t := card.get("nir_snow_test")) else []),
              recipe,
              f"- **Selected on**: {card['selected_on']}",
              f"- **Weights**: `sensei_xr/models/registry/{card['weights_file']}`, sha256 `{card['sha256'][:16]}...`",
