@@ -28,19 +28,27 @@ def biome(shared_data):
     return biome_cv_samples(shared_data / "l8_biome_patches")
 
 
-@pytest.mark.parametrize("sensor, names, want", [
-    ("landsat8_oli_tirs", None, ("B3", "B6", "B5")),
-    ("sentinel2_msi", None, ("B03", "B11", "B08")),
-    ("landsat7_etm", None, ("B2", "B5", "B4")),
-    ("landsat8_oli_tirs", ["B6", "B10", "B5", "B3"], ("B3", "B6", "B5")),  # any order
-    ("landsat8_oli_tirs", ["B8", "B6", "B5"], None),  # the pan band is no green
-    ("landsat8_oli_tirs", ["B2", "B3", "B4", "B5"], None),  # no 1.6 um band
-    ("landsat8_oli_tirs", ["B3", "B6", "B7"], None),  # no NIR
-    ("perusat1", None, None),
+@pytest.mark.parametrize("find, sensor, names, want", [
+    (snow_bands, "landsat8_oli_tirs", None, ("B3", "B6", "B5")),
+    (snow_bands, "sentinel2_msi", None, ("B03", "B11", "B08")),
+    (snow_bands, "landsat7_etm", None, ("B2", "B5", "B4")),
+    (snow_bands, "landsat8_oli_tirs", ["B6", "B10", "B5", "B3"], ("B3", "B6", "B5")),  # any order
+    (snow_bands, "landsat8_oli_tirs", ["B8", "B6", "B5"], None),  # the pan band is no green
+    (snow_bands, "landsat8_oli_tirs", ["B2", "B3", "B4", "B5"], None),  # no 1.6 um band
+    (snow_bands, "landsat8_oli_tirs", ["B3", "B6", "B7"], None),  # no NIR
+    (snow_bands, "perusat1", None, None),
+    (nir_snow_bands, "landsat8_oli_tirs", None, ("B3", "B4", "B5")),
+    (nir_snow_bands, "sentinel2_msi", None, ("B03", "B04", "B08")),  # the broad NIR, as RGBNIR takes it
+    (nir_snow_bands, "perusat1", None, ("B2", "B3", "B4")),
+    (nir_snow_bands, "landsat8_oli_tirs", ["B5", "B4", "B3"], ("B3", "B4", "B5")),  # any order
+    (nir_snow_bands, "landsat8_oli_tirs", ["B2", "B3", "B4"], None),  # no NIR
+    (nir_snow_bands, "landsat8_oli_tirs", ["B8", "B4", "B5"], None),  # the pan band is no green
 ])
-def test_the_test_finds_green_1600_nm_and_nir_by_wavelength(sensor, names, want):
+def test_the_tests_find_their_bands_by_wavelength(find, sensor, names, want):
+    """Green, 1.6 um and NIR for the 1.6 um test; green, red and NIR for the other; in the
+    order the test's ``holds`` takes them."""
     desc = BandDescriptors.from_sensor(sensor, names)
-    got = snow_bands(desc)
+    got = find(desc)
     assert (None if got is None else tuple(desc.names[i] for i in got)) == want
 
 
@@ -216,20 +224,6 @@ def test_the_test_is_saved_on_the_card_and_read_back(tmp_path):
 
 
 # ------------------------------------------------------------------ without a 1.6 um band
-
-
-@pytest.mark.parametrize("sensor, names, want", [
-    ("landsat8_oli_tirs", None, ("B3", "B4", "B5")),
-    ("sentinel2_msi", None, ("B03", "B04", "B08")),  # the broad NIR, as RGBNIR takes it
-    ("perusat1", None, ("B2", "B3", "B4")),
-    ("landsat8_oli_tirs", ["B5", "B4", "B3"], ("B3", "B4", "B5")),  # any order
-    ("landsat8_oli_tirs", ["B2", "B3", "B4"], None),  # no NIR
-    ("landsat8_oli_tirs", ["B8", "B4", "B5"], None),  # the pan band is no green
-])
-def test_the_nir_test_finds_green_red_and_nir_by_wavelength(sensor, names, want):
-    desc = BandDescriptors.from_sensor(sensor, names)
-    got = nir_snow_bands(desc)
-    assert (None if got is None else tuple(desc.names[i] for i in got)) == want
 
 
 def test_the_nir_test_in_numpy_and_torch_agree_and_missing_values_fail():
