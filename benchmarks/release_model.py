@@ -27,7 +27,7 @@ from sensei_xr.models import CloudEnsemble, load_model, save_model
 from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
 from sensei_xr.sample_data import data_dir
 from sensei_xr.training.crossval import _SYSTEM_KEYS, engine_options, member_seeds, read_system, select_bands
-from sensei_xr.training.snow import training_snow_tests
+from sensei_xr.training.snow import give_missing_snow_tests
 from sensei_xr.training.train import finished_model, train
 
 from .scene_report import BAND_SETS as BAND_SETS_CHECKED
@@ -98,15 +98,10 @@ def train_release(config_path: Path, work: Path, seed: int, log=print,
         train(cfg, data_dir(), stem, resume=True, log=log, train_samples=patches, val_samples=patches)
         timing.write_text(f"{time.time() - t0:.0f}\n")
     model = load_model(stem.with_suffix(".safetensors"))
-    missing = {key: True for key in ("snow_test", "nir_snow_test") if cfg.get(key) and getattr(model, key) is None}
-    if missing:
-        # A finished run of the recipe without a test (tests are chosen after training):
-        # chosen now on the same patches, as training would have.
-        chosen = dict(zip(("snow_test", "nir_snow_test"),
-                          training_snow_tests(missing, [patches], model.cloud_class_indices)))
-        for key in missing:
-            setattr(model, key, chosen[key])
-            log(f"chose the {key.replace('_', ' ')} on the {len(patches)} patches: {chosen[key]}")
+    # A finished run of the recipe without its tests (chosen after training): chosen now on
+    # the same patches, as training would have.
+    for key, test in give_missing_snow_tests(model, cfg, [patches]).items():
+        log(f"chose the {key.replace('_', ' ')} on the {len(patches)} patches: {test}")
     return model, float(timing.read_text())
 
 

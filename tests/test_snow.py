@@ -364,3 +364,19 @@ def test_the_nir_test_is_saved_on_the_card_and_read_back(tmp_path):
     path.write_text(json.dumps(bad))
     with pytest.raises(WeightsError, match="invalid nir_snow_test"):
         load_model(tmp_path / "m")
+
+
+def test_a_finished_run_gains_only_the_tests_it_lacks(biome):
+    """A finished (or kept) run of a recipe whose snow tests came later gains them, chosen
+    on its training images as training chooses them; a test it has is kept as it is."""
+    from sensei_xr.training.snow import give_missing_snow_tests
+
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    mine = SnowTest(swir_max=0.2)
+    model.snow_test = mine
+    given = give_missing_snow_tests(model, {"snow_test": True, "nir_snow_test": True}, [biome])
+    assert model.snow_test is mine and list(given) == ["nir_snow_test"]
+    assert model.nir_snow_test == choose_nir_test(biome, [1]) == given["nir_snow_test"]
+    assert give_missing_snow_tests(model, {"snow_test": True, "nir_snow_test": True}, [biome]) == {}
+    fresh = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    assert give_missing_snow_tests(fresh, {}, [biome]) == {} and fresh.snow_test is None

@@ -204,20 +204,16 @@ def _snow_test_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
     the config does not ask for is taken away for scoring, so a recipe and the same recipe
     with a test are scored on the same kept models."""
     from ..models import save_model
-    from .snow import training_snow_tests
+    from .snow import SNOW_TEST_KEYS, give_missing_snow_tests
 
-    keys = ("snow_test", "nir_snow_test")
-    for key in keys:
+    for key in SNOW_TEST_KEYS:
         if not cfg.get(key):
             setattr(model, key, None)
-    missing = {key: True for key in keys if cfg.get(key) and getattr(model, key) is None}
-    if not missing:
-        return
-    chosen = dict(zip(keys, training_snow_tests(missing, [list(train_s)], model.cloud_class_indices)))
-    for key in missing:
-        setattr(model, key, chosen[key])
-        log(f"  chose the kept model's {key.replace('_', ' ')} on its training patches: {chosen[key]}")
-    save_model(model, stem, card=model.card)
+    given = give_missing_snow_tests(model, cfg, [list(train_s)])
+    for key, test in given.items():
+        log(f"  chose the kept model's {key.replace('_', ' ')} on its training patches: {test}")
+    if given:
+        save_model(model, stem, card=model.card)
 
 
 def _calibrate_kept(model, cfg: dict, train_s, stem: Path, log) -> None:

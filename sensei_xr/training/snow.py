@@ -19,7 +19,7 @@ import numpy as np
 from ..spectral.snow import NirSnowTest, SnowTest, nir_snow_bands, snow_bands
 
 __all__ = ["NIR_GREEN_FLOORS", "NIR_NDVI_LIMITS", "SWIR_MAX_TOLERANCE", "SWIR_MAX_LIMIT", "choose_nir_test",
-           "choose_swir_max", "snow_test_for", "training_snow_tests"]
+           "SNOW_TEST_KEYS", "choose_swir_max", "give_missing_snow_tests", "snow_test_for", "training_snow_tests"]
 
 #: Share of the training cloud pixels the test may pass (fixed before any fold was scored).
 SWIR_MAX_TOLERANCE = 0.001
@@ -165,3 +165,20 @@ def training_snow_tests(cfg: dict, sources, cloud_classes) -> tuple[SnowTest | N
                              "data has them")
         tests.append(choose(labelled, list(cloud_classes)))
     return tests[0], tests[1]
+
+
+#: The model attributes (and config and card keys) of the snow tests.
+SNOW_TEST_KEYS = ("snow_test", "nir_snow_test")
+
+
+def give_missing_snow_tests(model, cfg: dict, sources) -> dict:
+    """Give ``model`` the snow tests ``cfg`` asks for and the model lacks, chosen on
+    ``sources`` as training chooses them (a finished or kept run of a recipe whose tests
+    came later: they are chosen after training). Returns ``{key: test}`` of those given."""
+    missing = {key: True for key in SNOW_TEST_KEYS if cfg.get(key) and getattr(model, key) is None}
+    if not missing:
+        return {}
+    chosen = dict(zip(SNOW_TEST_KEYS, training_snow_tests(missing, sources, model.cloud_class_indices)))
+    for key in missing:
+        setattr(model, key, chosen[key])
+    return {key: chosen[key] for key in missing}
