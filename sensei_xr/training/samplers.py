@@ -28,7 +28,6 @@ import numpy as np
 from ..bands import BandDescriptors, to_model_input
 from ..datasets import IGNORE_INDEX, LabelledSample
 from ..errors import MissingBandError
-from ..inference.tiling import fill_nodata
 from ..spectral.bandsets import resolve_bands
 
 __all__ = ["Augmentation", "BatchPlan", "RandomPatchBatches", "GridPatches", "grid_patches",
@@ -41,13 +40,17 @@ SyntheticFn = Callable[[np.ndarray, np.ndarray, BandDescriptors, np.random.Gener
 
 
 def model_input(values: np.ndarray, descriptors: BandDescriptors) -> np.ndarray:
-    """A patch as the inference engine gives it to the network: thermal bands scaled, then
-    pixels where any band lacks data filled from their valid neighbours
-    (:func:`sensei_xr.inference.tiling.fill_nodata`; 0 beyond its reach).
+    """A training patch as the network sees it: no data set to 0 (reflectance, and 0 K in
+    thermal bands), then every band scaled (:func:`~sensei_xr.bands.to_model_input`).
 
-    Filling with 0 before scaling, as before 2026-12-03, gave thermal no-data 0 K, far
-    colder than any cloud top, at every translated border, and the network saw zeros the
-    engine never shows it.
+    Training and the engine fill no data differently on purpose. The engine fills a scene's
+    no-data pixels from their valid neighbours (:func:`sensei_xr.inference.tiling.fill_nodata`)
+    so no fill value leaks into the view of nearby valid pixels. In training, no data appears
+    only where the augmentations leave it (translated borders, mosaic seams), with labels
+    ignored there; between 2026-12-03 and 2026-12-04 training used the engine's fill, and
+    this recipe trained 5 to 10 points weaker in scene-disjoint cross-validation, e.g. the
+    clear ice sheet SnowIce_00 called cloud by every seed (``docs/model_findings.md``,
+    "the fill"). The shipped network was trained with this zero fill.
 
     Parameters
     ----------
@@ -60,8 +63,8 @@ def model_input(values: np.ndarray, descriptors: BandDescriptors) -> np.ndarray:
     numpy.ndarray
         (N, H, W) float32, finite.
     """
-    x = to_model_input(values, descriptors)
-    return fill_nodata(x, np.isfinite(x).all(axis=0))
+    return to_model_input(np.nan_to_num(values, nan=0.0), descriptors)
+
 
 #: Bands centred below this wavelength (nm) are "visible": the ones Landsat 7 ETM+
 #: saturates over bright cloud and snow (the paper's Landsat 7 failure case).

@@ -191,8 +191,8 @@ class StacPatchSampler:
         Returns
         -------
         dict
-            ``image`` (n, P, P) float32 model input (thermal BT scaled, no data filled
-            as the engine fills it: :func:`~sensei_xr.training.samplers.model_input`),
+            ``image`` (n, P, P) float32 model input (thermal BT scaled, no data 0 as in
+            every training patch: :func:`~sensei_xr.training.samplers.model_input`),
             ``descriptors`` (n, 3) normalised wavelengths, ``valid`` (P, P) bool (every band
             has data), ``band_names`` (list of str) and ``window`` (the
             :class:`StacWindow` as a dict).
