@@ -372,3 +372,18 @@ def test_per_patch_table_puts_each_runs_patch_oa_side_by_side(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[2] == "| 0 | Snow_00 | 1.00 | 0.20 | 0.70 |"
     with pytest.raises(SystemExit):
         crossval_main(["--seeds", "0"])  # neither a config nor --per-patch
+
+
+def test_training_neighbours_vote_follows_the_labels_they_were_given(biome):
+    """The k-NN diagnosis of the folds: a held-out patch that is a training patch gets its
+    own labels back; the same patch with every label swapped gets none of them right."""
+    from dataclasses import replace
+
+    from benchmarks.training_neighbours import neighbour_accuracy
+
+    train = biome[:8]
+    mixed = next(s for s in train if 0.2 < (s.labels == 1).mean() < 0.8)
+    swapped = replace(mixed, name="swapped", labels=np.where(mixed.labels >= 0, 1 - mixed.labels, mixed.labels))
+    scores = neighbour_accuracy(train, [mixed, swapped], k=1, train_stride=1, held_stride=7)
+    assert scores[mixed.name] >= 0.99
+    assert scores["swapped"] <= 0.01
