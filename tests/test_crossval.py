@@ -387,3 +387,42 @@ def test_training_neighbours_vote_follows_the_labels_they_were_given(biome):
     scores = neighbour_accuracy(train, [mixed, swapped], k=1, train_stride=1, held_stride=7)
     assert scores[mixed.name] >= 0.99
     assert scores["swapped"] <= 0.01
+
+
+def test_an_ensemble_of_members_with_snow_tests_is_scored_with_them(biome, tmp_path, monkeypatch):
+    """Members asking for the snow tests get them on their fold's training patches; the
+    ensemble applies them to its mean probability (as a released ensemble does), and
+    members that disagree on a test are refused, not scored without it."""
+    from sensei_xr.evaluation import score_model
+    from sensei_xr.models import CloudEnsemble, load_model
+    import sensei_xr.training.crossval as crossval
+    from sensei_xr.training.crossval import cross_validate
+
+    scored_with = []  # the tests of each model crossval scores (a 4-step model may call nothing cloud)
+
+    def recording(model, *args, **kwargs):
+        scored_with.append((model.snow_test, model.nir_snow_test))
+        return score_model(model, *args, **kwargs)
+
+    monkeypatch.setattr(crossval, "score_model", recording)
+    samples = [s for s in biome if s.tags["surface"] in ("Barren", "SnowIce", "Forest")]  # 3 per fold
+    tiny = {"model": {"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]}, "patch_size": 32,
+            "batch_size": 2, "steps": 4, "steps_per_epoch": 2, "optimizer": "adamw", "bn_recalibration_batches": 2,
+            "val_band_sets": {"all": "ALL"}, "device": "cpu", "snow_test": True}
+    members = [{"system": "a", **tiny}, {"system": "b", **tiny, "lr": 3e-3}]
+    system = {"system": "ens", "kind": "ensemble", "members": ["a.toml", "b.toml"], "member_systems": members}
+    result = cross_validate(system, samples, k=3, only_fold=1, band_sets=("RGBNIRSWIR",), models_dir=tmp_path,
+                            log=lambda m: None)
+    kept = [load_model(tmp_path / "fold1_seed0" / f"member{i}" / "model.safetensors") for i in range(2)]
+    assert kept[0].snow_test is not None and kept[0].snow_test == kept[1].snow_test
+    held = [samples[i] for i in stratified_scene_folds(samples, 3)[1]]
+    assert scored_with == [(kept[0].snow_test, None)]
+    ensemble = CloudEnsemble(kept)
+    ensemble.snow_test = kept[0].snow_test
+    expected = score_model(ensemble, held, "RGBNIRSWIR")
+    rows = result["runs"][0]["band_sets"]["RGBNIRSWIR"]
+    assert [{k: r[k] for k in ("tp", "fp", "tn", "fn")} for r in rows] == [s.confusion.as_dict() for s in expected]
+    mixed = {**system, "member_systems": [members[0], {**members[1], "snow_test": False}]}
+    with pytest.raises(ValueError, match="disagree on snow_test"):
+        cross_validate(mixed, samples, k=3, only_fold=1, band_sets=("RGBNIRSWIR",), models_dir=tmp_path / "mixed",
+                       log=lambda m: None)

@@ -154,6 +154,14 @@ def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir
             if kept:  # a run's seconds include its members' training, wherever it ran
                 kept_seconds += float((models[-1].card.get("training") or {}).get("seconds") or 0.0)
         ensemble = CloudEnsemble(models).eval()
+        # The tests are the ensemble's (applied to the mean probability); members chosen on
+        # the same training patches by the same rule agree, and mixed ones have no one answer.
+        for attr, key in (("snow_test", "snow_test"), ("nir_snow_test", "nir_snow_test")):
+            tests = {getattr(m, attr) for m in models}
+            if len(tests) > 1:
+                raise ValueError(f"the ensemble's members disagree on {key} ({sorted(map(str, tests))}): give "
+                                 f"every member config the same {key} setting")
+            setattr(ensemble, attr, tests.pop())
         scores = {}
         for name in list(band_sets) + [b for b in ensemble.bn_calibration_names if b not in band_sets]:
             scores[name] = score_model(ensemble, held, name, refine=refine)
