@@ -20,10 +20,13 @@ from typing import Sequence
 
 import numpy as np
 
-from sensei_xr.evaluation.folds import stratified_scene_folds
+from sensei_xr.evaluation.folds import split_folds, stratified_scene_folds
 from sensei_xr.training.crossval import CV_BAND_SETS, biome_cv_samples, select_bands
 
-__all__ = ["neighbour_accuracy", "neighbour_table"]
+__all__ = ["CLOUD_CLASSES", "neighbour_accuracy", "neighbour_table"]
+
+#: Label values that are cloud in the Biome patches (classes clear, cloud).
+CLOUD_CLASSES = (1,)
 
 
 def _pixels(samples, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +41,7 @@ def _pixels(samples, stride: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs).astype(np.float64), np.concatenate(ys)
 
 
-def neighbour_accuracy(train: Sequence, held: Sequence, cloud_classes: Sequence[int] = (1,), k: int = 10,
+def neighbour_accuracy(train: Sequence, held: Sequence, cloud_classes: Sequence[int] = CLOUD_CLASSES, k: int = 10,
                        train_stride: int = 4, held_stride: int = 16) -> dict[str, float]:
     """Per held-out sample, the share of its pixels the majority of their ``k`` nearest
     training pixels labels right (cloud or clear).
@@ -82,17 +85,16 @@ def neighbour_table(samples: Sequence, band_sets: Sequence[str] = CV_BAND_SETS, 
     """Markdown: fold, patch, its cloud share, and the k-NN share right per band set."""
     split = stratified_scene_folds(samples, folds)
     rows = []
-    for f, held_idx in enumerate(split):
-        train = [s for i, s in enumerate(samples) if i not in set(held_idx)]
-        held = [samples[i] for i in held_idx]
+    for f in range(len(split)):
+        train, held = split_folds(samples, split, f)
         scores = {b: neighbour_accuracy([select_bands(s, b) for s in train], [select_bands(s, b) for s in held], k=k)
                   for b in band_sets}
         for s in held:
             valid = (s.labels >= 0) & ~s.nodata
-            share = float((s.labels[valid] == 1).mean()) if valid.any() else float("nan")
+            share = float(np.isin(s.labels[valid], CLOUD_CLASSES).mean()) if valid.any() else float("nan")
             cells = " | ".join(f"{scores[b].get(s.name, float('nan')):.2f}" for b in band_sets)
             rows.append(f"| {f} | {Path(s.name).stem} | {share:.2f} | {cells} |")
-    head = [f"| fold | patch | cloud share | " + " | ".join(band_sets) + " |",
+    head = ["| fold | patch | cloud share | " + " | ".join(band_sets) + " |",
             "|---|---|---|" + "---|" * len(band_sets)]
     return "\n".join(head + rows)
 
