@@ -93,6 +93,37 @@ def test_dataset_tables_synthetic_clouds_and_table3_band_sets(shared_data, tmp_p
     assert card["training"]["history"][-1]["lr"] < 1e-3
 
 
+def test_a_model_trained_without_thermal_bands_never_sees_one(shared_data, tmp_path):
+    """thermal_bands = false: the calibrations are of reflective bands only, the card records
+    it, and the engine masks a scene with B10 on the calibrated reflective bands (its
+    probabilities are those of the same scene without B10)."""
+    import numpy as np
+
+    from sensei_xr.evaluation.predict import predict_probability
+
+    config = {**TINY, "name": "no-thermal", "thermal_bands": False, "bn_recalibration_batches": 2,
+              "bn_calibration_sets": ["ALL", "NoRGB"], "val_band_sets": {"all": None}}
+    card = train(config, shared_data, tmp_path / "nt", log=lambda m: None)
+    assert card["training"]["recipe"]["thermal_bands"] is False
+    model = load_model(tmp_path / "nt.safetensors")
+    cal = {name: len(desc) for name, (desc, _) in model.bn_calibrations.items()}
+    assert cal == {"ALL": 7, "NoRGB": 4}  # B2-B7 + B9; B5-B7 + B9 (Biome patches: 8 bands, B10 thermal)
+    sample = load_dataset("biome_patches", split="val")[0]
+    assert "B10" in sample.descriptors.names
+    with_b10 = predict_probability(model, sample, "ALL")
+    assert np.array_equal(with_b10, predict_probability(model, sample, "no_thermal"), equal_nan=True)
+    # With the default, the same recipe keeps B10 (8 bands in ALL's calibration).
+    train({**config, "thermal_bands": True}, shared_data, tmp_path / "t", log=lambda m: None)
+    assert load_model(tmp_path / "t.safetensors").bn_calibrations["ALL"][0].shape[0] == 8
+    # A sample of thermal bands alone has nothing left: said, not trained on empty images.
+    from dataclasses import replace
+
+    only_b10 = replace(sample, image=sample.image[[7]], descriptors=sample.descriptors.select(["B10"]))
+    with pytest.raises(ValueError, match="has only thermal bands .*B10.*leave it out"):
+        only_b10.without_thermal()
+    assert sample.without_thermal().descriptors.names == ("B2", "B3", "B4", "B5", "B6", "B7", "B9")
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"train_data": [{"dataset": "biome_patches", "splt": "train"}]}, "unknown key"),
     ({"train_data": [{"dataset": "nope"}]}, "unknown dataset"),
@@ -102,6 +133,7 @@ def test_dataset_tables_synthetic_clouds_and_table3_band_sets(shared_data, tmp_p
     ({"augmentation": {"thermal_shift": -1.0}}, "thermal_shift must be"),
     ({"weight_average_from": 1.0}, r"weight_average_from must be a share of the steps in \[0, 1\)"),
     ({"weight_average_from": 0.5, "bn_recalibration_batches": 0}, "needs bn_recalibration_batches > 0"),
+    ({"thermal_bands": "no"}, "thermal_bands must be true or false"),
 ])
 def test_bad_training_configs_are_explained(shared_data, tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):

@@ -8,7 +8,7 @@ this package that registers its loader with :func:`register_dataset`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 
@@ -54,6 +54,15 @@ class LabelledSample:
     resolution_m: float
     name: str = ""
     tags: dict = field(default_factory=dict)
+
+    def without_thermal(self) -> "LabelledSample":
+        """The same sample without its thermal bands (for a model that never sees one)."""
+        keep = [n for n, thermal in zip(self.descriptors.names, self.descriptors.is_thermal) if not thermal]
+        if not keep:
+            raise ValueError(f"sample {self.name!r} has only thermal bands ({', '.join(self.descriptors.names)}): "
+                             "nothing is left without them; leave it out of the data")
+        idx = [self.descriptors.names.index(n) for n in keep]
+        return replace(self, image=self.image[idx], descriptors=self.descriptors.select(keep))
 
 
 def biome_to_classes(mask: np.ndarray, classes: tuple[str, ...] = ("clear", "cloud")) -> np.ndarray:

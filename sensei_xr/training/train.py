@@ -91,6 +91,10 @@ DEFAULT_CONFIG = {
     "nir_snow_test": False,
     # name -> bands: None (all), "no_thermal", a Table III set ("RGB", "RGBNIR", ...) or names.
     "val_band_sets": {"all": None, "rgb_nir": "RGBNIR", "rgb": "RGB", "no_thermal": "no_thermal"},
+    # False: thermal bands are taken out of every training and validation image, so the
+    # model never sees one (batch-norm calibrations are then measured without them too, and
+    # the engine picks a calibrated set of reflective bands from a scene that has them).
+    "thermal_bands": True,
 }
 
 
@@ -98,7 +102,7 @@ DEFAULT_CONFIG = {
 _RECIPE_KEYS = ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum", "weight_decay", "lr_min",
                 "schedule", "min_bands", "band_subsets", "named_band_sets", "mosaic_probability", "seed",
                 "weight_average_from", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
-                "synthetic_clouds", "augmentation", "model", "snow_test", "nir_snow_test")
+                "synthetic_clouds", "augmentation", "model", "snow_test", "nir_snow_test", "thermal_bands")
 # Measured after training, and again for a kept model (crossval): not part of what must match.
 _AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets", "snow_test", "nir_snow_test")
 # Recorded since 2026-12-03: a card or checkpoint written before says nothing about them.
@@ -223,6 +227,8 @@ def validate_config(config: dict) -> None:
             canonical_set_name(name)
         except ValueError as e:
             raise ValueError(f"bn_calibration_sets: {e}") from None
+    if not isinstance(cfg["thermal_bands"], bool):
+        raise ValueError(f"thermal_bands must be true or false, not {cfg['thermal_bands']!r}")
     for label, bands in cfg["val_band_sets"].items():
         if isinstance(bands, str) and bands.lower() != "no_thermal":
             try:
@@ -285,6 +291,8 @@ def _training_sources(cfg: dict, data_dir: Path, classes: tuple[str, ...],
     # would learn values it can never be given. (Here, once a run: about 0.1 s a patch.)
     for smp in (smp for src in sources for smp in src):
         check_band_values(smp.image, smp.descriptors, where=f"in training sample {smp.name!r}")
+    if not cfg["thermal_bands"]:
+        sources = [[smp.without_thermal() for smp in src] for src in sources]
     return sources, weights, described
 
 
@@ -347,6 +355,8 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         val_samples = [smp for src in val_sources for smp in src]
     else:
         val_described = [f"given samples: {', '.join(s.name for s in val_samples)}"]
+    if not cfg["thermal_bands"]:
+        val_samples = [smp.without_thermal() for smp in val_samples]
     model = _initial_model(cfg, classes, data_dir, device)
     _check_band_sets(cfg, train_sources, val_samples, model.encoder is not None)
     opt = _optimizer(cfg, model)
@@ -670,7 +680,8 @@ def finish_from_checkpoint(config: dict, data_dir: str | PathLike, out: str | Pa
     _check_checkpoint_run(state, {"recipe": training_recipe(cfg), "data": train_described}, ckpt_dir, print)
     val_sources, _, val_described = _load_data(cfg["val_data"], data_dir, classes)
     train = (train_sources, train_weights, train_described)
-    val = ([smp for src in val_sources for smp in src], val_described)
+    val_samples = [smp for src in val_sources for smp in src]
+    val = (val_samples if cfg["thermal_bands"] else [smp.without_thermal() for smp in val_samples], val_described)
     seconds = state["history"][-1]["seconds"] if state["history"] else 0.0
     with torch.no_grad():
         return _finish(model, cfg, config, out, train, val, state["history"], "cpu", seconds)
