@@ -27,7 +27,7 @@ from sensei_xr.models import CloudEnsemble, load_model, save_model
 from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
 from sensei_xr.sample_data import data_dir
 from sensei_xr.training.crossval import _SYSTEM_KEYS, engine_options, member_seeds, read_system, select_bands
-from sensei_xr.training.snow import give_missing_snow_tests
+from sensei_xr.training.snow import give_missing_tests
 from sensei_xr.training.train import finished_model, train
 
 from .scene_report import BAND_SETS as BAND_SETS_CHECKED
@@ -100,7 +100,7 @@ def train_release(config_path: Path, work: Path, seed: int, log=print,
     model = load_model(stem.with_suffix(".safetensors"))
     # A finished run of the recipe without its tests (chosen after training): chosen now on
     # the same patches, as training would have.
-    for key, test in give_missing_snow_tests(model, cfg, [patches]).items():
+    for key, test in give_missing_tests(model, cfg, [patches]).items():
         log(f"chose the {key.replace('_', ' ')} on the {len(patches)} patches: {test}")
     return model, float(timing.read_text())
 
@@ -254,6 +254,11 @@ def card_markdown(card: dict, results: Path) -> str:
                 f"{t['green_min']:g} and NIR > {t['nir_min']:g} (the NDVI ceiling and the green floor chosen on the "
                 "training labels: at most 0.1 % of their cloud pixels pass, and of such pairs the one passing the "
                 "most clear pixels)"] if (t := card.get("nir_snow_test")) else []),
+             *([f"- **Warm-surface test** (applied where a scene has a thermal band at 10-12.5 um): cloud "
+                f"probability at most {t['cloud_cap']:g} where the brightness temperature exceeds {t['bt_min_k']:g} K "
+                f"(27 C, Fmask's cloud test; fixed, not chosen on any labels) and the 1.38 um reflectance, where "
+                f"the scene has it, is at most {t['cirrus_max']:g} (`sensei_xr.spectral.warm`)"]
+               if (t := card.get("warm_test")) else []),
              recipe,
              f"- **Selected on**: {card['selected_on']}",
              f"- **Weights**: `sensei_xr/models/registry/{card['weights_file']}`, sha256 `{card['sha256'][:16]}...`",

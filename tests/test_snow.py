@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sensei_xr.bands import BandDescriptors
 from sensei_xr.datasets import IGNORE_INDEX, LabelledSample
 from sensei_xr.evaluation.folds import split_folds, stratified_scene_folds
-from sensei_xr.inference.snow import guard_snow
+from sensei_xr.inference.guards import Guard, guard
 from sensei_xr.models import WeightsError, build_model, load_model, save_model
 from sensei_xr.spectral.snow import NirSnowTest, SnowTest, nir_snow_bands, snow_bands
 from sensei_xr.training.crossval import biome_cv_samples
@@ -81,7 +81,7 @@ def test_cloud_is_capped_only_where_the_test_holds(n_classes, seed, cap, data):
     images[:, 2] *= 0.3  # 1.6 um: often under the ceiling
     probs = torch.softmax(torch.from_numpy(rng.normal(0, 3, (2, n_classes, 9, 7)).astype(np.float32)), 1)
     test = SnowTest(swir_max=0.15, cloud_cap=cap)
-    out = guard_snow(images, probs, cloud, (0, 2, 1), test)
+    out = guard(images, probs, cloud, [Guard("snow_test", test, (0, 2, 1), (False,) * 3)])
     holds = test.holds(images[:, 0], images[:, 2], images[:, 1])
     assert holds.any() and (~holds).any()
     torch.testing.assert_close(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-5, rtol=0)
@@ -369,14 +369,14 @@ def test_the_nir_test_is_saved_on_the_card_and_read_back(tmp_path):
 def test_a_finished_run_gains_only_the_tests_it_lacks(biome):
     """A finished (or kept) run of a recipe whose snow tests came later gains them, chosen
     on its training images as training chooses them; a test it has is kept as it is."""
-    from sensei_xr.training.snow import give_missing_snow_tests
+    from sensei_xr.training.snow import give_missing_tests
 
     model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
     mine = SnowTest(swir_max=0.2)
     model.snow_test = mine
-    given = give_missing_snow_tests(model, {"snow_test": True, "nir_snow_test": True}, [biome])
+    given = give_missing_tests(model, {"snow_test": True, "nir_snow_test": True}, [biome])
     assert model.snow_test is mine and list(given) == ["nir_snow_test"]
     assert model.nir_snow_test == choose_nir_test(biome, [1]) == given["nir_snow_test"]
-    assert give_missing_snow_tests(model, {"snow_test": True, "nir_snow_test": True}, [biome]) == {}
+    assert give_missing_tests(model, {"snow_test": True, "nir_snow_test": True}, [biome]) == {}
     fresh = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
-    assert give_missing_snow_tests(fresh, {}, [biome]) == {} and fresh.snow_test is None
+    assert give_missing_tests(fresh, {}, [biome]) == {} and fresh.snow_test is None

@@ -14,7 +14,7 @@ from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
 from ..errors import InferenceError
 from .refine import refined
-from .snow import guarded
+from .guards import guarded
 from .runtime import get_runner, resolve_device, torch_threads
 from .tiling import blend_sums, fill_nodata, patch_origins, predict_patches, predict_pixels
 
@@ -45,14 +45,14 @@ class BlockPredictor:
     """
 
     def __init__(self, ref, desc, plan, fill, device, batch_size, chunks, halo, n_classes, backend="auto",
-                 refine_classes=None, snow_guard=None):
+                 refine_classes=None, guards=()):
         self.ref = ref
         self.backend = backend
         # Cloud classes whose probability each patch's bands refine (None: as predicted).
         self.refine_classes = None if refine_classes is None else tuple(refine_classes)
-        # (band indices, SnowTest or NirSnowTest) capping the refined cloud probability of
-        # snow and ice (None: no test).
-        self.snow_guard = snow_guard
+        # The model's pixel tests (guards.Guard) capping the refined cloud probability of
+        # snow, ice and warm ground (empty: none).
+        self.guards = tuple(guards)
         self.n_classes = n_classes
         self.names = desc.names
         self.kinds = desc.kinds
@@ -151,8 +151,8 @@ class BlockPredictor:
             run = get_runner(self.ref, desc.normalised(), desc.key, device, self.backend, threads)
             if self.refine_classes is not None:
                 run = refined(run, self.refine_classes)
-                if self.snow_guard is not None:
-                    run = guarded(run, self.refine_classes, *self.snow_guard)
+                if self.guards:
+                    run = guarded(run, self.refine_classes, self.guards)
             if self.plan.pointwise:
                 return predict_pixels(x[:, core[0], core[1]], run, device).astype(np.float32, copy=False)
             (r0, c0), (hy, hx) = start, self.halo

@@ -32,8 +32,8 @@ import numpy as np
 from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
 from .blocks import BlockPredictor, blend_graph, halo_graph
+from .guards import Guard, guards_for
 from .runtime import ModelRef, check_backend, check_device
-from ..spectral.snow import NirSnowTest, SnowTest, nir_snow_bands, snow_bands
 from .tiling import FILL_REACH, TilingPlan, halo_for
 from ..errors import InferenceError
 
@@ -314,8 +314,12 @@ def class_probabilities(
         :mod:`sensei_xr.spectral.snow`) then has its cloud probability capped where the
         scene's green, NIR and 1.6 um bands say snow or ice, or, in a scene without a 1.6 um
         band, where green, red and NIR do (``model.nir_snow_test``);
-        ``attrs["snow_test"]`` says what was applied. ``False`` gives the network's
-        probabilities as they are, without either. Pointwise models are never refined.
+        ``attrs["snow_test"]`` says what was applied. A model that carries a
+        warm-surface test (``model.warm_test``, :mod:`sensei_xr.spectral.warm`) has it
+        capped where a thermal band at 10-12.5 um reads warmer than 27 C (Fmask's cloud
+        test) and the 1.38 um band, if any, shows no cirrus (``attrs["warm_test"]``).
+        ``False`` gives the network's probabilities as they are, without any test.
+        Pointwise models are never refined.
 
     Returns
     -------
@@ -359,7 +363,7 @@ def class_probabilities(
         dims = (time_dim, *dims)
     result = xr.DataArray(probs, dims=dims, coords={**coords, "class": list(model_obj.classes)},
                           name="class_probability")
-    result.attrs = _provenance(model_obj, ref, desc, _snow_guard(model_obj, desc, refine))
+    result.attrs = _provenance(model_obj, ref, desc, _guards(model_obj, desc, refine))
     return _georef(result, da)
 
 
@@ -413,7 +417,7 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
     n_classes = len(model.classes)
     cloud_classes = tuple(model.cloud_class_indices) if refine and not plan.pointwise else None
     fn = BlockPredictor(ref, desc, plan, fill, device, batch_size, data.chunks, halo, n_classes, backend,
-                        cloud_classes, _snow_guard(model, desc, refine))
+                        cloud_classes, _guards(model, desc, refine))
     meta = np.array((), np.float32)
     if plan.pointwise:
         out_chunks = (data.chunks[0], (n_classes,), data.chunks[2], data.chunks[3])
@@ -427,21 +431,12 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
     return probs[..., :ny, :nx]
 
 
-def _snow_guard(model, desc: BandDescriptors,
-                refine: bool) -> tuple[tuple[int, ...], SnowTest | NirSnowTest] | None:
-    """(band indices, test) of the model's snow test the engine applies after the
-    refinement: its :class:`SnowTest` where the scene has green, NIR and 1.6 um bands, else
-    its :class:`NirSnowTest` where it has green, red and NIR; None without refinement
-    (pointwise models have none), without a test, or without the bands."""
+def _guards(model, desc: BandDescriptors, refine: bool) -> tuple[Guard, ...]:
+    """The model's pixel tests the engine applies after the refinement (``guards_for``);
+    none without refinement (pointwise models have none)."""
     if not refine or _is_pointwise(model):
-        return None
-    for attr, find in (("snow_test", snow_bands), ("nir_snow_test", nir_snow_bands)):
-        test, bands = getattr(model, attr, None), find(desc)
-        if bands is not None:
-            # The 1.6 um test is the better one; where the scene has its bands, the NIR
-            # test is not a fallback for a model that lacks it.
-            return None if test is None else (bands, test)
-    return None
+        return ()
+    return guards_for(model, desc)
 
 
 def _halo(plan: TilingPlan, shape_yx) -> tuple[int, int]:
@@ -567,13 +562,10 @@ def _check_band_count(model, desc: BandDescriptors) -> None:
             )
 
 
-def _provenance(model, ref: ModelRef, desc: BandDescriptors, snow=None) -> dict:
+def _provenance(model, ref: ModelRef, desc: BandDescriptors, guards: tuple[Guard, ...] = ()) -> dict:
     card = getattr(model, "card", None) or {}
-    if snow is not None:
-        bands, test = snow
-        snow_note = test.describe(*(desc.names[b] for b in bands))
-    else:
-        snow_note = "none"
+    applied = {g.key: g.describe(desc.names) for g in guards}
+    snow_note = applied.get("snow_test", applied.get("nir_snow_test", "none"))
     return {
         "model": str(card.get("name", ref.source)),
         # A file's sha256, or for weights that are no file's (never saved, or edited since
@@ -583,6 +575,7 @@ def _provenance(model, ref: ModelRef, desc: BandDescriptors, snow=None) -> dict:
         "bands_used": ",".join(desc.names),
         "classes": ",".join(model.classes),
         "snow_test": snow_note,
+        "warm_test": applied.get("warm_test", "none"),
     }
 
 

@@ -32,6 +32,7 @@ from .deeplab import DeepLabV3Plus, DeepLabV3PlusPixel, DeepLabV3PlusWide
 from .pixelnet import PixelNet
 from .sensei import SEnSeI
 from ..spectral.snow import NirSnowTest, SnowTest
+from ..spectral.warm import WarmSurfaceTest
 
 __all__ = [
     "CloudModel",
@@ -203,6 +204,9 @@ class CloudModel(nn.Module):
     nir_snow_test : NirSnowTest or None
         The snow test for scenes without a 1.6 um band (green, red and NIR; chosen on the
         training labels; saved on the card), or None.
+    warm_test : WarmSurfaceTest or None
+        The warm-surface test (Fmask's 27 C; fixed, not chosen on labels; saved on the
+        card), or None.
     """
 
     def __init__(self, encoder: SEnSeI | None, head: nn.Module,
@@ -223,6 +227,7 @@ class CloudModel(nn.Module):
         self._config = dict(config)
         self.snow_test: SnowTest | None = None
         self.nir_snow_test: NirSnowTest | None = None
+        self.warm_test: WarmSurfaceTest | None = None
         self.card: dict | None = None
         self.sha256: str | None = None
         self.source: str | None = None

@@ -84,8 +84,8 @@ class CloudEnsemble(nn.Module):
     ----------
     members : torch.nn.ModuleList
     classes : tuple of str
-    card, sha256, source, snow_test, nir_snow_test
-        As for :class:`CloudModel` (set by :func:`~sensei_xr.models.load_model`); the snow
+    card, sha256, source, snow_test, nir_snow_test, warm_test
+        As for :class:`CloudModel` (set by :func:`~sensei_xr.models.load_model`); the
         tests are the ensemble's, applied to the mean probability.
     """
 
@@ -107,6 +107,7 @@ class CloudEnsemble(nn.Module):
         self.classes: tuple[str, ...] = members[0].classes
         self.snow_test = None
         self.nir_snow_test = None
+        self.warm_test = None
         self.card: dict | None = None
         self.sha256: str | None = None
         self.source: str | None = None

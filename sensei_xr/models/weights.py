@@ -30,6 +30,7 @@ from .cloud_model import CloudModel, _normalise_config, build_model
 from .ensemble import CloudEnsemble, build_ensemble, is_ensemble_config
 from ..errors import WeightsError
 from ..spectral.snow import NirSnowTest, SnowTest
+from ..spectral.warm import WarmSurfaceTest
 
 __all__ = [
     "WeightsError",
@@ -130,8 +131,8 @@ def save_model(model: CloudModel | CloudEnsemble, path: str | os.PathLike,
     card : dict, optional
         Free-form card content kept as given: e.g. ``name``, ``training`` (data,
         recipe), ``validation_metrics``. The keys ``format``, ``format_version``,
-        ``architecture``, ``classes``, ``num_parameters``, ``snow_test`` and
-        ``nir_snow_test`` (the model's, or null), ``weights_file`` and ``sha256`` are
+        ``architecture``, ``classes``, ``num_parameters``, ``snow_test``,
+        ``nir_snow_test`` and ``warm_test`` (the model's, or null), ``weights_file`` and ``sha256`` are
         filled in here.
 
     Returns
@@ -170,6 +171,7 @@ def save_model(model: CloudModel | CloudEnsemble, path: str | os.PathLike,
         "snow_test": model.snow_test.as_dict() if getattr(model, "snow_test", None) is not None else None,
         "nir_snow_test": (model.nir_snow_test.as_dict() if getattr(model, "nir_snow_test", None) is not None
                           else None),
+        "warm_test": model.warm_test.as_dict() if getattr(model, "warm_test", None) is not None else None,
         "training": user.pop("training", None),
         "validation_metrics": user.pop("validation_metrics", None),
     }
@@ -369,14 +371,16 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
             raise WeightsError(f"{weights_path}: the batch-norm calibration {name!r} does not fit the model ({e}); "
                                "re-save the model") from e
     model = model.to(device).eval()
-    model.snow_test = _snow_test(card, card_path, "snow_test", SnowTest)
-    model.nir_snow_test = _snow_test(card, card_path, "nir_snow_test", NirSnowTest)
+    model.snow_test = _pixel_test(card, card_path, "snow_test", SnowTest)
+    model.nir_snow_test = _pixel_test(card, card_path, "nir_snow_test", NirSnowTest)
+    model.warm_test = _pixel_test(card, card_path, "warm_test", WarmSurfaceTest)
     model.card, model.sha256, model.source = card, sha, source
     return model
 
 
-def _snow_test(card: dict, card_path: Path, key: str, kind: type):
-    """The card's snow test under ``key`` as a ``kind`` (None when it has none)."""
+def _pixel_test(card: dict, card_path: Path, key: str, kind: type):
+    """The card's pixel test under ``key`` as a ``kind`` (None when it has none: cards
+    written before a test existed have no key)."""
     spec = card.get(key)
     if spec is None:
         return None

@@ -17,7 +17,7 @@ NIR is well below their red; its floor and ceiling are chosen on training labels
 (:func:`sensei_xr.training.snow.choose_nir_test`), since thin cloud over snow keeps the
 snow's shape. A model carries its tests (``CloudModel.snow_test``,
 ``CloudModel.nir_snow_test``); the engine applies the first whose bands the scene has
-(:mod:`sensei_xr.inference.snow`).
+(:mod:`sensei_xr.inference.guards`).
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def _fold_model(config: dict, train_s, held, seed: int, data_dir, log, folder: s
         train(cfg, data_dir, stem, resume=True, log=lambda m: log(f"  {m}"), train_samples=train_s, val_samples=held)
     model = _load_trained(stem)
     _calibrate_kept(model, cfg, train_s, stem, log)
-    _snow_test_kept(model, cfg, train_s, stem, log)
+    _tests_kept(model, cfg, train_s, stem, log)
     return model
 
 
@@ -206,20 +206,20 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
     return model_scores, time.time() - t0
 
 
-def _snow_test_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
-    """Give a kept model the snow tests its config asks for and it lacks, chosen on the
+def _tests_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
+    """Give a kept model the pixel tests its config asks for and it lacks, chosen on the
     fold's training patches as training chooses them (saved back with the model); a test
     the config does not ask for is taken away for scoring, so a recipe and the same recipe
     with a test are scored on the same kept models."""
     from ..models import save_model
-    from .snow import SNOW_TEST_KEYS, give_missing_snow_tests
+    from .snow import TEST_KEYS, give_missing_tests
 
-    for key in SNOW_TEST_KEYS:
+    for key in TEST_KEYS:
         if not cfg.get(key):
             setattr(model, key, None)
-    given = give_missing_snow_tests(model, cfg, [list(train_s)])
+    given = give_missing_tests(model, cfg, [list(train_s)])
     for key, test in given.items():
-        log(f"  chose the kept model's {key.replace('_', ' ')} on its training patches: {test}")
+        log(f"  gave the kept model its {key.replace('_', ' ')} (thresholds to choose: on its training patches): {test}")
     if given:
         save_model(model, stem, card=model.card)
 

@@ -1,4 +1,5 @@
-"""The snow tests' thresholds, chosen on a model's training labels.
+"""The pixel tests a model carries: the snow tests' thresholds, chosen on a model's
+training labels, and the warm-surface test (fixed: Fmask's 27 C).
 
 :class:`~sensei_xr.spectral.snow.SnowTest` takes SNOMAP's NDSI and green thresholds
 from the literature; the 1.6 um ceiling that keeps ice clouds out of it is chosen here,
@@ -17,9 +18,11 @@ from typing import Sequence
 import numpy as np
 
 from ..spectral.snow import NirSnowTest, SnowTest, nir_snow_bands, snow_bands
+from ..spectral.warm import WarmSurfaceTest
 
 __all__ = ["NIR_GREEN_FLOORS", "NIR_NDVI_LIMITS", "SWIR_MAX_TOLERANCE", "SWIR_MAX_LIMIT", "choose_nir_test",
-           "SNOW_TEST_KEYS", "choose_swir_max", "give_missing_snow_tests", "snow_test_for", "training_snow_tests"]
+           "TEST_KEYS", "choose_swir_max", "give_missing_tests", "snow_test_for", "training_snow_tests",
+           "training_tests"]
 
 #: Share of the training cloud pixels the test may pass (fixed before any fold was scored).
 SWIR_MAX_TOLERANCE = 0.001
@@ -49,7 +52,7 @@ def choose_swir_max(samples: Sequence, cloud_classes: Sequence[int], tolerance: 
     tolerance : float
         Largest share of the cloud pixels that may pass (0-1).
     ndsi_min, green_min, nir_min : float
-        The test's other thresholds (see :class:`~sensei_xr.inference.snow.SnowTest`).
+        The test's other thresholds (see :class:`~sensei_xr.spectral.snow.SnowTest`).
 
     Returns
     -------
@@ -167,18 +170,26 @@ def training_snow_tests(cfg: dict, sources, cloud_classes) -> tuple[SnowTest | N
     return tests[0], tests[1]
 
 
-#: The model attributes (and config and card keys) of the snow tests.
-SNOW_TEST_KEYS = ("snow_test", "nir_snow_test")
+#: The model attributes (and config and card keys) of the pixel tests.
+TEST_KEYS = ("snow_test", "nir_snow_test", "warm_test")
 
 
-def give_missing_snow_tests(model, cfg: dict, sources) -> dict:
-    """Give ``model`` the snow tests ``cfg`` asks for and the model lacks, chosen on
-    ``sources`` as training chooses them (a finished or kept run of a recipe whose tests
-    came later: they are chosen after training). Returns ``{key: test}`` of those given."""
-    missing = {key: True for key in SNOW_TEST_KEYS if cfg.get(key) and getattr(model, key) is None}
+def training_tests(cfg: dict, sources, cloud_classes) -> dict:
+    """``{key: test or None}`` for each of :data:`TEST_KEYS`: the snow tests the config asks
+    for, chosen on ``sources`` (:func:`training_snow_tests`), and the warm-surface test
+    with the literature's thresholds if ``cfg["warm_test"]`` (nothing to choose)."""
+    snow, nir = training_snow_tests(cfg, sources, cloud_classes)
+    return {"snow_test": snow, "nir_snow_test": nir, "warm_test": WarmSurfaceTest() if cfg.get("warm_test") else None}
+
+
+def give_missing_tests(model, cfg: dict, sources) -> dict:
+    """Give ``model`` the pixel tests ``cfg`` asks for and the model lacks, as training
+    gives them (a finished or kept run of a recipe whose tests came later: they are set
+    after training). Returns ``{key: test}`` of those given."""
+    missing = {key: True for key in TEST_KEYS if cfg.get(key) and getattr(model, key, None) is None}
     if not missing:
         return {}
-    chosen = dict(zip(SNOW_TEST_KEYS, training_snow_tests(missing, sources, model.cloud_class_indices)))
+    chosen = training_tests(missing, sources, model.cloud_class_indices)
     for key in missing:
         setattr(model, key, chosen[key])
     return {key: chosen[key] for key in missing}

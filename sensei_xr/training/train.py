@@ -22,7 +22,7 @@ from ..inference.runtime import resolve_device
 from .batchnorm import calibrate_band_sets, recalibrate_batchnorm
 from .checkpoints import WeightAverage, load_checkpoint, save_checkpoint
 from .samplers import Augmentation, RandomPatchBatches
-from .snow import training_snow_tests
+from .snow import training_tests
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -89,6 +89,9 @@ DEFAULT_CONFIG = {
     # The same for scenes without a 1.6 um band: a test on green, red and NIR whose two
     # thresholds are chosen on the labelled training images with those bands.
     "nir_snow_test": False,
+    # After training, give the model the warm-surface test (sensei_xr.spectral.warm: no
+    # cloud warmer than 27 C at 11 um, Fmask's threshold; nothing chosen on labels).
+    "warm_test": False,
     # name -> bands: None (all), "no_thermal", a Table III set ("RGB", "RGBNIR", ...) or names.
     "val_band_sets": {"all": None, "rgb_nir": "RGBNIR", "rgb": "RGB", "no_thermal": "no_thermal"},
     # False: thermal bands are taken out of every training and validation image, so the
@@ -102,9 +105,9 @@ DEFAULT_CONFIG = {
 _RECIPE_KEYS = ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum", "weight_decay", "lr_min",
                 "schedule", "min_bands", "band_subsets", "named_band_sets", "mosaic_probability", "seed",
                 "weight_average_from", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
-                "synthetic_clouds", "augmentation", "model", "snow_test", "nir_snow_test", "thermal_bands")
+                "synthetic_clouds", "augmentation", "model", "snow_test", "nir_snow_test", "warm_test", "thermal_bands")
 # Measured after training, and again for a kept model (crossval): not part of what must match.
-_AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets", "snow_test", "nir_snow_test")
+_AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets", "snow_test", "nir_snow_test", "warm_test")
 # Recorded since 2026-12-03: a card or checkpoint written before says nothing about them.
 _RECORDED_LATER = ("model",)
 
@@ -227,8 +230,9 @@ def validate_config(config: dict) -> None:
             canonical_set_name(name)
         except ValueError as e:
             raise ValueError(f"bn_calibration_sets: {e}") from None
-    if not isinstance(cfg["thermal_bands"], bool):
-        raise ValueError(f"thermal_bands must be true or false, not {cfg['thermal_bands']!r}")
+    for key in ("thermal_bands", "warm_test"):
+        if not isinstance(cfg[key], bool):
+            raise ValueError(f"{key} must be true or false, not {cfg[key]!r}")
     for label, bands in cfg["val_band_sets"].items():
         if isinstance(bands, str) and bands.lower() != "no_thermal":
             try:
@@ -621,7 +625,8 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
     if cfg["bn_calibration_sets"] and model.encoder is not None:
         calibrate_band_sets(model, train_sources, cfg["bn_calibration_sets"], cfg["bn_recalibration_batches"] or 40,
                             cfg["patch_size"], cfg["batch_size"], device)
-    model.snow_test, model.nir_snow_test = training_snow_tests(cfg, train_sources, model.cloud_class_indices)
+    for key, test in training_tests(cfg, train_sources, model.cloud_class_indices).items():
+        setattr(model, key, test)
     from ..models import save_model
 
     model.eval()
