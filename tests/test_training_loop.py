@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from sensei_xr.errors import BandError
 from sensei_xr.models import load_model
 from sensei_xr.datasets import load_dataset
 from sensei_xr.training.train import finish_from_checkpoint, finished_model, train
@@ -112,6 +113,18 @@ def test_a_model_trained_without_thermal_bands_never_sees_one(shared_data, tmp_p
     assert "B10" in sample.descriptors.names
     with_b10 = predict_probability(model, sample, "ALL")
     assert np.array_equal(with_b10, predict_probability(model, sample, "no_thermal"), equal_nan=True)
+    # Named in bands=, a thermal band is refused; given a scene, left out (no calibration
+    # matches B4-B6 + B10, so without the rule the model would see B10).
+    from sensei_xr.evaluation.predict import sample_to_dataarray
+    from sensei_xr.inference import cloud_probability
+
+    da = sample_to_dataarray(sample, ["B4", "B5", "B6", "B10"])
+    with pytest.raises(BandError, match=r"trained without thermal bands .*\['B10'\]; leave them out"):
+        cloud_probability(da, model, bands=["B4", "B5", "B10"])
+    odd = cloud_probability(da, model)
+    assert odd.attrs["bands_used"] == "B4,B5,B6"
+    assert np.array_equal(odd.values, cloud_probability(da.sel(band=["B4", "B5", "B6"]), model).values,
+                          equal_nan=True)
     # With the default, the same recipe keeps B10 (8 bands in ALL's calibration).
     train({**config, "thermal_bands": True}, shared_data, tmp_path / "t", log=lambda m: None)
     assert load_model(tmp_path / "t.safetensors").bn_calibrations["ALL"][0].shape[0] == 8

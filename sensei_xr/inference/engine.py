@@ -215,6 +215,29 @@ def _is_pointwise(model) -> bool:
     return isinstance(getattr(model, "head", None), PixelNet)  # 1-pixel receptive field
 
 
+def _trained_without_thermal(model) -> bool:
+    """Whether the model's card says it was trained with ``thermal_bands = false`` (for an
+    ensemble, any member); a model without a card (never saved) is taken as trained with them."""
+    training = (getattr(model, "card", None) or {}).get("training") or {}
+    recipes = [training.get("recipe") or {}] + [m.get("recipe") or {} for m in training.get("members") or []]
+    return any(r.get("thermal_bands") is False for r in recipes)
+
+
+def _without_unseen_thermal(da, model, desc: BandDescriptors, bands, band_dim: str):
+    """A model trained without thermal bands never sees one: with no ``bands=`` they are left
+    out (``bands_used`` says so); named in ``bands=`` they are refused."""
+    thermal = [n for n, t in zip(desc.names, desc.is_thermal) if t]
+    if not thermal or len(thermal) == len(desc) or not _trained_without_thermal(model):
+        return da, desc
+    if bands is not None:
+        raise BandError(
+            f"this model was trained without thermal bands (thermal_bands = false in its recipe) "
+            f"and has never seen {thermal}; leave them out of bands=[...]"
+        )
+    keep = [n for n, t in zip(desc.names, desc.is_thermal) if not t]
+    return da.sel({band_dim: keep}), desc.select(keep)
+
+
 def _check_reflective(desc: BandDescriptors) -> None:
     """Refuse a band set without a reflective band: over thermal bands alone the model
     marks clear land as cloud (nothing in its training looks like that)."""
@@ -278,8 +301,9 @@ def class_probabilities(
         bands are offered; a model with batch-norm statistics per band set then runs on
         the largest calibrated set found among them when none matches them all (e.g. the
         six reflective bands of a 13-band Sentinel-2 scene), since statistics that fit the
-        bands mask better than more bands without them. ``attrs["bands_used"]`` names the
-        bands the model saw.
+        bands mask better than more bands without them. A model trained without thermal
+        bands (``thermal_bands = false``) is never given one: left out by default, refused
+        in ``bands``. ``attrs["bands_used"]`` names the bands the model saw.
     sensor : str, optional
         Catalog sensor for band names without wavelengths.
     device : str
@@ -376,6 +400,7 @@ def _prepare_bands(da, model, bands, sensor, band_dim: str):
         )
     da = _select_bands(da, bands, sensor, band_dim)
     desc = _bands.band_descriptors(da, sensor=sensor, band_dim=band_dim)
+    da, desc = _without_unseen_thermal(da, model, desc, bands, band_dim)
     if bands is None:
         da, desc = _fixed_bands(da, model, desc, band_dim)
         da, desc = _calibrated_bands(da, model, desc, band_dim)
