@@ -218,9 +218,14 @@ def _is_pointwise(model) -> bool:
 def _trained_without_thermal(model) -> bool:
     """Whether the model's card says it was trained with ``thermal_bands = false`` (for an
     ensemble, any member); a model without a card (never saved) is taken as trained with them."""
-    training = (getattr(model, "card", None) or {}).get("training") or {}
-    recipes = [training.get("recipe") or {}] + [m.get("recipe") or {} for m in training.get("members") or []]
-    return any(r.get("thermal_bands") is False for r in recipes)
+    card = getattr(model, "card", None)
+    # Cards are free-form beyond their own keys: read only what has the recipe's shape.
+    training = card.get("training") if isinstance(card, dict) else None
+    if not isinstance(training, dict):
+        return False
+    members = training.get("members") if isinstance(training.get("members"), list) else []
+    recipes = [training.get("recipe")] + [m.get("recipe") for m in members if isinstance(m, dict)]
+    return any(isinstance(r, dict) and r.get("thermal_bands") is False for r in recipes)
 
 
 def _without_unseen_thermal(da, model, desc: BandDescriptors, bands, band_dim: str):
