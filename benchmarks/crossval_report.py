@@ -72,16 +72,18 @@ def report(folder: Path) -> str:
     lines += ["", "## All systems", "", cv_table_markdown([results[k] for k in order], CV_BAND_SETS + tuple(extra))]
     if YARDSTICK in results:
         base = results[YARDSTICK]["summary"]
+        # The table's band sets, then any other the yardstick was scored on (RGBNIRSWIRTIR).
+        columns = CV_BAND_SETS + tuple(b for b in extra if b in base)
         lines += ["## Against the per-pixel yardstick (CV mean OA; bar = yardstick + 2 points)", "",
-                  "| system | " + " | ".join(CV_BAND_SETS) + " |", "|---|" + "---|" * len(CV_BAND_SETS)]
+                  "| system | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
         lines.append("| bar | " + " | ".join(f"{base[b]['cv_mean_oa'] + MARGIN:.3f}" if b in base else ""
-                                            for b in CV_BAND_SETS) + " |")
+                                            for b in columns) + " |")
         for k in order:
             if k == YARDSTICK:
                 continue
             s = results[k]["summary"]
             cells = []
-            for b in CV_BAND_SETS:
+            for b in columns:
                 if b not in s or b not in base:
                     cells.append("")
                     continue

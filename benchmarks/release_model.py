@@ -26,7 +26,8 @@ from sensei_xr.inference import class_probabilities
 from sensei_xr.models import CloudEnsemble, load_model, save_model
 from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
 from sensei_xr.sample_data import data_dir
-from sensei_xr.training.crossval import _SYSTEM_KEYS, engine_options, member_seeds, read_system, select_bands
+from sensei_xr.training.crossval import (_SYSTEM_KEYS, engine_options, give_missing_calibrations, member_seeds,
+                                        read_system, select_bands)
 from sensei_xr.training.snow import give_missing_tests
 from sensei_xr.training.train import finished_model, train
 
@@ -98,10 +99,14 @@ def train_release(config_path: Path, work: Path, seed: int, log=print,
         train(cfg, data_dir(), stem, resume=True, log=log, train_samples=patches, val_samples=patches)
         timing.write_text(f"{time.time() - t0:.0f}\n")
     model = load_model(stem.with_suffix(".safetensors"))
-    # A finished run of the recipe without its tests (chosen after training): chosen now on
-    # the same patches, as training would have.
+    # A finished run of the recipe without its tests or some of its band-set calibrations
+    # (both made after training): made now on the same patches, as training would have.
     for key, test in give_missing_tests(model, cfg, [patches]).items():
         log(f"chose the {key.replace('_', ' ')} on the {len(patches)} patches: {test}")
+    calibrated = give_missing_calibrations(model, cfg, [patches])
+    if calibrated:
+        log(f"measured the batch-norm calibrations of {calibrated} on the {len(patches)} patches")
+        model.card = {**model.card, "calibrated_after_training": calibrated}
     return model, float(timing.read_text())
 
 

@@ -226,6 +226,39 @@ def test_kept_fold_model_gains_missing_calibrations_without_retraining(biome, tm
     assert held == [r["name"] for r in first["runs"][0]["band_sets"]["RGB"]] and len(held) == 3
 
 
+def test_a_band_set_calibrated_later_equals_one_calibrated_with_the_others(biome):
+    """A finished or kept run that gains a band set (``give_missing_calibrations``, used by
+    cross-validation and the release) measures exactly what training would have measured with
+    that set in its list: each set's batches are drawn on their own."""
+    import copy
+
+    import torch
+
+    from sensei_xr.models import build_model
+    from sensei_xr.training.batchnorm import calibrate_band_sets
+    from sensei_xr.training.crossval import give_missing_calibrations
+
+    torch.manual_seed(0)
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    sources = [list(biome[:4])]
+    cfg = {"bn_calibration_sets": ["RGB", "RGBNIRSWIRTIR"], "bn_recalibration_batches": 2, "patch_size": 32,
+           "batch_size": 2}
+    together = copy.deepcopy(model)
+    calibrate_band_sets(together, sources, ["RGB", "RGBNIRSWIRTIR"], 2, 32, 2)
+    later = copy.deepcopy(model)
+    calibrate_band_sets(later, sources, ["RGB"], 2, 32, 2)
+    assert give_missing_calibrations(later, cfg, sources) == ["RGBNIRSWIRTIR"]
+    assert give_missing_calibrations(later, cfg, sources) == []  # nothing left to measure
+    for name in ("RGB", "RGBNIRSWIRTIR"):
+        (d1, stats1), (d2, stats2) = together.bn_calibrations[name], later.bn_calibrations[name]
+        assert torch.equal(d1, d2) and stats1.keys() == stats2.keys()
+        for key in stats1:
+            assert torch.equal(stats1[key], stats2[key]), (name, key)
+    assert len(later.bn_calibrations["RGBNIRSWIRTIR"][0]) == 7  # B2-B7 and B10
+    for (key, a), b in zip(model.state_dict().items(), later.state_dict().values()):
+        assert torch.equal(a, b), key  # the model's own statistics are left as they were
+
+
 def test_kept_fold_model_gains_the_snow_test_its_config_asks_for(biome, tmp_path, monkeypatch):
     """A recipe with ``snow_test = true`` scores the kept fold models of the same recipe
     without it: the test is chosen on the fold's training patches (as training chooses it)

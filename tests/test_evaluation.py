@@ -152,6 +152,7 @@ def test_summarise_splits_by_tags_and_keeps_per_image_metrics():
         "NoRGB": ["B01", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"],
         "RGBNIRSWIR": ["B02", "B03", "B04", "B08", "B11", "B12"],
         "NIRSWIR": ["B8A", "B11", "B12"],  # the narrow NIR band, as Landsat 8's B5
+        "RGBNIRSWIRTIR": r"tir band \(centre 10000-12500 nm\)",  # no thermal band
     }),
     ("landsat8_oli_tirs", {
         "RGB": ["B2", "B3", "B4"],  # not the panchromatic B8 though it is centred in green
@@ -161,6 +162,7 @@ def test_summarise_splits_by_tags_and_keeps_per_image_metrics():
         "NoRGB": ["B1", "B5", "B6", "B7", "B8", "B9", "B10", "B11"],
         "RGBNIRSWIR": ["B2", "B3", "B4", "B5", "B6", "B7"],
         "NIRSWIR": ["B5", "B6", "B7"],
+        "RGBNIRSWIRTIR": ["B2", "B3", "B4", "B5", "B6", "B7", "B10"],  # B10 nearer 11 um than B11
     }),
     ("landsat7_etm", {
         "RGB": ["B1", "B2", "B3"],
@@ -170,6 +172,7 @@ def test_summarise_splits_by_tags_and_keeps_per_image_metrics():
         "NoRGB": ["B4", "B5", "B6", "B7", "B8"],
         "RGBNIRSWIR": ["B1", "B2", "B3", "B4", "B5", "B7"],
         "NIRSWIR": ["B4", "B5", "B7"],
+        "RGBNIRSWIRTIR": ["B1", "B2", "B3", "B4", "B5", "B6", "B7"],  # B6 is the thermal band
     }),
     ("planetscope_4band", {
         "RGB": ["blue", "green", "red"],
@@ -179,6 +182,7 @@ def test_summarise_splits_by_tags_and_keeps_per_image_metrics():
         "NoRGB": ["nir"],
         "RGBNIRSWIR": "swir16",
         "NIRSWIR": "swir16",
+        "RGBNIRSWIRTIR": "swir16",
     }),
 ])
 def test_band_sets_resolved_by_wavelength(sensor, expected):

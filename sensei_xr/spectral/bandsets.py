@@ -33,12 +33,16 @@ class SpectralRegion:
         A band stands for this region when its centre lies in ``[lo_nm, hi_nm)``, nm.
     prefer_nm : float
         Where several bands qualify, the one whose centre is closest to this, nm.
+    thermal : bool
+        Whether the region is thermal infrared (only thermal bands stand for it) or
+        reflective (only reflective bands do).
     """
 
     name: str
     lo_nm: float
     hi_nm: float
     prefer_nm: float
+    thermal: bool = False
 
     def describe(self) -> str:
         return f"{self.name} band (centre {self.lo_nm:g}-{self.hi_nm:g} nm)"
@@ -58,6 +62,9 @@ REGIONS: dict[str, SpectralRegion] = {r.name: r for r in (
     SpectralRegion("cirrus", 1360.0, 1390.0, 1375.0),
     SpectralRegion("swir16", 1550.0, 1750.0, 1610.0),
     SpectralRegion("swir22", 2050.0, 2350.0, 2200.0),
+    # The split-window thermal band nearest 11 um (Landsat 8-9 B10, Landsat 4-7 B6, MODIS
+    # band 31, SLSTR S8); never a 3.7 um band, which carries reflected sunlight by day.
+    SpectralRegion("tir", 10000.0, 12500.0, 11000.0, thermal=True),
 )}
 
 #: A band wider than this many times its region's window does not stand for the region:
@@ -79,6 +86,9 @@ BAND_SETS: dict[str, tuple[str, ...] | None] = {
     # Not in Table III: narrow NIR and both SWIR bands, what a Sentinel-2 20 m product
     # (no visible band) shares with Landsat 8 (B8A / B11 / B12 and B5 / B6 / B7).
     "NIRSWIR": ("nir_common", "swir16", "swir22"),
+    # Not in Table III: the six reflective bands and the thermal band near 11 um, what
+    # Landsat 4-7 TM / ETM+ have (Landsat 8-9 without the 1.38 um band).
+    "RGBNIRSWIRTIR": ("blue", "green", "red", "nir", "swir16", "swir22", "tir"),
 }
 
 
@@ -98,14 +108,15 @@ def region_band(descriptors: BandDescriptors, region: str | SpectralRegion) -> s
     Returns
     -------
     str or None
-        The name of the reflective band whose centre lies in the region and is closest
-        to its preferred wavelength; bands wider than twice the region's window
-        (panchromatic bands) do not count.
+        The name of the band whose centre lies in the region and is closest to its
+        preferred wavelength, among the reflective bands (the thermal bands for a thermal
+        region); bands wider than twice the region's window (panchromatic bands) do not
+        count.
     """
     r = REGIONS[region] if isinstance(region, str) else region
     lo, mid, hi = descriptors.wavelengths_nm.T
     ok = ((mid >= r.lo_nm) & (mid < r.hi_nm) & (hi - lo <= _MAX_WIDTH_PER_WINDOW * (r.hi_nm - r.lo_nm))
-          & ~descriptors.is_thermal)
+          & (descriptors.is_thermal == r.thermal))
     if not ok.any():
         return None
     idx = np.flatnonzero(ok)
@@ -132,7 +143,8 @@ def band_set(descriptors: BandDescriptors, name: str) -> list[str]:
         two, e.g. Sentinel-2 B08); ``AeroRGBNIR`` those and coastal/aerosol (430-450 nm);
         ``NoRGB`` every band but RGB; ``RGBNIRSWIR`` RGB, NIR and the SWIR bands at 1.6
         and 2.2 um (not in Table III: the six reflective bands Landsat 4-9 and Sentinel-2
-        share); ``COMMON`` the bands in the regions Sentinel-2 and
+        share); ``RGBNIRSWIRTIR`` those and the thermal band nearest 11 um (10-12.5 um;
+        Landsat 4-7's TM / ETM+ bands); ``COMMON`` the bands in the regions Sentinel-2 and
         Landsat 8 share (coastal, blue, green, red, narrow NIR ~865 nm, cirrus 1360-1390
         nm, SWIR 1.6 and 2.2 um), as many of them as the sensor has. Case-insensitive.
 

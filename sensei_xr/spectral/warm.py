@@ -25,11 +25,7 @@ import numpy as np
 from ..bands import BandDescriptors
 from .bandsets import region_band
 
-__all__ = ["WarmSurfaceTest", "warm_bands", "WINDOW_NM"]
-
-#: The thermal window a band must lie in for the test (centre, nm), and the centre preferred
-#: among several: 11 um, where Fmask's band (Landsat 4-7 band 6, Landsat 8-9 B10) lies.
-WINDOW_NM = (10000.0, 12500.0, 11000.0)
+__all__ = ["WarmSurfaceTest", "warm_bands"]
 
 
 @dataclass(frozen=True)
@@ -85,19 +81,16 @@ class WarmSurfaceTest:
 
 
 def warm_bands(desc: BandDescriptors) -> tuple[int, int | None] | None:
-    """Indices of the thermal band the test reads (centre in the 10-12.5 um window, the
-    closest to 11 um) and of the 1.38 um band (or None), or None when the scene has no
+    """Indices of the thermal band the test reads (the ``"tir"`` region of
+    :data:`~sensei_xr.spectral.bandsets.REGIONS`: centre in 10-12.5 um, the closest to 11
+    um, where Fmask's band lies) and of the 1.38 um band (or None), or None when the scene has no
     thermal band in the window (the test is then not applied).
 
     A 3.7 um band is thermal too, but in daylight it carries reflected sunlight (clouds read
     warm there), so it never stands for the surface temperature.
     """
-    lo, hi, prefer = WINDOW_NM
-    centre = desc.wavelengths_nm[:, 1]
-    ok = desc.is_thermal & (centre >= lo) & (centre < hi)
-    if not ok.any():
+    thermal = region_band(desc, "tir")
+    if thermal is None:
         return None
-    idx = np.flatnonzero(ok)
-    thermal = int(idx[np.argmin(np.abs(centre[idx] - prefer))])
     cirrus = region_band(desc, "cirrus")
-    return thermal, (None if cirrus is None else desc.names.index(cirrus))
+    return desc.names.index(thermal), (None if cirrus is None else desc.names.index(cirrus))

@@ -57,7 +57,7 @@ from ..evaluation import (
 from ..evaluation.folds import split_folds, stratified_scene_folds
 from ..datasets import LabelledSample, load_dataset
 
-__all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "read_system", "member_seeds", "cross_validate", "summarise_cv",
+__all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "give_missing_calibrations", "read_system", "member_seeds", "cross_validate", "summarise_cv",
            "cv_table_markdown", "main"]
 
 #: The band sets a cross-validation reports by default: Table III's ALL, RGB+NIR, RGB and
@@ -224,22 +224,33 @@ def _tests_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
         save_model(model, stem, card=model.card)
 
 
-def _calibrate_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
-    """Measure the batch-norm calibrations the config asks for and a kept model lacks, on
-    the fold's training patches with the function training uses (a recipe can gain a band
-    set without training its fold models again); saved back with the model."""
-    from ..models import save_model
+def give_missing_calibrations(model, cfg: dict, sources: list[list[LabelledSample]]) -> list[str]:
+    """Measure the band-set calibrations ``cfg`` asks for (``bn_calibration_sets``) and
+    ``model`` lacks, with the function and settings training uses (a finished or kept run
+    of a recipe that gained a band set later: calibrations are measured after training, so
+    the weights need no new training). Each set's batches are seeded on their own, so a set
+    measured later equals one measured with the others. Returns the band sets measured.
+    """
     from .batchnorm import calibrate_band_sets
     from .train import DEFAULT_CONFIG
 
-    missing = [b for b in cfg.get("bn_calibration_sets", []) if b not in model.bn_calibrations]
+    missing = [b for b in cfg.get("bn_calibration_sets") or [] if b not in model.bn_calibrations]
     if not missing or model.encoder is None:
-        return
+        return []
     get = lambda key: cfg.get(key, DEFAULT_CONFIG[key])  # noqa: E731
-    done = calibrate_band_sets(model, [list(train_s)], missing, get("bn_recalibration_batches") or 40,
+    return calibrate_band_sets(model, sources, missing, get("bn_recalibration_batches") or 40,
                                get("patch_size"), get("batch_size"))
-    log(f"  measured the batch-norm calibrations of {done} for the kept model")
-    save_model(model, stem, card={**model.card, "calibrated_after_training": done})
+
+
+def _calibrate_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
+    """The calibrations a kept fold model lacks, measured on the fold's training patches and
+    saved back with the model."""
+    from ..models import save_model
+
+    done = give_missing_calibrations(model, cfg, [list(train_s)])
+    if done:
+        log(f"  measured the batch-norm calibrations of {done} for the kept model")
+        save_model(model, stem, card={**model.card, "calibrated_after_training": done})
 
 
 def _load_trained(stem: Path):
