@@ -51,6 +51,22 @@ def test_sentinel2_all_bands_choose_the_six_reflective_bands(model):
     assert model.calibrated_subset(red_edge.normalised()) is None
 
 
+def test_landsat_4_to_9_without_a_cirrus_band_keep_their_thermal_band(model):
+    """TM / ETM+ (and Landsat 8-9 without B9) have the six reflective bands and a thermal band
+    near 11 um: the six + thermal calibration, so the network sees the thermal band and the
+    warm-surface test can apply (the six reflective alone would leave both out)."""
+    for sensor, names, want in (
+            ("landsat45_tm", None, ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]),
+            ("landsat7_etm", None, ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]),  # not the pan band B8
+            ("landsat8_oli_tirs", ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B10", "B11"],
+             ["B2", "B3", "B4", "B5", "B6", "B7", "B10"])):
+        desc = BandDescriptors.from_sensor(sensor, names)
+        # All of a scene's bands calibrated as they are (TM), or the calibrated ones among them.
+        chosen = _names(desc, model.calibrated_subset(desc.normalised())) or \
+            (model.bn_calibration_for(desc.normalised()), list(desc.names))
+        assert chosen == ("RGBNIRSWIRTIR", want), sensor
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.permutations(S2), st.integers(3, 13))
 def test_the_choice_does_not_depend_on_band_order(model, order, n):

@@ -166,3 +166,30 @@ def test_a_kept_model_gains_the_test_when_its_config_asks(shared_data):
     assert give_missing_tests(model, {"warm_test": False}, [[]]) == {} and model.warm_test is None
     assert give_missing_tests(model, {"warm_test": True}, [[]]) == {"warm_test": WarmSurfaceTest()}
     assert model.warm_test == WarmSurfaceTest()
+
+
+def test_a_landsat7_scene_runs_its_thermal_band_and_the_warm_test(shrubland):
+    """Landsat 4-7 have the six reflective bands and one thermal band (B6) and no 1.38 um
+    band. With no ``bands=``, the default model runs its six + thermal calibration on them
+    (before it had one, the six reflective bands only: no thermal band, so no warm-surface
+    test). Real Biome pixels described as Landsat 7 ETM+ bands (the same regions)."""
+    import sensei_xr
+    import xarray as xr
+
+    s = shrubland
+    l8 = ["B2", "B3", "B4", "B5", "B6", "B7", "B10"]
+    l7 = ["B1", "B2", "B3", "B4", "B5", "B7", "B6"]  # the same regions, Landsat 7's names
+    image = s.image[[list(s.descriptors.names).index(n) for n in l8]]
+    da = sensei_xr.attach_wavelengths(xr.DataArray(image, dims=("band", "y", "x"), coords={"band": l7}),
+                                      "landsat7_etm")
+    model = load_model("default")
+    assert model.bn_calibration_for(BandDescriptors.from_sensor("landsat7_etm", l7).normalised()) == "RGBNIRSWIRTIR"
+    chosen = da.sensei.cloud_probability()
+    assert chosen.attrs["bands_used"] == ",".join(l7)
+    assert chosen.attrs["warm_test"] == "cloud probability at most 0.1 where B6 > 300.15 K"
+    bt = image[-1]
+    hot = bt > 300.15 + 1e-3
+    assert hot.mean() > 0.3 and (chosen.values[hot] <= 0.1 + 1e-6).all()
+    np.testing.assert_array_equal(chosen.values, da.sensei.cloud_probability(bands=l7).values)
+    six = da.sensei.cloud_probability(bands=l7[:6])
+    assert six.attrs["warm_test"] == "none"
