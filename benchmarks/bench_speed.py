@@ -42,7 +42,7 @@ import numpy as np
 
 from benchmarks.bench_inference import (accessor_grid_seconds, accessor_patches, cpu_runner, folded_input,
                                         grid_starts, lazy_s2_scene, patch_grid_seconds, s2_scene)
-from benchmarks.common import (ASSUMED_GPU, S2_TILE_MP, S2_TILE_PIXELS, environment,
+from benchmarks.common import (ASSUMED_GPU, S2_TILE_MP, S2_TILE_PIXELS, environment, fresh_memory_probe,
                                gflop_per_mp, gpu_peak_tflops, md_table, median_ratio, write_results)
 
 BAND_SETS: dict[int, list[str]] = {
@@ -440,6 +440,8 @@ def run(size: int, chunk: int, repeats: int, threads: int, gpu_size: int, quick:
         "benchmark": "speed",
         "environment": env_before,
         "load_average_after": environment()["load_average_1_5_15min"],
+        # After the rounds: the process's memory as the accessor left it (see fresh_memory_probe).
+        "fresh_memory": fresh_memory_probe(),
         "scene": {
             "source": "s2_l1c_eolearn/REFERENCE_SCENES.npy date 0: real Sentinel-2 L1C TOA reflectance, "
                       "13 bands, 101x100 at 10 m, tiled with its mirror image (real but repeated pixels)",
@@ -469,6 +471,16 @@ def run(size: int, chunk: int, repeats: int, threads: int, gpu_size: int, quick:
     }
 
 
+def _fresh_memory_line(probe: dict | None) -> str:
+    """One sentence on how slow new memory was to touch in this run (see fresh_memory_probe)."""
+    if not probe:
+        return ""
+    without = probe["ms_without_advice"]
+    return (f"First touch of {probe['megabytes']} MB of new memory after the rounds: {probe['ms_as_set']:.0f} ms "
+            f"(NumPy huge-page advice {'on' if probe['huge_page_advice'] else 'off'})"
+            + ("." if without is None else f", {without:.0f} ms without the advice."))
+
+
 def markdown(res: dict) -> str:
     """The results as a markdown report (``speed.md``)."""
     med, rat, fl = res["ms_per_mp"]["cpu"], res["ratios"]["cpu"], res["flops"]
@@ -489,7 +501,7 @@ def markdown(res: dict) -> str:
         f"{env['cpu_count']} cores shared with other jobs (load average before "
         f"{[round(x, 1) for x in env['load_average_1_5_15min'] or []]}, after "
         f"{[round(x, 1) for x in res['load_average_after'] or []]}). Medians; ratios are medians of "
-        f"per-round ratios. Clocks: {res['clocks']}.", "",
+        f"per-round ratios. Clocks: {res['clocks']}. {_fresh_memory_line(res.get('fresh_memory'))}", "",
         "## ms per megapixel (median)", "",
         md_table(["variant"] + [f"{n} bands, CPU time" for n in bands] + [f"{last} bands, wall"],
                  [[v] + [med[v].get(n, nan) for n in bands] + [wall[v].get(last, nan)] for v in med]), "",

@@ -65,6 +65,51 @@ def environment() -> dict:
     }
 
 
+def fresh_memory_probe(megabytes: int = 100, repeats: int = 3) -> dict:
+    """Milliseconds to allocate and first touch ``megabytes`` of new memory (a NumPy array
+    filled once), the median of ``repeats``: with NumPy's huge-page advice as the process
+    has it, and with the advice off.
+
+    Why: on the virtual machines these benchmarks run on, memory that NumPy advises for
+    huge pages was at times 20-80x slower to touch the first time than without the advice
+    (1.1 s against 0.06 s per 100 MB), and a block's fresh arrays (band selection, halo)
+    then cost the accessor seconds the network does not pay. A benchmark records this so
+    its ratios can be read; ``NUMPY_MADVISE_HUGEPAGE=0`` turns the advice off for a run.
+
+    Returns
+    -------
+    dict
+        ``huge_page_advice`` (bool, or None where NumPy has no switch), ``ms_as_set`` and
+        ``ms_without_advice`` (None where NumPy has no switch), ``megabytes``.
+    """
+    import time
+
+    import numpy as np
+
+    switch = getattr(getattr(np, "_core", np.core).multiarray, "_set_madvise_hugepage", None)
+    n = megabytes * 2 ** 20 // 4
+
+    def touch_ms() -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a = np.empty(n, np.float32)
+            a.fill(1.0)
+            times.append((time.perf_counter() - t) * 1e3)
+            del a
+        return statistics.median(times)
+
+    as_set = touch_ms()
+    if switch is None:
+        return {"megabytes": megabytes, "huge_page_advice": None, "ms_as_set": as_set, "ms_without_advice": None}
+    advice = bool(switch(False))  # returns the previous setting
+    try:
+        without = touch_ms()
+    finally:
+        switch(advice)
+    return {"megabytes": megabytes, "huge_page_advice": advice, "ms_as_set": as_set, "ms_without_advice": without}
+
+
 def median_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
     """Median over rounds of ``numerator[i] / denominator[i]`` (paired, same round)."""
     return statistics.median(a / b for a, b in zip(numerator, denominator))

@@ -43,6 +43,7 @@ def test_bench_speed_quick(tmp_path, shared_data):
     assert _positive(res["ratios"]["cpu"]["accessor_over_accessor_unrefined"].values())
     assert _positive(res["flops"]["gflop_per_mp_network_input"].values())
     assert _positive(res["full_tile_cpu_seconds"][v] for v in ("model", "accessor"))
+    assert _positive([res["fresh_memory"]["ms_as_set"]])
     # Peers: measured when installed, else a stated reason.
     assert res["peers"] or res["peers_reason"]
     for peer in res["peers"]:
@@ -53,6 +54,24 @@ def test_bench_speed_quick(tmp_path, shared_data):
         assert gpu["full_tile_seconds"] > 0 and gpu["accessor_mp_per_s"] > 0
     else:
         assert gpu["reason"].startswith("not measured: no GPU")
+
+
+def test_the_fresh_memory_probe_leaves_numpy_s_huge_page_advice_as_it_was():
+    import numpy as np
+
+    from benchmarks.common import fresh_memory_probe
+
+    switch = np._core.multiarray._set_madvise_hugepage
+    original = switch(True)
+    try:
+        for setting in (False, True):
+            switch(setting)
+            probe = fresh_memory_probe(megabytes=8, repeats=1)
+            assert probe["huge_page_advice"] is setting
+            assert switch(setting) is setting  # the switch returns the setting it found
+            assert _positive([probe["ms_as_set"], probe["ms_without_advice"]])
+    finally:
+        switch(original)
 
 
 @pytest.mark.slow
