@@ -71,7 +71,7 @@ def fresh_memory_probe(megabytes: int = 100, repeats: int = 3) -> dict:
     has it, and with the advice off.
 
     Why: on the virtual machines these benchmarks run on, memory that NumPy advises for
-    huge pages was at times 20-80x slower to touch the first time than without the advice
+    huge pages was at times about 18x slower to touch the first time than without the advice
     (1.1 s against 0.06 s per 100 MB), and a block's fresh arrays (band selection, halo)
     then cost the accessor seconds the network does not pay. A benchmark records this so
     its ratios can be read; ``NUMPY_MADVISE_HUGEPAGE=0`` turns the advice off for a run.
@@ -86,7 +86,10 @@ def fresh_memory_probe(megabytes: int = 100, repeats: int = 3) -> dict:
 
     import numpy as np
 
-    switch = getattr(getattr(np, "_core", np.core).multiarray, "_set_madvise_hugepage", None)
+    # NumPy 2 keeps the switch in np._core; np.core (NumPy 1) only where _core is absent, as
+    # touching np.core warns on NumPy 2.
+    core = getattr(np, "_core", None) or getattr(np, "core")
+    switch = getattr(core.multiarray, "_set_madvise_hugepage", None)
     n = megabytes * 2 ** 20 // 4
 
     def touch_ms() -> float:
