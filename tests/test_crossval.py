@@ -192,6 +192,32 @@ def test_peer_system_scores_the_same_held_out_patches(biome):
         cross_validate({"system": "p", "kind": "peer"}, samples, k=3, seeds=[0], log=lambda m: None)
 
 
+def test_thin_and_thick_labels_score_as_one_cloud_class(biome, shared_data):
+    """Labelled with the Biome's thin and thick cloud apart (what a three-class recipe trains
+    on), the patches hold the same cloud pixels, and a peer scored on them gets the same
+    counts as on the two-class labels: every cloud class counts as cloud."""
+    from sensei_xr.evaluation.peers import get_peer
+    from sensei_xr.training.crossval import cross_validate
+
+    three = biome_cv_samples(shared_data / "l8_biome_patches", ("clear", "thin_cloud", "thick_cloud"))
+    assert [s.name for s in three] == [s.name for s in biome]
+    for two_s, three_s in zip(biome, three):
+        assert np.array_equal(two_s.labels == 1, np.isin(three_s.labels, [1, 2]))
+        assert np.array_equal(two_s.labels == IGNORE_INDEX, three_s.labels == IGNORE_INDEX)
+    assert sum(int((s.labels == 1).sum()) for s in three) > 0  # the labellers' thin cloud is there
+    peer = get_peer("ukis-csmask-4b")
+    if peer.unavailable():
+        pytest.skip(f"the peer cannot run here (install the peers extra): {peer.unavailable()}")
+    pick = [i for i, s in enumerate(biome) if s.tags["surface"] in ("Barren", "Water")]
+    runs = {}
+    for classes, samples in ((("clear", "cloud"), biome), (("clear", "thin_cloud", "thick_cloud"), three)):
+        system = {"system": "peer", "kind": "peer", "peers": {"RGBNIR": "ukis-csmask-4b"},
+                  "model": {"classes": list(classes)}}
+        runs[len(classes)] = cross_validate(system, [samples[i] for i in pick], k=3, seeds=[0],
+                                            log=lambda m: None)["runs"]
+    assert [r["band_sets"] for r in runs[2]] == [r["band_sets"] for r in runs[3]]
+
+
 def test_kept_fold_model_gains_missing_calibrations_without_retraining(biome, tmp_path):
     """A fold model kept from an earlier run is scored again, not retrained; band sets the
     config now asks to calibrate are measured on that fold's training patches, saved with

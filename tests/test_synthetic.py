@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from sensei_xr.bands import BandDescriptors
 from sensei_xr.datasets import load_dataset
@@ -128,6 +129,47 @@ def test_label_rules_keep_no_data_and_real_cloud():
     assert (new[:8] == IGNORE_INDEX).all() and np.isnan(out[:, :8]).all()
     assert (new[8:16] == 1).all()  # real cloud stays cloud, even under a faint veil
     assert set(np.unique(new)) <= {IGNORE_INDEX, 0, 1}
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), thick_from=st.floats(0.3, 0.7))
+def test_thin_and_thick_classes_follow_the_veils_opacity(seed, thick_from):
+    """With a thin-cloud class, a synthetic pixel is thin from label_threshold and thick from
+    thick_from; the visible brightness (monotonic in the opacity over a uniform ground)
+    orders clear < thin < thick. Real thick cloud stays thick under any veil, real thin
+    cloud becomes thick under a dense one, no data stays no data."""
+    desc = _descriptors("landsat8_oli_tirs")
+    rng = np.random.default_rng(seed)
+    image = np.full((len(desc), 64, 64), 0.05, np.float32)
+    image[desc.is_thermal] = 290.0
+    labels = np.zeros((64, 64), np.int64)
+    labels[:4] = IGNORE_INDEX
+    labels[4:8] = 2  # real thick cloud
+    labels[8:12] = 1  # real thin cloud
+    synth = SyntheticClouds(probability=1.0, coverage=(0.6, 0.9), thin_probability=0.0, cloud_class=2,
+                            thin_class=1, thick_from=thick_from)
+    out, new = synth(image, labels, desc, rng)
+    assert (new[:4] == IGNORE_INDEX).all() and (new[4:8] == 2).all()
+    assert set(np.unique(new[8:12])) <= {1, 2}
+    blue = out[_index(desc, "B2"), 12:]  # ground that was clear before
+    lab = new[12:]
+    thin, thick, clear = blue[lab == 1], blue[lab == 2], blue[lab == 0]
+    assert thick.size  # thick veils of opacity up to 0.75-1 reach thick_from
+    if thin.size:
+        assert thin.max() < thick.min()
+        assert clear.size == 0 or clear.max() < thin.min()
+    with pytest.raises(ValueError, match="thin_class"):
+        SyntheticClouds(cloud_class=1, thin_class=1)
+
+
+def test_training_gives_synthetic_clouds_the_biome_thin_and_thick_classes():
+    from sensei_xr.training.train import _synthetic_clouds
+
+    synth = _synthetic_clouds({"probability": 0.5}, ("clear", "thin_cloud", "thick_cloud"))
+    assert (synth.cloud_class, synth.thin_class) == (2, 1)
+    assert _synthetic_clouds({}, ("clear", "cloud")).thin_class is None
+    with pytest.raises(ValueError, match="thin_cloud"):
+        _synthetic_clouds({}, ("clear", "shadow"))
 
 
 def test_probability_zero_and_determinism(clear_patch):

@@ -68,9 +68,13 @@ _SYSTEM_KEYS = {"system", "kind", "fixed_bands", "gbm", "peers", "members", "mem
 _BY_WAVELENGTH = ("RGB", "RGBNIR", "AeroRGBNIR", "RGBNIRSWIR")
 
 
-def biome_cv_samples(root: str | os.PathLike | None = None) -> list[LabelledSample]:
-    """The 24 Biome patches, published validation split first (so fold 0 is that split)."""
-    return load_dataset("biome_patches", root, "val") + load_dataset("biome_patches", root, "train")
+def biome_cv_samples(root: str | os.PathLike | None = None,
+                     classes: Sequence[str] = ("clear", "cloud")) -> list[LabelledSample]:
+    """The 24 Biome patches, published validation split first (so fold 0 is that split),
+    labelled in ``classes`` (e.g. ``("clear", "thin_cloud", "thick_cloud")`` keeps the
+    labellers' thin and thick cloud apart)."""
+    classes = tuple(classes)
+    return load_dataset("biome_patches", root, "val", classes) + load_dataset("biome_patches", root, "train", classes)
 
 
 def select_bands(sample: LabelledSample, bands) -> LabelledSample:
@@ -259,7 +263,7 @@ def _load_trained(stem: Path):
     return load_model(stem.with_suffix(".safetensors"))
 
 
-def _peer_scores(peers: dict, held, log) -> tuple[dict, float]:
+def _peer_scores(peers: dict, held, cloud: list[int], log) -> tuple[dict, float]:
     from ..evaluation.peers import get_peer
 
     if not peers:
@@ -273,19 +277,19 @@ def _peer_scores(peers: dict, held, log) -> tuple[dict, float]:
         if why:
             raise RuntimeError(f"peer {peer_name} cannot run: {why}")
         ho = [select_bands(s, name) for s in held]
-        out[name] = score_images(ho, lambda s: peer.cloud_mask(s.image, s.descriptors), [1])
+        out[name] = score_images(ho, lambda s: peer.cloud_mask(s.image, s.descriptors), cloud)
         log(f"  {name} ({peer_name}): OA {pooled_confusion(out[name]).metrics()['overall_accuracy']:.4f}")
     return out, time.time() - t0
 
 
-def _gbm_scores(options: dict, fixed, train_s, held, seed: int, log) -> tuple[dict, float]:
+def _gbm_scores(options: dict, fixed, train_s, held, seed: int, cloud: list[int], log) -> tuple[dict, float]:
     from ..evaluation.baseline import PixelGBM
 
     t0 = time.time()
     out = {}
     for name in fixed or CV_BAND_SETS:
-        gbm = PixelGBM(name, seed=seed, **options).fit(train_s)
-        out[name] = score_images(held, lambda s: gbm.predict_probability(s) >= 0.5, [1])
+        gbm = PixelGBM(name, seed=seed, **options).fit(train_s, cloud)
+        out[name] = score_images(held, lambda s: gbm.predict_probability(s) >= 0.5, cloud)
         log(f"  {name}: OA {pooled_confusion(out[name]).metrics()['overall_accuracy']:.4f}")
     return out, time.time() - t0
 
@@ -304,6 +308,7 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
         docstring).
     samples : sequence of LabelledSample
         Folds are made by :func:`~sensei_xr.evaluation.folds.stratified_scene_folds`.
+        Labelled in the system's ``model.classes`` (:func:`biome_cv_samples` takes them).
     k : int
         Folds.
     seeds : sequence of int
@@ -334,6 +339,7 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
         ``runs`` (fold, seed, seconds, and per band set the per-image confusion counts),
         and ``summary`` (see :func:`summarise_cv`).
     """
+    from ..models.cloud_model import cloud_class_indices
     from ..sample_data import data_dir as default_data_dir
 
     samples = list(samples)
@@ -343,6 +349,8 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
     fixed = system.get("fixed_bands")
     config = {key: v for key, v in system.items() if key not in _SYSTEM_KEYS | {"gbm"}}
     engine = {"refine": bool(refine)}
+    # Pixels of any cloud class are cloud for the peers and the per-pixel baseline too.
+    cloud = list(cloud_class_indices(tuple((system.get("model") or {}).get("classes", ("clear", "cloud")))))
     runs = []
     if checkpoint is not None and Path(checkpoint).exists():
         saved = json.loads(Path(checkpoint).read_text())
@@ -358,9 +366,9 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
             train_s, held = split_folds(samples, folds, fold)
             log(f"{system.get('system', 'system')}: fold {fold}, seed {seed}")
             if kind == "pixel_gbm":
-                scores, seconds = _gbm_scores(system.get("gbm", {}), fixed, train_s, held, seed, log)
+                scores, seconds = _gbm_scores(system.get("gbm", {}), fixed, train_s, held, seed, cloud, log)
             elif kind == "peer":
-                scores, seconds = _peer_scores(system.get("peers") or {}, held, log)
+                scores, seconds = _peer_scores(system.get("peers") or {}, held, cloud, log)
             elif kind in ("network", "ensemble"):
                 keep = Path(models_dir) / f"fold{fold}_seed{seed}" if models_dir is not None else None
                 if kind == "network":
@@ -552,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "merge each run once (a run trained again belongs under another seed)")
         result["seeds"] = sorted({r["seed"] for r in result["runs"]})
     else:
-        result = cross_validate(system, biome_cv_samples(), args.folds, seeds, checkpoint=out,
+        classes = tuple((system.get("model") or {}).get("classes", ("clear", "cloud")))
+        result = cross_validate(system, biome_cv_samples(classes=classes), args.folds, seeds, checkpoint=out,
                                 models_dir=args.keep_models, only_fold=args.only_fold, refine=not args.no_refine)
     result["summary"] = summarise_cv(result)
     _write_json(out, result)

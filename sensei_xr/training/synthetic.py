@@ -198,7 +198,14 @@ class SyntheticClouds:
     ignore_below : float
         Opacity from which (up to ``label_threshold``) a pixel is ignored by the loss.
     cloud_class : int
-        Index of the cloud class in the model's classes.
+        Index of the cloud class in the model's classes (of thick cloud when
+        ``thin_class`` is set).
+    thin_class : int, optional
+        Index of a thin-cloud class (models with ``thin_cloud`` and ``thick_cloud``, as the
+        Biome labels have them): synthetic pixels of opacity ``label_threshold`` up to
+        ``thick_from`` get it, denser ones ``cloud_class``. None: one cloud class.
+    thick_from : float
+        Opacity from which a synthetic pixel is thick cloud when ``thin_class`` is set.
     """
 
     probability: float = 0.5
@@ -212,6 +219,8 @@ class SyntheticClouds:
     label_threshold: float = 0.25
     ignore_below: float = 0.1
     cloud_class: int = 1
+    thin_class: int | None = None
+    thick_from: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("probability", "thin_probability", "high_probability", "cumulus_probability",
@@ -223,6 +232,11 @@ class SyntheticClouds:
             raise ValueError(f"coverage must be a range within (0, 1], not {self.coverage}")
         if not 0 <= self.ignore_below <= self.label_threshold <= 1:
             raise ValueError("need 0 <= ignore_below <= label_threshold <= 1")
+        if self.thin_class is not None and not (self.label_threshold <= self.thick_from <= 1
+                                                and self.thin_class != self.cloud_class):
+            raise ValueError("a thin_class needs label_threshold <= thick_from <= 1 and a class of its own, "
+                             f"not thin_class={self.thin_class}, cloud_class={self.cloud_class}, "
+                             f"thick_from={self.thick_from}")
         if not 0 < self.ice_swir[0] <= self.ice_swir[1]:
             raise ValueError(f"ice_swir must be a range of positive factors (low, high), not {self.ice_swir}")
 
@@ -261,10 +275,19 @@ class SyntheticClouds:
             out[~reflective] = (1 - alpha) * out[~reflective] + alpha * np.float32(top_t)
         new_labels = np.array(labels, copy=True)
         keep = new_labels != IGNORE_INDEX  # no data stays no data
-        new_labels[keep & (alpha >= self.label_threshold)] = self.cloud_class
+        cloud_classes = [self.cloud_class] if self.thin_class is None else [self.thin_class, self.cloud_class]
+        real_cloud = np.isin(new_labels, cloud_classes)
+        if self.thin_class is None:
+            new_labels[keep & (alpha >= self.label_threshold)] = self.cloud_class
+        else:
+            # A veil over real thick cloud leaves it thick; over anything else the veil's
+            # opacity decides thin or thick.
+            thin = keep & (alpha >= self.label_threshold) & (alpha < self.thick_from) & (new_labels != self.cloud_class)
+            new_labels[thin] = self.thin_class
+            new_labels[keep & (alpha >= self.thick_from)] = self.cloud_class
         faint = keep & (alpha >= self.ignore_below) & (alpha < self.label_threshold)
         # A faint veil over clear ground is ambiguous; over real cloud it is still cloud.
-        new_labels[faint & (new_labels != self.cloud_class)] = IGNORE_INDEX
+        new_labels[faint & ~real_cloud] = IGNORE_INDEX
         return out, new_labels
 
     @staticmethod

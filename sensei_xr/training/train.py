@@ -594,10 +594,16 @@ def _augmentation(options: dict) -> Augmentation:
 def _synthetic_clouds(options: dict, classes: tuple[str, ...]):
     from .synthetic import SyntheticClouds
 
-    if "cloud" not in classes and "cloud_class" not in options:
-        raise ValueError(f"synthetic_clouds needs a 'cloud' class or an explicit cloud_class; classes are {classes}")
-    return SyntheticClouds(**{"cloud_class": classes.index("cloud") if "cloud" in classes else None,
-                              **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}})
+    if "cloud" in classes:
+        implied = {"cloud_class": classes.index("cloud")}
+    elif {"thin_cloud", "thick_cloud"} <= set(classes):  # the Biome labels' two cloud classes
+        implied = {"cloud_class": classes.index("thick_cloud"), "thin_class": classes.index("thin_cloud")}
+    elif "cloud_class" in options:
+        implied = {}
+    else:
+        raise ValueError(f"synthetic_clouds needs a 'cloud' class, 'thin_cloud' and 'thick_cloud', or an explicit "
+                         f"cloud_class; classes are {classes}")
+    return SyntheticClouds(**{**implied, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}})
 
 
 def _encoder_state(source: str, data_dir: Path) -> dict:
