@@ -88,9 +88,9 @@ def test_system_config_is_valid(path):
     if kind == "network":
         assert system["model"]["head"] in ("deeplabv3plus", "deeplabv3plus_wide", "deeplabv3plus_pixel", "pixelnet")
         if system.get("synthetic_clouds") is not None:  # its options build the generator (a typo fails here)
-            from sensei_xr.training.train import _synthetic_clouds
+            from sensei_xr.training.synthetic import synthetic_clouds_for
 
-            _synthetic_clouds(system["synthetic_clouds"], tuple(system["model"]["classes"]))
+            synthetic_clouds_for(system["synthetic_clouds"], tuple(system["model"]["classes"]))
         if system.get("named_band_sets") is not None:  # known keys, known band set names
             from sensei_xr.evaluation import BAND_SETS
             from sensei_xr.training.train import _named_band_sets

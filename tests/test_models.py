@@ -567,3 +567,42 @@ def test_depthwise_training_backward_matches_conv2d(channels, dilation, h, w, ba
     torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(conv.weight.grad, plain.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_band_vector_spread_measures_the_encoders_conditioning(encoder, monkeypatch):
+    """0 for orthogonal band vectors of one length, 1 - 1/N when every band points the same
+    way, and in between the square of the normalised Gram matrix's distance from I; the
+    same for any order of the bands."""
+    n = 6
+    orthonormal = torch.linalg.qr(torch.randn(64, n, generator=torch.Generator().manual_seed(0)))[0].T[None]
+    monkeypatch.setattr(encoder, "encode_descriptors", lambda d: 3.0 * orthonormal)
+    assert float(encoder.band_vector_spread(torch.rand(n, 3))) == pytest.approx(0.0, abs=1e-6)
+    same = torch.ones(1, n, 64)
+    monkeypatch.setattr(encoder, "encode_descriptors", lambda d: same)
+    assert float(encoder.band_vector_spread(torch.rand(n, 3))) == pytest.approx(1 - 1 / n, rel=1e-6)
+    monkeypatch.undo()
+    d = torch.rand(n, 3).sort(dim=1).values
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert float(encoder.band_vector_spread(d)) == pytest.approx(float(encoder.band_vector_spread(d[perm])), rel=1e-5)
+
+
+def test_band_vector_penalty_spreads_the_bands_apart(dlv3_model):
+    """Training steps on the penalty alone (a loss that ignores the labels) move the bands'
+    vectors towards orthogonal: the encoder's map of the bands gets better conditioned."""
+    import copy
+
+    from sensei_xr.training.train import _train_step
+
+    model = copy.deepcopy(dlv3_model).train()  # the fixture is shared: train a copy
+    desc = torch.tensor([[0.45, 0.48, 0.51], [0.53, 0.56, 0.59], [0.64, 0.65, 0.67], [0.85, 0.86, 0.88],
+                         [1.57, 1.61, 1.65], [2.11, 2.2, 2.29]]) / 2.5
+    batch = {"images": torch.rand(2, 6, 32, 32), "descriptors": desc, "labels": torch.zeros(2, 32, 32, dtype=torch.long)}
+    opt = torch.optim.Adam(model.encoder.parameters(), lr=1e-3)
+    with torch.no_grad():
+        before = float(model.encoder.band_vector_spread(desc))
+    for _ in range(30):
+        _train_step(model, opt, lambda logits, labels: 0.0 * logits.sum(), batch, "cpu", decorrelation=1.0)
+    with torch.no_grad():
+        after = float(model.encoder.band_vector_spread(desc))
+    assert after < 0.5 * before

@@ -163,13 +163,13 @@ def test_thin_and_thick_classes_follow_the_veils_opacity(seed, thick_from):
 
 
 def test_training_gives_synthetic_clouds_the_biome_thin_and_thick_classes():
-    from sensei_xr.training.train import _synthetic_clouds
+    from sensei_xr.training.synthetic import synthetic_clouds_for
 
-    synth = _synthetic_clouds({"probability": 0.5}, ("clear", "thin_cloud", "thick_cloud"))
+    synth = synthetic_clouds_for({"probability": 0.5}, ("clear", "thin_cloud", "thick_cloud"))
     assert (synth.cloud_class, synth.thin_class) == (2, 1)
-    assert _synthetic_clouds({}, ("clear", "cloud")).thin_class is None
+    assert synthetic_clouds_for({}, ("clear", "cloud")).thin_class is None
     with pytest.raises(ValueError, match="thin_cloud"):
-        _synthetic_clouds({}, ("clear", "shadow"))
+        synthetic_clouds_for({}, ("clear", "shadow"))
 
 
 def test_probability_zero_and_determinism(clear_patch):

@@ -245,6 +245,32 @@ class SEnSeI(nn.Module):
         vectors = self.encode_descriptors(d)
         return self.band_multiplication(images, vectors)
 
+    def band_vector_spread(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """How far the bands' vectors are from mutually orthogonal and of one length.
+
+        For a band set the encoder is the affine map ``W r + b`` with ``W = V^T / N``
+        (:meth:`affine_map`); this is the mean squared entry of ``G - I``, with ``G = V V^T``
+        divided by the mean of its diagonal: 0 when ``W`` maps the bands' values onto
+        orthogonal directions of equal length (condition number 1), near 1 when every band
+        points the same way (the features then carry the bands' mean and little else).
+        Differentiable: a training penalty (``band_vector_decorrelation``).
+
+        Parameters
+        ----------
+        descriptors : torch.Tensor
+            (N, 3) or (B, N, 3).
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar, the mean over the B band sets.
+        """
+        v = self.encode_descriptors(self._check_descriptors(descriptors))  # (B, N, 64)
+        gram = v @ v.transpose(1, 2)
+        scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1).clamp(min=1e-12)
+        eye = torch.eye(v.shape[1], device=v.device, dtype=v.dtype)
+        return ((gram / scale[:, None, None] - eye) ** 2).mean()
+
     @torch.no_grad()
     def affine_map(self, descriptors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder for a fixed band set as the affine map ``F(p) = W r(p) + b``.

@@ -27,6 +27,7 @@ they are a generator's priors, not a radiative-transfer model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,7 @@ import numpy as np
 from ..bands import BandDescriptors
 from ..datasets import IGNORE_INDEX
 
-__all__ = ["SyntheticClouds", "cloud_opacity_field", "cumulus_field", "cloud_reflectance"]
+__all__ = ["SyntheticClouds", "cloud_opacity_field", "cumulus_field", "cloud_reflectance", "synthetic_clouds_for"]
 
 # Opaque-cloud reflectance relative to its visible brightness, at band centres (nm).
 # Liquid-water cloud and ice cloud differ mostly beyond 1.2 um.
@@ -303,3 +304,21 @@ class SyntheticClouds:
         reflective = ~descriptors.is_thermal
         out[reflective] = (1 - alpha) * out[reflective] + alpha * veil[reflective, None, None].astype(np.float32)
         return out
+
+
+def synthetic_clouds_for(options: dict, classes: Sequence[str]) -> SyntheticClouds:
+    """The generator a training config's ``synthetic_clouds`` table asks for, labelling in a
+    model's ``classes``: its ``cloud`` class, or with ``thin_cloud`` and ``thick_cloud``
+    (the Biome labels' two) veils thin up to ``thick_from`` and thick above; ``cloud_class``
+    in ``options`` names another class."""
+    classes = tuple(classes)
+    if "cloud" in classes:
+        implied = {"cloud_class": classes.index("cloud")}
+    elif {"thin_cloud", "thick_cloud"} <= set(classes):
+        implied = {"cloud_class": classes.index("thick_cloud"), "thin_class": classes.index("thin_cloud")}
+    elif "cloud_class" in options:
+        implied = {}
+    else:
+        raise ValueError(f"synthetic_clouds needs a 'cloud' class, 'thin_cloud' and 'thick_cloud', or an explicit "
+                         f"cloud_class; classes are {classes}")
+    return SyntheticClouds(**{**implied, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}})

@@ -98,6 +98,10 @@ DEFAULT_CONFIG = {
     # model never sees one (batch-norm calibrations are then measured without them too, and
     # the engine picks a calibrated set of reflective bands from a scene that has them).
     "thermal_bands": True,
+    # SEnSeI models: weight of a penalty on how far the bands' vectors are from orthogonal
+    # and of one length (SEnSeI.band_vector_spread; 0: none): trained without, the encoder's
+    # map of six bands is close to rank 2 (docs/model_findings.md).
+    "band_vector_decorrelation": 0.0,
 }
 
 
@@ -105,7 +109,8 @@ DEFAULT_CONFIG = {
 _RECIPE_KEYS = ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentum", "weight_decay", "lr_min",
                 "schedule", "min_bands", "band_subsets", "named_band_sets", "mosaic_probability", "seed",
                 "weight_average_from", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
-                "synthetic_clouds", "augmentation", "model", "snow_test", "nir_snow_test", "warm_test", "thermal_bands")
+                "synthetic_clouds", "augmentation", "model", "snow_test", "nir_snow_test", "warm_test", "thermal_bands",
+                "band_vector_decorrelation")
 # Measured after training, and again for a kept model (crossval): not part of what must match.
 _AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets", "snow_test", "nir_snow_test", "warm_test")
 # Recorded since 2026-12-03: a card or checkpoint written before says nothing about them.
@@ -384,7 +389,7 @@ def train(config: dict, data_dir: str | PathLike, out: str | PathLike, resume: b
         if cfg["schedule"] == "cosine":
             for g in opt.param_groups:
                 g["lr"] = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * step / cfg["steps"]))
-        loss = _train_step(model, opt, loss_fn, next_batch(step), device)
+        loss = _train_step(model, opt, loss_fn, next_batch(step), device, cfg["band_vector_decorrelation"])
         if loss is not None:
             running.append(float(loss))
         if average is not None:
@@ -450,16 +455,19 @@ def _weight_average(cfg: dict, model) -> WeightAverage | None:
     return WeightAverage(model, round(float(share) * cfg["steps"]))
 
 
-def _train_step(model, opt, loss_fn, batch: dict, device: str):
+def _train_step(model, opt, loss_fn, batch: dict, device: str, decorrelation: float = 0.0):
     """One optimiser step on a batch; returns the (detached) loss, or None for a batch with
     no labelled pixel (all fill or ignored), whose mean loss is 0 / 0: no step, and nothing
-    for the epoch's mean loss, which the plateau schedule reads."""
+    for the epoch's mean loss, which the plateau schedule reads. ``decorrelation``: weight of
+    the SEnSeI band-vector penalty added to the loss (see ``band_vector_decorrelation``)."""
     import torch
 
     if not bool((batch["labels"] != IGNORE_INDEX).any()):
         return None
     images = batch["images"].to(device).contiguous(memory_format=torch.channels_last)
     loss = loss_fn(model(images, batch["descriptors"].to(device)), batch["labels"].to(device))
+    if decorrelation and model.encoder is not None:
+        loss = loss + decorrelation * model.encoder.band_vector_spread(batch["descriptors"].to(device))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -545,7 +553,9 @@ def _batch_source(cfg: dict, sources, weights, classes: tuple[str, ...], start_s
     """``step -> batch``: the sampler's batches, through DataLoader workers if asked."""
     extra = {}
     if cfg["synthetic_clouds"] is not None:
-        extra["synthetic"] = _synthetic_clouds(cfg["synthetic_clouds"], classes)
+        from .synthetic import synthetic_clouds_for
+
+        extra["synthetic"] = synthetic_clouds_for(cfg["synthetic_clouds"], classes)
     if cfg["named_band_sets"] is not None:
         extra.update(_named_band_sets(cfg["named_band_sets"]))
     if cfg["mosaic_probability"]:
@@ -589,21 +599,6 @@ def _augmentation(options: dict) -> Augmentation:
     if unknown:
         raise ValueError(f"augmentation option(s) {unknown} unknown; known: {sorted(known)}")
     return Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
-
-
-def _synthetic_clouds(options: dict, classes: tuple[str, ...]):
-    from .synthetic import SyntheticClouds
-
-    if "cloud" in classes:
-        implied = {"cloud_class": classes.index("cloud")}
-    elif {"thin_cloud", "thick_cloud"} <= set(classes):  # the Biome labels' two cloud classes
-        implied = {"cloud_class": classes.index("thick_cloud"), "thin_class": classes.index("thin_cloud")}
-    elif "cloud_class" in options:
-        implied = {}
-    else:
-        raise ValueError(f"synthetic_clouds needs a 'cloud' class, 'thin_cloud' and 'thick_cloud', or an explicit "
-                         f"cloud_class; classes are {classes}")
-    return SyntheticClouds(**{**implied, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}})
 
 
 def _encoder_state(source: str, data_dir: Path) -> dict:
