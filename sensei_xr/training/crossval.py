@@ -57,7 +57,7 @@ from ..evaluation import (
 from ..evaluation.folds import split_folds, stratified_scene_folds
 from ..datasets import LabelledSample, load_dataset
 
-__all__ = ["CV_BAND_SETS", "biome_cv_samples", "select_bands", "give_missing_calibrations", "read_system", "member_seeds", "cross_validate", "summarise_cv",
+__all__ = ["CV_BAND_SETS", "biome_cv_samples", "system_classes", "select_bands", "give_missing_calibrations", "read_system", "member_seeds", "cross_validate", "summarise_cv",
            "cv_table_markdown", "main"]
 
 #: The band sets a cross-validation reports by default: Table III's ALL, RGB+NIR, RGB and
@@ -75,6 +75,11 @@ def biome_cv_samples(root: str | os.PathLike | None = None,
     labellers' thin and thick cloud apart)."""
     classes = tuple(classes)
     return load_dataset("biome_patches", root, "val", classes) + load_dataset("biome_patches", root, "train", classes)
+
+
+def system_classes(system: dict) -> tuple[str, ...]:
+    """The classes a system's patches are labelled in: its model's (default clear / cloud)."""
+    return tuple((system.get("model") or {}).get("classes", ("clear", "cloud")))
 
 
 def select_bands(sample: LabelledSample, bands) -> LabelledSample:
@@ -350,7 +355,7 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
     config = {key: v for key, v in system.items() if key not in _SYSTEM_KEYS | {"gbm"}}
     engine = {"refine": bool(refine)}
     # Pixels of any cloud class are cloud for the peers and the per-pixel baseline too.
-    cloud = list(cloud_class_indices(tuple((system.get("model") or {}).get("classes", ("clear", "cloud")))))
+    cloud = list(cloud_class_indices(system_classes(system)))
     runs = []
     if checkpoint is not None and Path(checkpoint).exists():
         saved = json.loads(Path(checkpoint).read_text())
@@ -560,8 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "merge each run once (a run trained again belongs under another seed)")
         result["seeds"] = sorted({r["seed"] for r in result["runs"]})
     else:
-        classes = tuple((system.get("model") or {}).get("classes", ("clear", "cloud")))
-        result = cross_validate(system, biome_cv_samples(classes=classes), args.folds, seeds, checkpoint=out,
+        samples = biome_cv_samples(classes=system_classes(system))
+        result = cross_validate(system, samples, args.folds, seeds, checkpoint=out,
                                 models_dir=args.keep_models, only_fold=args.only_fold, refine=not args.no_refine)
     result["summary"] = summarise_cv(result)
     _write_json(out, result)
