@@ -18,6 +18,7 @@ from sensei_xr.models import (
     DeepLabV3PlusPixel,
     DeepLabV3PlusWide,
     FoldedCloudModel,
+    OrthonormalSEnSeI,
     PixelNet,
     SEnSeI,
     build_model,
@@ -82,6 +83,11 @@ def dlv3_pixel_model() -> CloudModel:
     with torch.no_grad():  # a trained branch is not zero: make it count
         torch.nn.init.normal_(model.head.pixel_branch[-1].weight, std=0.5)
     return model
+
+
+@pytest.fixture(scope="module")
+def orthonormal_model() -> CloudModel:
+    return _calibrated({"encoder": "sensei_orthonormal", "head": "deeplabv3plus", "classes": ["clear", "cloud"]})
 
 
 @pytest.fixture(scope="module")
@@ -364,9 +370,10 @@ def test_baseline_checks_band_count():
 
 
 @pytest.mark.parametrize("size", [(37, 53), (33, 16)])
-@pytest.mark.parametrize("which", ["dlv3", "pixel", "dlv3_pixel"])
-def test_folded_equals_unfolded(which, size, dlv3_model, pixel_model, dlv3_pixel_model):
-    model = {"dlv3": dlv3_model, "pixel": pixel_model, "dlv3_pixel": dlv3_pixel_model}[which]
+@pytest.mark.parametrize("which", ["dlv3", "pixel", "dlv3_pixel", "orthonormal"])
+def test_folded_equals_unfolded(which, size, dlv3_model, pixel_model, dlv3_pixel_model, orthonormal_model):
+    model = {"dlv3": dlv3_model, "pixel": pixel_model, "dlv3_pixel": dlv3_pixel_model,
+             "orthonormal": orthonormal_model}[which]
     desc = _descriptors(7, seed=3)
     images = _images(2, 7, *size, seed=5)
     with torch.no_grad():
@@ -606,3 +613,87 @@ def test_band_vector_penalty_spreads_the_bands_apart(dlv3_model):
     with torch.no_grad():
         after = float(model.encoder.band_vector_spread(desc))
     assert after < 0.5 * before
+
+
+# --------------------------------------------------------------------------------------
+# Orthonormal band vectors
+# --------------------------------------------------------------------------------------
+
+
+def _trained_encoder(cls: type[SEnSeI]) -> SEnSeI:
+    """The shipped model's trained encoder weights in ``cls``: a collapsed map to mend."""
+    from sensei_xr.models import load_model
+
+    enc = cls().eval()
+    enc.load_state_dict(load_model("sensei-dlv3-biome-v9").encoder.state_dict())
+    return enc
+
+
+_SIX_BANDS = torch.tensor([[0.45, 0.48, 0.51], [0.53, 0.56, 0.59], [0.64, 0.65, 0.67], [0.85, 0.86, 0.88],
+                           [1.57, 1.61, 1.65], [2.11, 2.2, 2.29]]) / 2.5  # Landsat 8 B2-B7, um / 2.5
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 20), seed=st.integers(0, 2**16), per_item=st.booleans())
+def test_orthonormal_band_vectors_for_any_band_set(n, seed, per_item):
+    """For any N and band set: the vectors are orthogonal with norm sqrt(N) (the map W has
+    Frobenius norm 1) as far as the paper's vectors tell the bands apart, the set is the polar factor of the paper's vectors (V U^T symmetric
+    positive semidefinite: the orthonormal matrix nearest V, not any orthonormal basis),
+    and the encoder stays permutation invariant."""
+    torch.manual_seed(seed % 7)
+    enc = OrthonormalSEnSeI().eval()
+    desc = _descriptors(n, seed)
+    if per_item:
+        desc = torch.stack([desc, _descriptors(n, seed + 1)])
+    with torch.no_grad():
+        u = enc.encode_descriptors(desc)
+        v = SEnSeI.encode_descriptors(enc, desc)
+    # Singular values: 1 where the paper's vectors have one above the iterations' reach
+    # (3e-4 of their Frobenius norm); random descriptors can be near duplicates, below it.
+    sv_v = torch.linalg.svdvals(v.double()) / torch.linalg.matrix_norm(v.double())[:, None]
+    sv_u = torch.linalg.svdvals(u.double()) / n ** 0.5
+    reach = sv_v >= 3e-4
+    assert reach.any()
+    torch.testing.assert_close(sv_u[reach], torch.ones_like(sv_u[reach]), atol=2e-3, rtol=0)
+    assert (sv_u <= 1 + 2e-3).all()
+    cross = (v @ u.transpose(1, 2)).double()
+    torch.testing.assert_close(cross, cross.transpose(1, 2), atol=1e-3 * cross.abs().max().item(), rtol=0)
+    assert torch.linalg.eigvalsh((cross + cross.transpose(1, 2)) / 2).min() > -1e-3 * cross.abs().max()
+    perm = torch.as_tensor(np.random.default_rng(seed).permutation(n))
+    images = _images(2, n, 6, 6, seed)
+    with torch.no_grad():
+        out, out_perm = enc(images, desc), enc(images[:, perm], desc[..., perm, :])
+    # float32 rounding, lifted with the small directions the iterations amplify
+    assert (out - out_perm).abs().max() <= 1e-3 * out.abs().max()
+
+
+def test_orthonormal_encoder_mends_the_trained_collapse():
+    """The shipped encoder maps six bands close to rank 2; the same weights in the
+    orthonormal encoder give a map of condition number < 2 (and the state loads as is)."""
+    with torch.no_grad():
+        collapsed = torch.linalg.svdvals(_trained_encoder(SEnSeI).affine_map(_SIX_BANDS)[0])
+        mended = torch.linalg.svdvals(_trained_encoder(OrthonormalSEnSeI).affine_map(_SIX_BANDS)[0])
+    collapsed, mended = collapsed / collapsed[0], mended / mended[0]
+    assert collapsed[-1] < 1e-3 and collapsed[1] < 0.1
+    # The five directions within the iterations' reach come out of one length; the last
+    # (5e-5 of the largest here, below the reach) is lifted > 1000x, not all the way.
+    torch.testing.assert_close(mended[:-1], torch.ones(5, dtype=mended.dtype), atol=1e-2, rtol=0)
+    assert mended[-1] > 0.5
+
+
+def test_orthonormal_encoder_trains_with_finite_gradients():
+    """Where the vectors already are orthonormal (where an eigendecomposition's gradient
+    divides by zero) the gradient stays finite, and a step changes the encoder."""
+    torch.manual_seed(0)
+    enc = OrthonormalSEnSeI()
+    images = _images(2, 6, 8, 8)
+    out = enc(images, _SIX_BANDS)
+    (out ** 2).mean().backward()
+    grads = [p.grad for p in enc.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_orthonormal_encoder_refuses_more_bands_than_dimensions():
+    with pytest.raises(ValueError, match="at most 64 bands"):
+        OrthonormalSEnSeI().encode_descriptors(_descriptors(65))

@@ -20,11 +20,12 @@ from .ensemble import CloudEnsemble, FoldedEnsemble
 from .deeplab import DeepLabV3Plus, DeepLabV3PlusPixel, DeepLabV3PlusWide
 from .export import export_onnx
 from .pixelnet import PixelNet
-from .sensei import SEnSeI
+from .sensei import OrthonormalSEnSeI, SEnSeI
 from .weights import WeightsError, list_models, load_model, save_model
 
 __all__ = [
     "SEnSeI",
+    "OrthonormalSEnSeI",
     "DeepLabV3Plus",
     "DeepLabV3PlusPixel",
     "DeepLabV3PlusWide",

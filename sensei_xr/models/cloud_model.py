@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from .deeplab import DeepLabV3Plus, DeepLabV3PlusPixel, DeepLabV3PlusWide
 from .pixelnet import PixelNet
-from .sensei import SEnSeI
+from .sensei import OrthonormalSEnSeI, SEnSeI
 from ..spectral.snow import NirSnowTest, SnowTest
 from ..spectral.warm import WarmSurfaceTest
 
@@ -49,7 +49,7 @@ __all__ = [
 HEADS: dict[str, type[nn.Module]] = {"deeplabv3plus": DeepLabV3Plus, "deeplabv3plus_wide": DeepLabV3PlusWide,
                                      "deeplabv3plus_pixel": DeepLabV3PlusPixel, "pixelnet": PixelNet}
 #: Encoders by config name (``None``: fixed bands, no encoder).
-ENCODERS: dict[str, type[nn.Module]] = {"sensei": SEnSeI}
+ENCODERS: dict[str, type[nn.Module]] = {"sensei": SEnSeI, "sensei_orthonormal": OrthonormalSEnSeI}
 DEFAULT_CLASSES: tuple[str, ...] = ("clear", "cloud")
 #: Largest difference of band centres, in normalised wavelength (``log10(nm - 300) - 2``;
 #: 0.05 is about 25 nm in the blue, 80 nm at 1.6 um), for a band set to use a batch-norm

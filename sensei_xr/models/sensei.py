@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 __all__ = [
     "SEnSeI",
+    "OrthonormalSEnSeI",
     "DESCRIPTOR_WIDTHS",
     "PERMUTATION_WIDTHS",
     "COMBINED_WIDTHS",
@@ -293,3 +294,66 @@ class SEnSeI(nn.Module):
         v = self.encode_descriptors(d)[0].double()  # (N, 64)
         n = v.shape[0]
         return v.t() / n, BAND_OFFSET * v.mean(dim=0)
+
+
+class OrthonormalSEnSeI(SEnSeI):
+    """SEnSeI whose band vectors are made orthonormal for every band set.
+
+    Trained as published, the encoder's map of a band set collapses: the six reflective
+    bands' map ends close to rank 2 (singular values 1 / 0.08 / 0.01 / 0.002 / ...,
+    ``docs/model_findings.md``), so what the bands say beyond their brightness and one
+    contrast reaches the head ~1000x weaker, and BatchNorm after the head's first
+    convolution cannot bring it back. Here the vectors ``V`` (N x 64) of the paper's three
+    blocks are replaced by the orthonormal matrix nearest to them, the polar factor
+    ``(V V^T)^(-1/2) V``, scaled so that the map ``W = V^T / N`` has Frobenius norm 1 for
+    every N: the head then sees the band values through an isometry whose orientation the
+    blocks learn from the wavelengths.
+
+    The polar factor is approached by Newton-Schulz iterations, ``X <- 1.5 X - 0.5 X X^T X``
+    from ``V / ||V||_F``: differentiable without an eigendecomposition (whose gradient
+    diverges when singular values meet, as they do at the goal), equivariant under band
+    permutations (so the encoder stays permutation invariant), and band sets stay
+    independent. Each iteration lifts a small singular value by 1.5x, so after
+    :attr:`iterations` directions below ``1.5 ** -iterations`` of the largest stay
+    partly suppressed: two bands of nearly the same wavelengths are not pushed apart
+    beyond what their vectors distinguish. Same parameters as :class:`SEnSeI`: a
+    pretrained SEnSeI state loads as is.
+
+    Examples
+    --------
+    >>> enc = OrthonormalSEnSeI()
+    >>> v = enc.encode_descriptors(torch.rand(4, 3))[0]
+    >>> torch.allclose(v @ v.T, torch.eye(4) * 4, atol=1e-3)
+    True
+    """
+
+    #: Newton-Schulz iterations: a singular value 3e-4 of ``||V||_F`` ends within 1e-3 of 1,
+    #: one of 1e-4 at 0.96, one of 1e-5 at 0.17 (a bound on how far near-equal vectors
+    #: are pushed apart).
+    iterations: int = 24
+
+    def encode_descriptors(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """One 64-vector per band, the N vectors orthogonal with norm ``sqrt(N)``.
+
+        Parameters
+        ----------
+        descriptors : torch.Tensor
+            (N, 3) or (B, N, 3) normalised wavelengths, N <= 64.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, N, 64), B = 1 for (N, 3) input.
+        """
+        v = super().encode_descriptors(descriptors)
+        n = v.shape[1]
+        if n > v.shape[2]:
+            raise ValueError(f"{n} bands cannot have orthogonal vectors in {v.shape[2]} dimensions; "
+                             f"pass at most {v.shape[2]} bands")
+        # float32 even under autocast: the iteration squares the matrix three times a step.
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            x = v.float()
+            x = x / x.flatten(1).norm(dim=1).clamp(min=1e-12)[:, None, None]
+            for _ in range(self.iterations):
+                x = 1.5 * x - 0.5 * (x @ x.transpose(1, 2)) @ x
+        return (x * n ** 0.5).to(v.dtype)
