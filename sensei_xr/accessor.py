@@ -42,9 +42,10 @@ class SenseiDataArrayAccessor:
         """Lazy float32 cloud probability, NaN at no data."""
         return _inference.cloud_probability(self._da, model, **kwargs)
 
-    def classify(self, model="default", **kwargs) -> xr.DataArray:
-        """Lazy class ids of a multi-class model, 255 at no data."""
-        return _inference.classify(self._da, model, **kwargs)
+    def classify(self, model="default", threshold: float = 0.5, **kwargs) -> xr.DataArray:
+        """Lazy uint8 class ids, 255 at no data; cloud classes exactly where ``cloudmask``
+        (same threshold) says cloud."""
+        return _inference.classify(self._da, model, threshold=threshold, **kwargs)
 
     def class_probabilities(self, model="default", **kwargs) -> xr.DataArray:
         """Lazy per-class probabilities."""
@@ -110,5 +111,5 @@ class SenseiDatasetAccessor:
     def cloud_probability(self, model="default", variables=None, **kwargs) -> xr.DataArray:
         return _inference.cloud_probability(dataset_to_bands(self._ds, variables), model, **kwargs)
 
-    def classify(self, model="default", variables=None, **kwargs) -> xr.DataArray:
-        return _inference.classify(dataset_to_bands(self._ds, variables), model, **kwargs)
+    def classify(self, model="default", threshold: float = 0.5, variables=None, **kwargs) -> xr.DataArray:
+        return _inference.classify(dataset_to_bands(self._ds, variables), model, threshold=threshold, **kwargs)

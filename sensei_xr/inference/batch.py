@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..outputs import cloud_fraction, output_path, write_mask_cog
-from .engine import cloudmask
+from .reductions import cloudmask
 from .jobs import JOB_TAG, cog_job, job_differences, mask_job, quicklook_job, with_job
 from .stepwise import compute_by_blocks, store_by_blocks
 

@@ -40,14 +40,11 @@ from ..errors import InferenceError
 __all__ = [
     "InferenceError",
     "class_probabilities",
-    "cloud_probability",
-    "cloudmask",
-    "classify",
     "NODATA_CLASS",
     "DEFAULT_CHUNK",
 ]
 
-#: Value of no-data pixels in ``cloudmask`` and ``classify`` outputs (uint8).
+#: Value of no-data pixels in the uint8 outputs (``cloudmask``, ``classify``).
 NODATA_CLASS = 255
 #: Chunk size (pixels) used when a NumPy-backed DataArray is given.
 DEFAULT_CHUNK = 1024
@@ -621,65 +618,3 @@ def _georef(result, template):
         except Exception:
             pass
     return result
-
-
-# --------------------------------------------------------------------------------------
-# The user-facing reductions
-# --------------------------------------------------------------------------------------
-
-
-def cloud_probability(da, model="default", **kwargs):
-    """Lazy probability of cloud, float32 0..1 with NaN at no data, dims (time?, y, x).
-
-    The sum of the probabilities of the model's cloud classes (e.g. thin + thick cloud).
-    Keyword arguments as :func:`class_probabilities`.
-    """
-    from ..models import cloud_class_indices
-
-    probs = class_probabilities(da, model, **kwargs)
-    classes = probs.attrs["classes"].split(",")
-    idx = list(cloud_class_indices(classes))
-    if not idx:
-        raise BandError(f"model classes {classes} include no cloud class")
-    p = probs.isel({"class": idx}).sum("class", skipna=False)
-    p = p.astype(np.float32).rename("cloud_probability")
-    p.attrs = {**probs.attrs, "units": "1", "long_name": "probability of cloud"}
-    p = p.rio.write_nodata(np.nan, encoded=False)
-    return _georef(p, probs)
-
-
-def cloudmask(da, model="default", threshold: float = 0.5, **kwargs):
-    """Lazy cloud mask, uint8: 0 clear, 1 cloud, 255 no data (declared as nodata).
-
-    Parameters
-    ----------
-    threshold : float
-        Cloud where the cloud probability is at least this.
-    **kwargs
-        As :func:`class_probabilities`.
-    """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
-            or not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be a number within (0, 1), e.g. 0.5; got {threshold!r}")
-    p = cloud_probability(da, model, **kwargs)
-    mask = (p >= threshold).astype(np.uint8).where(p.notnull(), NODATA_CLASS).astype(np.uint8)
-    mask = mask.rename("cloudmask")
-    mask.attrs = {**p.attrs, "threshold": float(threshold),
-                  "flag_values": "0 1 255", "flag_meanings": "clear cloud no_data",
-                  "long_name": "cloud mask"}
-    mask.attrs.pop("units", None)
-    mask = mask.rio.write_nodata(NODATA_CLASS, encoded=False)
-    return _georef(mask, p)
-
-
-def classify(da, model="default", **kwargs):
-    """Lazy class ids (uint8, 255 at no data); ``attrs["class_table"]`` maps id -> class."""
-    probs = class_probabilities(da, model, **kwargs)
-    ids = probs.fillna(-1.0).argmax("class").astype(np.uint8)
-    ids = ids.where(probs.isel({"class": 0}).notnull(), NODATA_CLASS).astype(np.uint8).rename("class_id")
-    classes = probs.attrs["classes"].split(",")
-    ids.attrs = {**probs.attrs, "class_table": ", ".join(f"{i}: {c}" for i, c in enumerate(classes)),
-                 "flag_values": " ".join(str(i) for i in range(len(classes))) + f" {NODATA_CLASS}",
-                 "flag_meanings": " ".join(classes) + " no_data"}
-    ids = ids.rio.write_nodata(NODATA_CLASS, encoded=False)
-    return _georef(ids, probs)
