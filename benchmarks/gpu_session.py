@@ -65,7 +65,6 @@ GPU_DIR = ROOT / ".gpu"
 #: warm-surface test (set after training, so the same training): scored with it. At most
 #: MAX_RECIPES: the tool returns 8 files.
 PLAN: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_decorr1.toml", (7, 8, 9)),
     ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm.toml", (8, 9, 10)),
 )
 FOLDS = 3
