@@ -20,11 +20,12 @@ CLASS_LISTS = (("clear", "thin_cloud", "thick_cloud"), ("clear", "cloud", "cloud
 
 
 def _probs(logits: np.ndarray, classes, nodata: np.ndarray, chunked: bool) -> xr.DataArray:
-    e = np.exp(logits - logits.max(axis=0))
-    p = (e / e.sum(axis=0)).astype(np.float32)
-    p[:, nodata] = np.nan
-    data = dsa.from_array(p, chunks=(-1, 3, 4)) if chunked else p
-    return xr.DataArray(data, dims=("class", "y", "x"), attrs={"classes": ",".join(classes)})
+    """(time 2, class, y, x) probabilities; chunked: every dimension split, class too."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    p[:, :, nodata] = np.nan
+    data = dsa.from_array(p, chunks=(1, 2, 3, 4)) if chunked else p
+    return xr.DataArray(data, dims=("time", "class", "y", "x"), attrs={"classes": ",".join(classes)})
 
 
 @settings(max_examples=40, deadline=None)
@@ -33,7 +34,7 @@ def _probs(logits: np.ndarray, classes, nodata: np.ndarray, chunked: bool) -> xr
 def test_cloud_classes_exactly_where_the_summed_cloud_probability_reaches_the_threshold(data, which, threshold,
                                                                                            chunked):
     classes = CLASS_LISTS[which]
-    logits = data.draw(hnp.arrays(np.float64, (len(classes), 7, 9), elements=st.floats(-4, 4)))
+    logits = data.draw(hnp.arrays(np.float64, (2, len(classes), 7, 9), elements=st.floats(-4, 4)))
     nodata = data.draw(hnp.arrays(np.bool_, (7, 9)))
     probs = _probs(logits, classes, nodata, chunked)
     ids = class_ids(probs, threshold)
@@ -42,12 +43,12 @@ def test_cloud_classes_exactly_where_the_summed_cloud_probability_reaches_the_th
     p = probs.values
     cloud = np.array([i for i, c in enumerate(classes) if "cloud" in c and "shadow" not in c])
     other = np.array([i for i in range(len(classes)) if i not in cloud])
-    assert (ids[nodata] == NODATA_CLASS).all()
-    valid = ~nodata
-    cloudy = p[cloud].sum(axis=0) >= threshold
+    assert ids.shape == (2, 7, 9) and (ids[:, nodata] == NODATA_CLASS).all()
+    valid = np.broadcast_to(~nodata, ids.shape)
+    cloudy = p[:, cloud].sum(axis=1) >= threshold
     assert (np.isin(ids, cloud) == cloudy)[valid].all()  # the mask's cloud, and only there
-    best_cloud = cloud[p[cloud].argmax(axis=0)]
-    best_other = other[p[other].argmax(axis=0)]
+    best_cloud = cloud[p[:, cloud].argmax(axis=1)]
+    best_other = other[p[:, other].argmax(axis=1)]
     assert (ids == np.where(cloudy, best_cloud, best_other))[valid].all()
 
 

@@ -682,16 +682,32 @@ def test_orthonormal_encoder_mends_the_trained_collapse():
 
 
 def test_orthonormal_encoder_trains_with_finite_gradients():
-    """Where the vectors already are orthonormal (where an eigendecomposition's gradient
-    divides by zero) the gradient stays finite, and a step changes the encoder."""
+    """At vectors that already are orthonormal (where an eigendecomposition's gradient
+    divides by the zero gap between equal eigenvalues) the polar factor is the vectors' own
+    directions and its gradient finite and not larger than the upstream one; through the whole encoder,
+    a step's gradient is finite and not zero."""
+    u = torch.linalg.qr(torch.randn(64, 6, generator=torch.Generator().manual_seed(0)))[0].T[None]
+    v = (3.0 * u).requires_grad_()
+    out = OrthonormalSEnSeI.polar_factor(v, OrthonormalSEnSeI.iterations)
+    torch.testing.assert_close(out.detach(), u, atol=1e-5, rtol=0)  # the polar factor of 3u is u
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    (out * upstream).sum().backward()
+    assert torch.isfinite(v.grad).all()
+    assert 0 < float(v.grad.norm()) < float(upstream.norm())
     torch.manual_seed(0)
     enc = OrthonormalSEnSeI()
-    images = _images(2, 6, 8, 8)
-    out = enc(images, _SIX_BANDS)
-    (out ** 2).mean().backward()
+    (enc(_images(2, 6, 8, 8), _SIX_BANDS) ** 2).mean().backward()
     grads = [p.grad for p in enc.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_a_model_built_around_the_orthonormal_encoder_records_it():
+    """A CloudModel made from the module (no config) names its encoder, so saving and
+    loading it does not come back as a plain SEnSeI (the two share their parameters)."""
+    model = CloudModel(OrthonormalSEnSeI(), PixelNet(64, 2), ["clear", "cloud"])
+    assert model.config["encoder"] == "sensei_orthonormal"
+    assert CloudModel(SEnSeI(), PixelNet(64, 2), ["clear", "cloud"]).config["encoder"] == "sensei"
 
 
 def test_orthonormal_encoder_refuses_more_bands_than_dimensions():

@@ -222,7 +222,9 @@ class CloudModel(nn.Module):
         self.classes = classes
         if config is None:
             head_name = next((k for k, v in HEADS.items() if type(head) is v), type(head).__name__)
-            config = {"encoder": "sensei" if encoder is not None else None, "head": head_name,
+            encoder_name = None if encoder is None else next(
+                (k for k, v in ENCODERS.items() if type(encoder) is v), type(encoder).__name__)
+            config = {"encoder": encoder_name, "head": head_name,
                       "classes": list(classes), "in_bands": None if encoder is not None else head.in_channels}
         self._config = dict(config)
         self.snow_test: SnowTest | None = None
@@ -461,7 +463,7 @@ def build_model(config: Mapping[str, Any]) -> CloudModel:
     Parameters
     ----------
     config : dict
-        ``{"encoder": "sensei" | None, "head": "deeplabv3plus" | "deeplabv3plus_wide" | "deeplabv3plus_pixel" | "pixelnet",
+        ``{"encoder": "sensei" | "sensei_orthonormal" | None, "head": "deeplabv3plus" | "deeplabv3plus_wide" | "deeplabv3plus_pixel" | "pixelnet",
         "classes": [...], "in_bands": int, "band_set": str}``; ``in_bands`` only (and then
         required) without encoder; ``band_set`` optionally without encoder: the model's
         bands as a band set of :data:`sensei_xr.spectral.BAND_SETS` (e.g. ``"RGBNIRSWIR"``),

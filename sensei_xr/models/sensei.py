@@ -314,7 +314,7 @@ class OrthonormalSEnSeI(SEnSeI):
     diverges when singular values meet, as they do at the goal), equivariant under band
     permutations (so the encoder stays permutation invariant), and band sets stay
     independent. Each iteration lifts a small singular value by 1.5x, so after
-    :attr:`iterations` directions below ``1.5 ** -iterations`` of the largest stay
+    :attr:`iterations` directions below ``1.5 ** -iterations`` of ``||V||_F`` stay
     partly suppressed: two bands of nearly the same wavelengths are not pushed apart
     beyond what their vectors distinguish. Same parameters as :class:`SEnSeI`: a
     pretrained SEnSeI state loads as is.
@@ -333,7 +333,8 @@ class OrthonormalSEnSeI(SEnSeI):
     iterations: int = 24
 
     def encode_descriptors(self, descriptors: torch.Tensor) -> torch.Tensor:
-        """One 64-vector per band, the N vectors orthogonal with norm ``sqrt(N)``.
+        """One 64-vector per band, the N vectors orthogonal with norm ``sqrt(N)`` (as far
+        as the paper's vectors tell the bands apart: see :attr:`iterations`).
 
         Parameters
         ----------
@@ -345,15 +346,23 @@ class OrthonormalSEnSeI(SEnSeI):
         torch.Tensor
             (B, N, 64), B = 1 for (N, 3) input.
         """
-        v = super().encode_descriptors(descriptors)
-        n = v.shape[1]
-        if n > v.shape[2]:
-            raise ValueError(f"{n} bands cannot have orthogonal vectors in {v.shape[2]} dimensions; "
-                             f"pass at most {v.shape[2]} bands")
-        # float32 even under autocast: the iteration squares the matrix three times a step.
-        with torch.autocast(device_type=v.device.type, enabled=False):
-            x = v.float()
-            x = x / x.flatten(1).norm(dim=1).clamp(min=1e-12)[:, None, None]
-            for _ in range(self.iterations):
-                x = 1.5 * x - 0.5 * (x @ x.transpose(1, 2)) @ x
-        return (x * n ** 0.5).to(v.dtype)
+        d = self._check_descriptors(descriptors)
+        # The blocks and the iteration in the weights' precision even under autocast: the
+        # iteration lifts directions down to 3e-4 of ||V||_F, so half-precision rounding
+        # of V (~1e-3) would become features.
+        with torch.autocast(device_type=d.device.type, enabled=False):
+            v = super().encode_descriptors(d)
+            return self.polar_factor(v, self.iterations) * v.shape[1] ** 0.5
+
+    @staticmethod
+    def polar_factor(v: torch.Tensor, iterations: int) -> torch.Tensor:
+        """``(V V^T)^(-1/2) V`` of each (N, C) matrix of ``v`` (B, N, C), N <= C, by
+        Newton-Schulz iterations from ``V / ||V||_F``; directions of singular value below
+        about ``1.5 ** -iterations`` of ``||V||_F`` come out shorter than 1."""
+        n, c = v.shape[1], v.shape[2]
+        if n > c:
+            raise ValueError(f"{n} bands cannot have orthogonal vectors in {c} dimensions; pass at most {c} bands")
+        x = v / v.flatten(1).norm(dim=1).clamp(min=1e-12)[:, None, None]
+        for _ in range(iterations):
+            x = 1.5 * x - 0.5 * (x @ x.transpose(1, 2)) @ x
+        return x
