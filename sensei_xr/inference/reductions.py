@@ -7,7 +7,6 @@ georeferencing and declares its no-data value.
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 
 from ..bands import BandError
 from .engine import NODATA_CLASS, _georef, class_probabilities
@@ -99,6 +98,8 @@ def class_ids(probs, threshold: float = 0.5):
     probable other class; 255 where the probabilities are NaN (no data). Lazy if ``probs``
     is.
     """
+    import xarray as xr  # here: the training core imports this package without xarray (GPU image)
+
     from ..models import cloud_class_indices
 
     classes = probs.attrs["classes"].split(",")
