@@ -58,6 +58,9 @@ def test_summed_thin_and_thick_cloud_beats_a_larger_clear_probability():
     probs = xr.DataArray(p, dims=("class", "y", "x"), attrs={"classes": "clear,thin_cloud,thick_cloud"})
     assert class_ids(probs, 0.5).item() == 1  # thin, the more probable cloud class
     assert class_ids(probs, 0.7).item() == 0
+    for bad in (0, 1, 1.5, "0.5", True):
+        with pytest.raises(ValueError, match="threshold must be a number within"):
+            class_ids(probs, bad)
 
 
 @pytest.fixture(scope="module")

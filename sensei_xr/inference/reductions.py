@@ -102,6 +102,7 @@ def class_ids(probs, threshold: float = 0.5):
 
     from ..models import cloud_class_indices
 
+    _check_threshold(threshold)  # also here: class_ids is public
     classes = probs.attrs["classes"].split(",")
     cloud = list(cloud_class_indices(classes))
     other = [i for i in range(len(classes)) if i not in cloud]
