@@ -28,6 +28,7 @@ from sensei_xr.models.weights import ALIASES_FILE, REGISTRY_DIR
 from sensei_xr.sample_data import data_dir
 from sensei_xr.training.crossval import (_SYSTEM_KEYS, engine_options, give_missing_calibrations, member_seeds,
                                         read_system, select_bands)
+from sensei_xr.training.member import give_missing_member
 from sensei_xr.training.snow import give_missing_tests
 from sensei_xr.training.train import finished_model, train
 
@@ -99,10 +100,14 @@ def train_release(config_path: Path, work: Path, seed: int, log=print,
         train(cfg, data_dir(), stem, resume=True, log=log, train_samples=patches, val_samples=patches)
         timing.write_text(f"{time.time() - t0:.0f}\n")
     model = load_model(stem.with_suffix(".safetensors"))
-    # A finished run of the recipe without its tests or some of its band-set calibrations
-    # (both made after training): made now on the same patches, as training would have.
+    # A finished run of the recipe without its tests, its pixel member or some of its
+    # band-set calibrations (all made after training): made now on the same patches, as
+    # training would have.
     for key, test in give_missing_tests(model, cfg, [patches]).items():
         log(f"chose the {key.replace('_', ' ')} on the {len(patches)} patches: {test}")
+    member = give_missing_member(model, cfg, [patches])
+    if member is not None:
+        log(f"trained the pixel member on the {len(patches)} patches (seed {seed}): {member.config}")
     calibrated = give_missing_calibrations(model, cfg, [patches])
     if calibrated:
         log(f"measured the batch-norm calibrations of {calibrated} on the {len(patches)} patches")
@@ -264,6 +269,11 @@ def card_markdown(card: dict, results: Path) -> str:
                 f"(27 C, Fmask's cloud test; fixed, not chosen on any labels) and the 1.38 um reflectance, where "
                 f"the scene has it, is at most {t['cirrus_max']:g} (`sensei_xr.spectral.warm`)"]
                if (t := card.get("warm_test")) else []),
+             *([f"- **Per-pixel member** (`sensei_xr.models.PixelMember`, applied where a scene has the regions "
+                f"{', '.join(m['regions'])}): an MLP ({' -> '.join(str(h) for h in [len(m['regions']), *m['hidden'], 2])}"
+                ", batch norm) trained on the same patches' labelled pixels after the network; the engine takes "
+                f"{1 - m['weight']:g} x the network's refined cloud probability + {m['weight']:g} x the member's, "
+                "then the tests above"] if (m := arch.get("pixel_member")) else []),
              recipe,
              f"- **Selected on**: {card['selected_on']}",
              f"- **Weights**: `sensei_xr/models/registry/{card['weights_file']}`, sha256 `{card['sha256'][:16]}...`",

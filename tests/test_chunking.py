@@ -25,7 +25,7 @@ from torch import nn
 
 import sensei_xr  # noqa: F401  (registers the accessor)
 from sensei_xr.inference.engine import MIN_PATCH, _merge_small_chunks
-from sensei_xr.models import CloudModel
+from sensei_xr.models import CloudModel, PixelMember
 
 # Many small forward passes: one torch thread each is fastest (and the synchronous
 # scheduler keeps the caller's setting).
@@ -66,8 +66,15 @@ def small_model():
     with torch.no_grad():  # weights large enough that the output varies in space
         for p in head.parameters():
             p.mul_(3.0)
-    return CloudModel(None, head, ("clear", "cloud"),
-                      {"encoder": None, "head": "small-conv-test", "classes": ["clear", "cloud"], "in_bands": 8})
+    model = CloudModel(None, head, ("clear", "cloud"),
+                       {"encoder": None, "head": "small-conv-test", "classes": ["clear", "cloud"], "in_bands": 8})
+    # A per-pixel member too (random, weights large enough to matter): the engine mixes it
+    # into every patch, so the chunking tests cover it.
+    model.pixel_member = PixelMember(("blue", "green", "red", "nir", "swir16", "swir22"), (8,), 0.4).eval()
+    with torch.no_grad():
+        for p in model.pixel_member.parameters():
+            p.mul_(3.0)
+    return model
 
 
 @pytest.fixture(scope="module")

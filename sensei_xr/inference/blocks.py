@@ -15,7 +15,8 @@ from ..bands import BandDescriptors, BandError
 from ..errors import InferenceError
 from .refine import refined
 from .guards import guarded
-from .runtime import get_runner, resolve_device, torch_threads
+from .member import mixed
+from .runtime import get_member_runner, get_runner, resolve_device, torch_threads
 from .tiling import blend_sums, fill_nodata, patch_origins, predict_patches, predict_pixels
 
 __all__ = ["BlockPredictor", "halo_graph", "blend_graph", "NO_DATA_SUM"]
@@ -45,7 +46,7 @@ class BlockPredictor:
     """
 
     def __init__(self, ref, desc, plan, fill, device, batch_size, chunks, halo, n_classes, backend="auto",
-                 refine_classes=None, guards=()):
+                 refine_classes=None, guards=(), member=None):
         self.ref = ref
         self.backend = backend
         # Cloud classes whose probability each patch's bands refine (None: as predicted).
@@ -53,6 +54,8 @@ class BlockPredictor:
         # The model's pixel tests (guards.Guard) capping the refined cloud probability of
         # snow, ice and warm ground (empty: none).
         self.guards = tuple(guards)
+        # The model's per-pixel member mixed in before the tests: (band indices, weight) or None.
+        self.member = member
         self.n_classes = n_classes
         self.names = desc.names
         self.kinds = desc.kinds
@@ -151,6 +154,8 @@ class BlockPredictor:
             run = get_runner(self.ref, desc.normalised(), desc.key, device, self.backend, threads)
             if self.refine_classes is not None:
                 run = refined(run, self.refine_classes)
+                if self.member is not None:
+                    run = mixed(run, get_member_runner(self.ref, device), self.refine_classes, *self.member)
                 if self.guards:
                     run = guarded(run, self.refine_classes, self.guards)
             if self.plan.pointwise:

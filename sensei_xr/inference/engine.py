@@ -33,6 +33,7 @@ from .. import bands as _bands
 from ..bands import BandDescriptors, BandError
 from .blocks import BlockPredictor, blend_graph, halo_graph
 from .guards import Guard, guards_for
+from .member import member_bands
 from .runtime import ModelRef, check_backend, check_device
 from .tiling import FILL_REACH, TilingPlan, halo_for
 from ..errors import InferenceError
@@ -389,7 +390,7 @@ def class_probabilities(
         dims = (time_dim, *dims)
     result = xr.DataArray(probs, dims=dims, coords={**coords, "class": list(model_obj.classes)},
                           name="class_probability")
-    result.attrs = _provenance(model_obj, ref, desc, _guards(model_obj, desc, refine))
+    result.attrs = _provenance(model_obj, ref, desc, _guards(model_obj, desc, refine), _member(model_obj, desc, refine))
     return _georef(result, da)
 
 
@@ -444,7 +445,7 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
     n_classes = len(model.classes)
     cloud_classes = tuple(model.cloud_class_indices) if refine and not plan.pointwise else None
     fn = BlockPredictor(ref, desc, plan, fill, device, batch_size, data.chunks, halo, n_classes, backend,
-                        cloud_classes, _guards(model, desc, refine))
+                        cloud_classes, _guards(model, desc, refine), _member(model, desc, refine))
     meta = np.array((), np.float32)
     if plan.pointwise:
         out_chunks = (data.chunks[0], (n_classes,), data.chunks[2], data.chunks[3])
@@ -464,6 +465,14 @@ def _guards(model, desc: BandDescriptors, refine: bool) -> tuple[Guard, ...]:
     if not refine or _is_pointwise(model):
         return ()
     return guards_for(model, desc)
+
+
+def _member(model, desc: BandDescriptors, refine: bool) -> tuple[tuple[int, ...], float] | None:
+    """The model's per-pixel member the engine mixes in after the refinement, as (band
+    indices, weight); None without one, without refinement, or where the scene lacks one
+    of its regions (``member_bands``)."""
+    bands = member_bands(model, desc) if refine and not _is_pointwise(model) else None
+    return None if bands is None else (bands, model.pixel_member.weight)
 
 
 def _halo(plan: TilingPlan, shape_yx) -> tuple[int, int]:
@@ -589,7 +598,8 @@ def _check_band_count(model, desc: BandDescriptors) -> None:
             )
 
 
-def _provenance(model, ref: ModelRef, desc: BandDescriptors, guards: tuple[Guard, ...] = ()) -> dict:
+def _provenance(model, ref: ModelRef, desc: BandDescriptors, guards: tuple[Guard, ...] = (),
+                member: tuple[tuple[int, ...], float] | None = None) -> dict:
     card = getattr(model, "card", None) or {}
     applied = {g.key: g.describe(desc.names) for g in guards}
     snow_note = applied.get("snow_test", applied.get("nir_snow_test", "none"))
@@ -603,6 +613,8 @@ def _provenance(model, ref: ModelRef, desc: BandDescriptors, guards: tuple[Guard
         "classes": ",".join(model.classes),
         "snow_test": snow_note,
         "warm_test": applied.get("warm_test", "none"),
+        "pixel_member": "none" if member is None else
+        f"per-pixel MLP on {','.join(desc.names[i] for i in member[0])}, weight {member[1]:g}",
     }
 
 

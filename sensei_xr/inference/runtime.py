@@ -30,6 +30,7 @@ __all__ = [
     "resolve_device",
     "check_device",
     "get_runner",
+    "get_member_runner",
     "check_backend",
     "BACKENDS",
     "torch_threads",
@@ -517,6 +518,28 @@ def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, dev
             else:
                 logits = net(batch)
             return torch.softmax(logits.float(), dim=1)
+
+    return run
+
+
+def get_member_runner(ref: ModelRef, device: str):
+    """A function from a (B, M, P, P) float32 torch batch of the member's regions on
+    ``device`` to its (B, 1, P, P) float32 cloud probability (the model's
+    :class:`~sensei_xr.models.pixel_member.PixelMember`, kept per process like the folded
+    networks; float32 on every device: it is small)."""
+    import torch
+
+    def make():
+        member = _load(ref, device).pixel_member
+        if member is None:
+            raise RuntimeError(f"the model {ref.source!r} has no pixel member in this worker; rebuild the graph")
+        return member.to(device).eval()
+
+    member = _cached(_FOLDED, (ref.source, ref.sha256, device, "pixel_member"), make, FOLDED_CACHE_SIZE)
+
+    def run(batch):
+        with torch.inference_mode():
+            return member.cloud_probability(batch)
 
     return run
 

@@ -6,6 +6,8 @@ model core can run anywhere torch does.
 * :class:`SEnSeI` - any band set -> 64-channel feature map.
 * :class:`DeepLabV3Plus` (the paper's), :class:`DeepLabV3PlusWide`, :class:`DeepLabV3PlusPixel`, :class:`PixelNet` -
   segmentation heads.
+* :class:`PixelMember` - a per-pixel MLP on six fixed regions a model may carry, mixed
+  with the network's cloud probability by the engine.
 * :class:`CloudModel`, :func:`build_model` - encoder + head from a plain config;
   :meth:`CloudModel.for_bands` folds SEnSeI away for one band set
   (:class:`FoldedCloudModel`).
@@ -19,6 +21,7 @@ from .cloud_model import CloudModel, FoldedCloudModel, build_model, cloud_class_
 from .ensemble import CloudEnsemble, FoldedEnsemble
 from .deeplab import DeepLabV3Plus, DeepLabV3PlusPixel, DeepLabV3PlusWide
 from .export import export_onnx
+from .pixel_member import PixelMember
 from .pixelnet import PixelNet
 from .sensei import OrthonormalSEnSeI, SEnSeI
 from .weights import WeightsError, list_models, load_model, save_model
@@ -30,6 +33,7 @@ __all__ = [
     "DeepLabV3PlusPixel",
     "DeepLabV3PlusWide",
     "PixelNet",
+    "PixelMember",
     "CloudModel",
     "FoldedCloudModel",
     "CloudEnsemble",

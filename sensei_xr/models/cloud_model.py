@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .deeplab import DeepLabV3Plus, DeepLabV3PlusPixel, DeepLabV3PlusWide
+from .pixel_member import PixelMember, member_from_config
 from .pixelnet import PixelNet
 from .sensei import OrthonormalSEnSeI, SEnSeI
 from ..spectral.snow import NirSnowTest, SnowTest
@@ -55,7 +56,7 @@ DEFAULT_CLASSES: tuple[str, ...] = ("clear", "cloud")
 #: 0.05 is about 25 nm in the blue, 80 nm at 1.6 um), for a band set to use a batch-norm
 #: calibration measured on another sensor's bands (e.g. Sentinel-2 B02-B04 for Landsat 8 B2-B4).
 CALIBRATION_TOLERANCE = 0.05
-_CONFIG_KEYS = ("encoder", "head", "classes", "in_bands", "band_set")
+_CONFIG_KEYS = ("encoder", "head", "classes", "in_bands", "band_set", "pixel_member")
 
 # "cloud_shadow", "cloud_free", "non_cloud", "no cloud" name classes that are not cloud.
 _NOT_CLOUD = re.compile(r"shadow|free|(^|[^a-z])(non|no|not)[\s_-]*cloud")
@@ -207,6 +208,11 @@ class CloudModel(nn.Module):
     warm_test : WarmSurfaceTest or None
         The warm-surface test (Fmask's 27 C; fixed, not chosen on labels; saved on the
         card), or None.
+    pixel_member : PixelMember or None
+        A per-pixel classifier the engine averages with the network's cloud probability
+        where the scene has its regions (trained after the network, on the same labelled
+        patches; its weights are saved with the model's), or None. Not part of
+        :meth:`forward` or :meth:`for_bands`: those are the network alone.
     """
 
     def __init__(self, encoder: SEnSeI | None, head: nn.Module,
@@ -230,6 +236,7 @@ class CloudModel(nn.Module):
         self.snow_test: SnowTest | None = None
         self.nir_snow_test: NirSnowTest | None = None
         self.warm_test: WarmSurfaceTest | None = None
+        self.pixel_member: PixelMember | None = None
         self.card: dict | None = None
         self.sha256: str | None = None
         self.source: str | None = None
@@ -239,8 +246,13 @@ class CloudModel(nn.Module):
 
     @property
     def config(self) -> dict:
-        """The plain, JSON-able architecture config (a copy)."""
-        return copy.deepcopy(self._config)
+        """The plain, JSON-able architecture config (a copy); with a pixel member, its
+        config under ``"pixel_member"``."""
+        config = copy.deepcopy(self._config)
+        config.pop("pixel_member", None)
+        if self.pixel_member is not None:
+            config["pixel_member"] = self.pixel_member.config
+        return config
 
     @property
     def num_classes(self) -> int:
@@ -454,6 +466,8 @@ def _normalise_config(config: Mapping[str, Any]) -> dict:
             raise ValueError(f"band_set {band_set!r} does not name exactly {in_bands} bands by wavelength; "
                              "use one of RGB, RGBNIR, AeroRGBNIR, RGBNIRSWIR with the matching in_bands")
         out["band_set"] = band_set
+    if config.get("pixel_member") is not None:
+        out["pixel_member"] = member_from_config(config["pixel_member"]).config
     return out
 
 
@@ -485,4 +499,7 @@ def build_model(config: Mapping[str, Any]) -> CloudModel:
     encoder = ENCODERS[cfg["encoder"]]() if cfg["encoder"] is not None else None
     in_channels = encoder.out_channels if encoder is not None else cfg["in_bands"]
     head = HEADS[cfg["head"]](in_channels, len(cfg["classes"]))
-    return CloudModel(encoder, head, cfg["classes"], cfg)
+    model = CloudModel(encoder, head, cfg["classes"], cfg)
+    if cfg.get("pixel_member") is not None:
+        model.pixel_member = member_from_config(cfg["pixel_member"])
+    return model

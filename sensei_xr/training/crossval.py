@@ -216,11 +216,12 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
 
 
 def _tests_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
-    """Give a kept model the pixel tests its config asks for and it lacks, chosen on the
-    fold's training patches as training chooses them (saved back with the model); a test
-    the config does not ask for is taken away for scoring, so a recipe and the same recipe
-    with a test are scored on the same kept models."""
+    """Give a kept model the pixel tests and the per-pixel member its config asks for and
+    it lacks, chosen or trained on the fold's training patches as training does (saved
+    back with the model); one the config does not ask for is taken away for scoring, so a
+    recipe and the same recipe with a test or a member are scored on the same kept models."""
     from ..models import save_model
+    from .member import give_missing_member
     from .snow import TEST_KEYS, give_missing_tests
 
     for key in TEST_KEYS:
@@ -229,7 +230,10 @@ def _tests_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
     given = give_missing_tests(model, cfg, [list(train_s)])
     for key, test in given.items():
         log(f"  gave the kept model its {key.replace('_', ' ')} (thresholds to choose: on its training patches): {test}")
-    if given:
+    member = give_missing_member(model, cfg, [list(train_s)])
+    if member is not None:
+        log(f"  gave the kept model its pixel member, trained on its training patches: {member.config}")
+    if given or member is not None:
         save_model(model, stem, card=model.card)
 
 

@@ -22,6 +22,7 @@ from ..inference.runtime import resolve_device
 from .batchnorm import calibrate_band_sets, recalibrate_batchnorm
 from .checkpoints import WeightAverage, load_checkpoint, save_checkpoint
 from .samplers import Augmentation, RandomPatchBatches
+from .member import check_member_option, training_member
 from .snow import training_tests
 
 __all__ = [
@@ -92,6 +93,8 @@ DEFAULT_CONFIG = {
     # After training, give the model the warm-surface test (sensei_xr.spectral.warm: no
     # cloud warmer than 27 C at 11 um, Fmask's threshold; nothing chosen on labels).
     "warm_test": False,
+    # After training, a per-pixel member (true, or options: sensei_xr.training.member).
+    "pixel_member": False,
     # name -> bands: None (all), "no_thermal", a Table III set ("RGB", "RGBNIR", ...) or names.
     "val_band_sets": {"all": None, "rgb_nir": "RGBNIR", "rgb": "RGB", "no_thermal": "no_thermal"},
     # False: thermal bands are taken out of every training and validation image, so the
@@ -110,9 +113,10 @@ _RECIPE_KEYS = ("patch_size", "batch_size", "steps", "optimizer", "lr", "momentu
                 "schedule", "min_bands", "band_subsets", "named_band_sets", "mosaic_probability", "seed",
                 "weight_average_from", "bn_recalibration_batches", "bn_calibration_sets", "extra_train_data",
                 "synthetic_clouds", "augmentation", "model", "snow_test", "nir_snow_test", "warm_test", "thermal_bands",
-                "band_vector_decorrelation")
+                "band_vector_decorrelation", "pixel_member")
 # Measured after training, and again for a kept model (crossval): not part of what must match.
-_AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets", "snow_test", "nir_snow_test", "warm_test")
+_AFTER_TRAINING = ("bn_recalibration_batches", "bn_calibration_sets", "snow_test", "nir_snow_test", "warm_test",
+                   "pixel_member")
 # Recorded since 2026-12-03: a card or checkpoint written before says nothing about them.
 _RECORDED_LATER = ("model",)
 
@@ -238,6 +242,7 @@ def validate_config(config: dict) -> None:
     for key in ("thermal_bands", "warm_test"):
         if not isinstance(cfg[key], bool):
             raise ValueError(f"{key} must be true or false, not {cfg[key]!r}")
+    check_member_option(cfg["pixel_member"])
     for label, bands in cfg["val_band_sets"].items():
         if isinstance(bands, str) and bands.lower() != "no_thermal":
             try:
@@ -628,6 +633,7 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
                             cfg["patch_size"], cfg["batch_size"], device)
     for key, test in training_tests(cfg, train_sources, model.cloud_class_indices).items():
         setattr(model, key, test)
+    model.pixel_member = training_member(cfg, train_sources, model.cloud_class_indices)
     from ..models import save_model
 
     model.eval()

@@ -1,0 +1,119 @@
+"""A per-pixel companion of a context network: an MLP on six fixed spectral regions.
+
+The segmentation network reads context and scores the Biome labellers' thin veils at
+0.3-0.5, under the threshold, where a per-pixel classifier of the raw reflectances finds
+them (thin cloud of Wetlands_00: 0.93-0.96 of the patch right against 0.83-0.91); a
+per-pixel classifier in turn calls clear snow and ice cloud, which the 1.6 um snow test
+catches. So a :class:`~sensei_xr.models.CloudModel` may carry a :class:`PixelMember`: the
+engine averages its cloud probability with the network's (after the edge refinement,
+before the model's pixel tests) where the scene has all of its regions, and runs the
+network alone elsewhere (``docs/model_findings.md``, "A per-pixel member").
+
+The regions are the six reflective ones Landsat 4-9 and Sentinel-2 share (blue, green,
+red, NIR, 1.6 um, 2.2 um; :data:`sensei_xr.spectral.BAND_SETS` ``"RGBNIRSWIR"``), picked
+by wavelength from any sensor as a fixed-band model's are. Thermal bands are left out on
+purpose: absolute brightness temperature is easy to memorise from 24 patches and does not
+carry over to other scenes (the model issue's per-pixel baseline lost about 10 points
+with it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["PixelMember", "MEMBER_BAND_SET", "member_from_config"]
+
+#: The band set (by wavelength regions) a member reads.
+MEMBER_BAND_SET = "RGBNIRSWIR"
+_HIDDEN = (64, 64)
+
+
+class PixelMember(nn.Module):
+    """An MLP from each pixel's reflectance in fixed regions to cloud probability.
+
+    ``standardise -> [1x1 conv -> BatchNorm -> ReLU] x len(hidden) -> 1x1 conv (-> 2)``;
+    with six regions and ``hidden = (64, 64)``: 4,994 parameters (4,738 weights and biases, 256 batch-norm).
+
+    Parameters
+    ----------
+    regions : sequence of str
+        Spectral regions of :data:`sensei_xr.spectral.bandsets.REGIONS`, in the order the
+        member takes its bands (e.g. ``("blue", "green", "red", "nir", "swir16", "swir22")``).
+    hidden : sequence of int
+        Widths of the hidden layers.
+    weight : float
+        The member's share of the mean cloud probability, 0 < weight < 1 (0.5: the plain
+        mean, chosen before any scoring).
+
+    Attributes
+    ----------
+    mean, std : torch.Tensor
+        (N,) per-band reflectance statistics of the training pixels (buffers), set by
+        :meth:`set_standardisation`.
+    """
+
+    def __init__(self, regions: Sequence[str], hidden: Sequence[int] = _HIDDEN, weight: float = 0.5) -> None:
+        super().__init__()
+        from ..spectral.bandsets import REGIONS
+
+        regions = tuple(str(r) for r in regions)
+        unknown = [r for r in regions if r not in REGIONS]
+        if not regions or unknown:
+            raise ValueError(f"a pixel member needs regions among {sorted(REGIONS)}; got {list(regions)}")
+        hidden = tuple(int(h) for h in hidden)
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden must be one or more positive widths, got {list(hidden)}")
+        if not 0.0 < float(weight) < 1.0:
+            raise ValueError(f"weight is the member's share of the mean probability, 0 < weight < 1; got {weight}")
+        self.regions, self.hidden, self.weight = regions, hidden, float(weight)
+        self.register_buffer("mean", torch.zeros(len(regions)))
+        self.register_buffer("std", torch.ones(len(regions)))
+        layers: list[nn.Module] = []
+        width = len(regions)
+        for h in hidden:
+            layers += [nn.Conv2d(width, h, 1), nn.BatchNorm2d(h), nn.ReLU()]
+            width = h
+        layers.append(nn.Conv2d(width, 2, 1))
+        self.layers = nn.Sequential(*layers)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Plain, JSON-able description (what :func:`member_from_config` takes)."""
+        return {"regions": list(self.regions), "hidden": list(self.hidden), "weight": self.weight}
+
+    @torch.no_grad()
+    def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-band mean and standard deviation (reflectance) the inputs are scaled by."""
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        if mean.shape != self.mean.shape or std.shape != self.std.shape or not bool((std > 0).all()):
+            raise ValueError(f"mean and std must be {tuple(self.mean.shape)} with std > 0")
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, N, H, W) reflectance in the member's regions -> (B, 2, H, W) logits (clear, cloud)."""
+        if images.dim() != 4 or images.shape[1] != len(self.regions):
+            raise ValueError(f"a pixel member takes (B, {len(self.regions)}, H, W) images of the regions "
+                             f"{list(self.regions)}; got shape {tuple(images.shape)}")
+        x = (images.float() - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+        return self.layers(x)
+
+    @torch.no_grad()
+    def cloud_probability(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, N, H, W) reflectance -> (B, 1, H, W) float32 cloud probability (NaN read as 0; the
+        engine fills no-data from neighbours before, and masks it after)."""
+        logits = self.forward(torch.nan_to_num(images.float(), nan=0.0))
+        return torch.softmax(logits.float(), dim=1)[:, 1:2]
+
+
+def member_from_config(config: Mapping[str, Any]) -> PixelMember:
+    """A fresh member from :attr:`PixelMember.config` (weights and statistics to be loaded)."""
+    if not isinstance(config, Mapping) or "regions" not in config:
+        raise ValueError(f"a pixel member config is {{'regions': [...], 'hidden': [...], 'weight': w}}, got {config!r}")
+    unknown = set(config) - {"regions", "hidden", "weight"}
+    if unknown:
+        raise ValueError(f"unknown pixel member config keys {sorted(unknown)}; allowed: regions, hidden, weight")
+    return PixelMember(config["regions"], config.get("hidden", _HIDDEN), config.get("weight", 0.5))

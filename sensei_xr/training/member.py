@@ -1,0 +1,146 @@
+"""Training a model's per-pixel member (:class:`~sensei_xr.models.pixel_member.PixelMember`).
+
+After the network, on the same labelled training images: pixels drawn evenly from each
+image (at most ``pixels`` in all), the member's regions picked by wavelength, reflectance
+standardised by the drawn pixels' statistics, AdamW on batches of pixels with
+cross-entropy. Real labels only: no synthetic clouds, no patches. About a minute on one
+CPU thread. The settings are the thirty-third session's per-pixel probe's
+(``docs/model_findings.md``), fixed before the member was first scored with a network.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..datasets.base import IGNORE_INDEX
+from ..models.pixel_member import MEMBER_BAND_SET, PixelMember
+from ..spectral.bandsets import BAND_SETS, region_band
+
+__all__ = ["MEMBER_DEFAULTS", "check_member_option", "member_pixels", "train_pixel_member", "training_member", "give_missing_member"]
+
+#: Training settings of a member (a config's ``pixel_member`` table overrides them).
+MEMBER_DEFAULTS: dict[str, Any] = {"pixels": 300_000, "steps": 3000, "batch_size": 4096, "lr": 3e-3,
+                                   "weight_decay": 1e-4, "hidden": [64, 64], "weight": 0.5}
+
+
+def check_member_option(spec: Any) -> None:
+    """Refuse a config's ``pixel_member`` that is not true, false or a table of known
+    options (checked before training, not after it)."""
+    if isinstance(spec, bool):
+        return
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"pixel_member must be true, false or a table of options {sorted(MEMBER_DEFAULTS)}; "
+                         f"got {spec!r}")
+    unknown = set(spec) - set(MEMBER_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown pixel_member option(s) {sorted(unknown)}; known: {sorted(MEMBER_DEFAULTS)}")
+
+
+def _region_indices(sample, regions: Sequence[str]) -> list[int] | None:
+    names = [region_band(sample.descriptors, r) for r in regions]
+    if any(n is None for n in names):
+        return None
+    return [sample.descriptors.names.index(n) for n in names]
+
+
+def member_pixels(samples: Sequence, regions: Sequence[str], cloud_classes: Sequence[int], pixels: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled pixels of the images that have every region, drawn evenly per image.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        (M, len(regions)) float32 reflectance and (M,) int64 labels (1 cloud, 0 not).
+    """
+    usable = [(s, idx) for s in samples if (idx := _region_indices(s, regions)) is not None]
+    if not usable:
+        raise ValueError(f"a pixel member needs labelled training images with the regions {list(regions)}; "
+                         "none of the training data has them all")
+    per_image = max(1, int(pixels) // len(usable))
+    cloud = np.asarray(sorted(set(int(c) for c in cloud_classes)))
+    xs, ys = [], []
+    for s, idx in usable:
+        x = s.image[idx].reshape(len(idx), -1).T
+        y = s.labels.ravel()
+        ok = (y != IGNORE_INDEX) & np.isfinite(x).all(axis=1)
+        x, y = x[ok], y[ok]
+        if len(y) > per_image:
+            keep = rng.choice(len(y), per_image, replace=False)
+            x, y = x[keep], y[keep]
+        xs.append(x)
+        ys.append(np.isin(y, cloud).astype(np.int64))
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
+
+
+def train_pixel_member(samples: Sequence, cloud_classes: Sequence[int], seed: int = 0,
+                       regions: Sequence[str] | None = None, **options) -> PixelMember:
+    """A :class:`PixelMember` trained on labelled images.
+
+    Parameters
+    ----------
+    samples : sequence of LabelledSample
+        Reflectance (0-1) with labels; images lacking a region are skipped.
+    cloud_classes : sequence of int
+        Label values that are cloud (the others, except ``IGNORE_INDEX``, are not).
+    seed : int
+        Seeds the pixel draw, the initialisation and the batches (same seed, same member).
+    regions : sequence of str, optional
+        Default: the six reflective regions of ``"RGBNIRSWIR"``.
+    **options
+        Any of :data:`MEMBER_DEFAULTS`.
+
+    Returns
+    -------
+    PixelMember
+        In eval mode, on the CPU.
+    """
+    check_member_option(options)
+    opt = {**MEMBER_DEFAULTS, **options}
+    regions = tuple(regions or BAND_SETS[MEMBER_BAND_SET])
+    x, y = member_pixels(samples, regions, cloud_classes, opt["pixels"], np.random.default_rng(seed))
+    if len(np.unique(y)) < 2:
+        raise ValueError("a pixel member needs both cloud and clear training pixels; the training labels hold one")
+    torch.manual_seed(seed)
+    member = PixelMember(regions, opt["hidden"], opt["weight"])
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    member.set_standardisation(torch.from_numpy(mean), torch.from_numpy(std))
+    xt = torch.from_numpy(x)[:, :, None, None]
+    yt = torch.from_numpy(y)[:, None, None]
+    optimiser = torch.optim.AdamW(member.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
+    generator = torch.Generator().manual_seed(seed)
+    member.train()
+    for _ in range(int(opt["steps"])):
+        i = torch.randint(0, len(yt), (int(opt["batch_size"]),), generator=generator)
+        loss = torch.nn.functional.cross_entropy(member(xt[i]), yt[i])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return member.eval()
+
+
+def training_member(cfg: Mapping[str, Any], sources, cloud_classes: Sequence[int]) -> PixelMember | None:
+    """The member a training config asks for (``pixel_member``: true or a table of
+    :data:`MEMBER_DEFAULTS` overrides), trained on ``sources`` with the config's seed; None
+    when it asks for none."""
+    spec = cfg.get("pixel_member")
+    if not spec:
+        return None
+    options = {} if spec is True else dict(spec)
+    samples = [smp for src in sources for smp in src]
+    return train_pixel_member(samples, cloud_classes, seed=int(cfg.get("seed", 0)), **options)
+
+
+def give_missing_member(model, cfg: Mapping[str, Any], sources) -> PixelMember | None:
+    """Give ``model`` the member ``cfg`` asks for if it has none (a finished or kept run:
+    the member is trained after the network); take it away if ``cfg`` asks for none, so a
+    recipe with and without it score the same kept networks. Returns the member given."""
+    if not cfg.get("pixel_member"):
+        model.pixel_member = None
+        return None
+    if getattr(model, "pixel_member", None) is not None:
+        return None
+    model.pixel_member = training_member(cfg, sources, model.cloud_class_indices)
+    return model.pixel_member

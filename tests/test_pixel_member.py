@@ -1,0 +1,202 @@
+"""The per-pixel member (sensei_xr.models.pixel_member, sensei_xr.training.member): an MLP on
+six fixed reflective regions, trained after the network on the same labelled pixels and
+averaged with the network's refined cloud probability by the engine where a scene has
+every region; on built pixels and real Biome patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sensei_xr.bands import BandDescriptors
+from sensei_xr.datasets import IGNORE_INDEX, LabelledSample
+from sensei_xr.inference.member import member_bands, mixed
+from sensei_xr.models import PixelMember, WeightsError, build_model, load_model, save_model
+from sensei_xr.models.pixel_member import member_from_config
+from sensei_xr.training.crossval import biome_cv_samples
+from sensei_xr.training.member import check_member_option, give_missing_member, member_pixels, train_pixel_member
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
+FAST = {"steps": 200, "pixels": 20_000, "batch_size": 1024}
+
+
+@pytest.fixture(scope="module")
+def biome(shared_data):
+    return biome_cv_samples(shared_data / "l8_biome_patches")
+
+
+def _built_sample(rng, h: int, w: int, names=("B2", "B3", "B4", "B5", "B6", "B7", "B10")) -> LabelledSample:
+    """Landsat 8 pixels: cloud is bright in the visible and at 1.6 um, clear is vegetation
+    or bare soil; a few pixels of no data."""
+    desc = BandDescriptors.from_sensor("landsat8_oli_tirs", list(names))
+    cloud = rng.random((h, w)) < 0.4
+    veg = np.array([0.05, 0.07, 0.05, 0.35, 0.18, 0.09])
+    cld = np.array([0.45, 0.43, 0.44, 0.50, 0.35, 0.22])
+    refl = np.where(cloud[..., None], cld, veg) + rng.normal(0, 0.02, (h, w, 6))
+    bt = np.where(cloud, 255.0, 295.0)[..., None]
+    full = {"B2": 0, "B3": 1, "B4": 2, "B5": 3, "B6": 4, "B7": 5}
+    image = np.stack([refl[..., full[n]] if n in full else bt[..., 0] for n in names]).astype(np.float32)
+    labels = cloud.astype(np.int64)
+    labels[0, : max(1, w // 4)] = IGNORE_INDEX
+    return LabelledSample(image, desc, labels, labels == IGNORE_INDEX, "landsat8_oli_tirs", 30.0, "built")
+
+
+def test_member_config_round_trips_and_bad_input_is_explained():
+    m = PixelMember(SIX, (8, 4), 0.3)
+    assert member_from_config(m.config).config == m.config == {"regions": list(SIX), "hidden": [8, 4], "weight": 0.3}
+    assert sum(p.numel() for p in PixelMember(SIX).parameters()) == 4994
+    with pytest.raises(ValueError, match="regions among"):
+        PixelMember(("blue", "ultraviolet"))
+    for bad in (0.0, 1.0, -0.2):
+        with pytest.raises(ValueError, match="0 < weight < 1"):
+            PixelMember(SIX, weight=bad)
+    with pytest.raises(ValueError, match=r"takes \(B, 6, H, W\)"):
+        m(torch.zeros(1, 4, 3, 3))
+    with pytest.raises(ValueError, match="unknown pixel member config keys"):
+        member_from_config({"regions": list(SIX), "layers": 3})
+    with pytest.raises(ValueError, match="std > 0"):
+        m.set_standardisation(torch.zeros(6), torch.zeros(6))
+    check_member_option(True)
+    check_member_option({"steps": 10})
+    for bad in ("yes", 1, {"epochs": 3}):
+        with pytest.raises(ValueError, match="pixel_member"):
+            check_member_option(bad)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_classes=st.integers(2, 4), weight=st.floats(0.05, 0.95), seed=st.integers(0, 10_000),
+       size=st.integers(1, 9))
+def test_the_mix_moves_only_the_cloud_probability_and_keeps_each_sides_shares(n_classes, weight, seed, size):
+    """Built class probabilities (any class list with cloud classes 1.., some classes given
+    nothing): the summed cloud probability becomes (1 - w) p + w m, each side keeps its
+    classes' proportions, and the classes still sum to one."""
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.rand(2, n_classes, size, size, generator=g)
+    probs[:, -1] *= torch.rand(1, generator=g) < 0.5  # a class given nothing, sometimes
+    probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
+    probs = torch.where(torch.isfinite(probs), probs, 1.0 / n_classes)
+    m = torch.rand(2, 1, size, size, generator=g)
+    cloud = list(range(1, n_classes))
+    batch = torch.rand(2, 7, size, size, generator=g)
+    seen = {}
+
+    def member_run(x):
+        seen["x"] = x
+        return m
+
+    out = mixed(lambda b: probs, member_run, cloud, (4, 0, 2), weight)(batch)
+    assert torch.equal(seen["x"], batch[:, [4, 0, 2]])
+    p = probs[:, cloud].sum(1, keepdim=True)
+    q = out[:, cloud].sum(1, keepdim=True)
+    torch.testing.assert_close(q, (1 - weight) * p + weight * m, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.sum(1), torch.ones(2, size, size), atol=1e-5, rtol=0)
+    if n_classes > 2:  # the cloud side keeps its shares where it had some
+        has = p[:, 0] > 1e-3
+        share_in = probs[:, 1] / p[:, 0]
+        share_out = out[:, 1] / q[:, 0]
+        torch.testing.assert_close(share_out[has], share_in[has], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_member_learns_what_the_pixels_say_and_the_same_seed_gives_the_same_member(seed):
+    rng = np.random.default_rng(seed)
+    train = [_built_sample(rng, h, w) for h, w in ((40, 50), (33, 61), (64, 20))]
+    # An image without the 1.6 and 2.2 um bands cannot feed the member: it is left out.
+    rgbn = _built_sample(rng, 30, 30, names=("B2", "B3", "B4", "B5"))
+    x, y = member_pixels(train + [rgbn], SIX, [1], 10_000, np.random.default_rng(0))
+    assert x.shape[1] == 6 and set(np.unique(y)) == {0, 1}
+    assert len(y) <= sum(int((s.labels != IGNORE_INDEX).sum()) for s in train)
+    a = train_pixel_member(train + [rgbn], [1], seed=seed, **FAST)
+    b = train_pixel_member(train + [rgbn], [1], seed=seed, **FAST)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    test = _built_sample(np.random.default_rng(seed + 100), 50, 50)
+    idx = [list(test.descriptors.names).index(n) for n in ("B2", "B3", "B4", "B5", "B6", "B7")]
+    p = a.cloud_probability(torch.from_numpy(test.image[idx][None]))[0, 0].detach().numpy()
+    ok = test.labels != IGNORE_INDEX
+    assert ((p[ok] >= 0.5) == (test.labels[ok] == 1)).mean() > 0.98
+    with pytest.raises(ValueError, match="none of the training data has them"):
+        train_pixel_member([rgbn], [1], **FAST)
+    one_class = _built_sample(rng, 20, 20)
+    one_class.labels[one_class.labels == 1] = 0
+    with pytest.raises(ValueError, match="both cloud and clear"):
+        train_pixel_member([one_class], [1], **FAST)
+
+
+@pytest.fixture(scope="module")
+def v9_and_member(biome):
+    """The default model without its tests, and a member trained on 16 patches."""
+    model = load_model("default")
+    model.snow_test = model.nir_snow_test = model.warm_test = None
+    member = train_pixel_member(biome[8:], [1], seed=0, **FAST)
+    return model, member
+
+
+def test_the_engine_mixes_the_member_where_the_scene_has_its_regions(biome, v9_and_member, tmp_path):
+    """Through the engine on a real held-out patch (the thin veils of Wetlands_00): the
+    cloud probability is the mean of the network's and the member's, whatever the chunking;
+    a band set without a 1.6 um band runs the network alone; saved and loaded, the same."""
+    import xarray as xr
+
+    from sensei_xr.inference import cloud_probability
+
+    model, member = v9_and_member
+    s = next(x for x in biome if x.name.startswith("Wetlands_00"))
+    image = s.image[:, :300, :260]
+    names = list(s.descriptors.names)
+    da = xr.DataArray(image, dims=("band", "y", "x"), coords={"band": names})
+    six = ["B2", "B3", "B4", "B5", "B6", "B7"]
+    plain = cloud_probability(da.sel(band=six), model, sensor="landsat8_oli_tirs").compute()
+    plain_rgbn = cloud_probability(da.sel(band=six[:4]), model, sensor="landsat8_oli_tirs").compute()
+    model.pixel_member = member
+    try:
+        mixed_ = cloud_probability(da.sel(band=six), model, sensor="landsat8_oli_tirs").compute()
+        chunked = cloud_probability(da.sel(band=six).chunk({"y": 97, "x": 130}), model,
+                                    sensor="landsat8_oli_tirs").compute()
+        rgbn = cloud_probability(da.sel(band=six[:4]), model, sensor="landsat8_oli_tirs").compute()
+        m = member.cloud_probability(torch.from_numpy(image[[names.index(b) for b in six]][None]))[0, 0].numpy()
+        np.testing.assert_allclose(mixed_.values, 0.5 * plain.values + 0.5 * m, atol=2e-6)
+        np.testing.assert_array_equal(chunked.values, mixed_.values)
+        np.testing.assert_array_equal(rgbn.values, plain_rgbn.values)
+        assert "B2,B3,B4,B5,B6,B7, weight 0.5" in mixed_.attrs["pixel_member"]
+        assert rgbn.attrs["pixel_member"] == "none" and plain.attrs["pixel_member"] == "none"
+        # The member finds more of the veils than the network alone (cloud pixels called cloud).
+        cloud = s.labels[:300, :260] == 1
+        assert cloud.sum() > 1000
+        assert (mixed_.values[cloud] >= 0.5).mean() > (plain.values[cloud] >= 0.5).mean()
+        card = save_model(model, tmp_path / "with_member", card={"name": "with-member"})
+        assert card["architecture"]["pixel_member"] == member.config
+        again = load_model(tmp_path / "with_member.safetensors")
+        assert again.pixel_member is not None and again.pixel_member.config == member.config
+        reread = cloud_probability(da.sel(band=six), again, sensor="landsat8_oli_tirs").compute()
+        np.testing.assert_array_equal(reread.values, mixed_.values)
+    finally:
+        model.pixel_member = None
+    # A file whose card asks for a member its weights lack is refused, naming the tensors.
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "with_member.safetensors"
+    state = {k: v for k, v in load_file(weights).items() if not k.startswith("pixel_member.")}
+    save_file(state, weights)
+    with pytest.raises(WeightsError):
+        load_model(weights)
+
+
+def test_a_kept_model_gains_the_member_its_config_asks_for_and_loses_one_it_does_not(biome):
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    cfg = {"pixel_member": FAST, "seed": 3}
+    given = give_missing_member(model, cfg, [biome[8:]])
+    assert given is model.pixel_member and given is not None
+    expected = train_pixel_member(biome[8:], [1], seed=3, **FAST)
+    for k, v in expected.state_dict().items():
+        assert torch.equal(v, given.state_dict()[k]), k
+    assert give_missing_member(model, cfg, [biome[8:]]) is None and model.pixel_member is given
+    assert give_missing_member(model, {"seed": 3}, [biome[8:]]) is None and model.pixel_member is None
+    assert member_bands(model, BandDescriptors.from_sensor("sentinel2_msi")) is None
+    model.pixel_member = given
+    assert member_bands(model, BandDescriptors.from_sensor("sentinel2_msi")) is not None
