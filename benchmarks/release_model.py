@@ -105,13 +105,13 @@ def train_release(config_path: Path, work: Path, seed: int, log=print,
     # training would have.
     for key, test in give_missing_tests(model, cfg, [patches]).items():
         log(f"chose the {key.replace('_', ' ')} on the {len(patches)} patches: {test}")
-    member = give_missing_member(model, cfg, [patches])
-    if member is not None:
-        log(f"trained the pixel member on the {len(patches)} patches (seed {seed}): {member.config}")
     calibrated = give_missing_calibrations(model, cfg, [patches])
     if calibrated:
         log(f"measured the batch-norm calibrations of {calibrated} on the {len(patches)} patches")
         model.card = {**model.card, "calibrated_after_training": calibrated}
+    member = give_missing_member(model, cfg, [patches])
+    if member is not None:
+        log(f"trained the pixel member on the {len(patches)} patches (seed {seed}): {member.config}")
     return model, float(timing.read_text())
 
 

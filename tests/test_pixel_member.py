@@ -17,7 +17,8 @@ from sensei_xr.inference.member import member_bands, mixed
 from sensei_xr.models import PixelMember, WeightsError, build_model, load_model, save_model
 from sensei_xr.models.pixel_member import member_from_config
 from sensei_xr.training.crossval import biome_cv_samples
-from sensei_xr.training.member import check_member_option, give_missing_member, member_pixels, train_pixel_member
+from sensei_xr.training.member import (check_member_option, give_missing_member, member_pixels, train_pixel_member,
+                                       wants_member)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -61,11 +62,20 @@ def test_member_config_round_trips_and_bad_input_is_explained():
         member_from_config({"regions": list(SIX), "layers": 3})
     with pytest.raises(ValueError, match="std > 0"):
         m.set_standardisation(torch.zeros(6), torch.zeros(6))
-    check_member_option(True)
-    check_member_option({"steps": 10})
-    for bad in ("yes", 1, {"epochs": 3}):
-        with pytest.raises(ValueError, match="pixel_member"):
-            check_member_option(bad)
+    for good in (True, False, {"steps": 10}, {}):
+        check_member_option({"pixel_member": good})
+    assert wants_member({"pixel_member": {}}) and not wants_member({"pixel_member": False}) and not wants_member({})
+    for bad, message in (("yes", "true, false or a table"), (1, "true, false or a table"),
+                         ({"epochs": 3}, "unknown pixel_member option"), ({"steps": 0}, "positive integer"),
+                         ({"lr": "fast"}, "number > 0"), ({"weight": 1.5}, "0 < weight < 1"),
+                         ({"hidden": []}, "positive widths"), ({"hidden": "64"}, "list of layer widths")):
+        with pytest.raises(ValueError, match=message):
+            check_member_option({"pixel_member": bad})
+    with pytest.raises(ValueError, match="not in its model table"):
+        check_member_option({"model": {"pixel_member": {"regions": list(SIX)}}})
+    with pytest.raises(ValueError, match="band set RGBNIR lacks"):
+        check_member_option({"pixel_member": True, "model": {"encoder": None, "band_set": "RGBNIR"}})
+    check_member_option({"pixel_member": True, "model": {"encoder": None, "band_set": "RGBNIRSWIR"}})
 
 
 @settings(max_examples=30, deadline=None)
@@ -112,9 +122,15 @@ def test_a_member_learns_what_the_pixels_say_and_the_same_seed_gives_the_same_me
     assert x.shape[1] == 6 and set(np.unique(y)) == {0, 1}
     assert len(y) <= sum(int((s.labels != IGNORE_INDEX).sum()) for s in train)
     a = train_pixel_member(train + [rgbn], [1], seed=seed, **FAST)
-    b = train_pixel_member(train + [rgbn], [1], seed=seed, **FAST)
+    torch.manual_seed(1234)
+    with torch.no_grad():  # as a run finished from its checkpoint calls it
+        b = train_pixel_member(train + [rgbn], [1], seed=seed, **FAST)
+    after = torch.rand(1)
+    torch.manual_seed(1234)
+    assert torch.equal(after, torch.rand(1))  # the caller's random state is left as it was
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
+    assert a.config["training"]["seed"] == seed and a.config["training"]["steps"] == FAST["steps"]
     test = _built_sample(np.random.default_rng(seed + 100), 50, 50)
     idx = [list(test.descriptors.names).index(n) for n in ("B2", "B3", "B4", "B5", "B6", "B7")]
     p = a.cloud_probability(torch.from_numpy(test.image[idx][None]))[0, 0].detach().numpy()
@@ -177,17 +193,29 @@ def test_the_engine_mixes_the_member_where_the_scene_has_its_regions(biome, v9_a
         np.testing.assert_array_equal(reread.values, mixed_.values)
     finally:
         model.pixel_member = None
-    # A file whose card asks for a member its weights lack is refused, naming the tensors.
+    # A file whose card asks for a member its weights lack is refused, naming the tensors
+    # (the card's sha256 made to match, so the check reached is the tensors').
+    import json
+
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
+    from sensei_xr.models.weights import file_sha256
+
     weights = tmp_path / "with_member.safetensors"
+    with safe_open(weights, "pt") as f:
+        metadata = f.metadata()
     state = {k: v for k, v in load_file(weights).items() if not k.startswith("pixel_member.")}
-    save_file(state, weights)
-    with pytest.raises(WeightsError):
+    save_file(state, weights, metadata=metadata)
+    card_file = tmp_path / "with_member.json"
+    card = json.loads(card_file.read_text())
+    card["sha256"] = file_sha256(weights)
+    card_file.write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="pixel_member"):
         load_model(weights)
 
 
-def test_a_kept_model_gains_the_member_its_config_asks_for_and_loses_one_it_does_not(biome):
+def test_a_kept_model_gains_the_member_its_config_asks_for_and_keeps_one_it_has(biome):
     model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
     cfg = {"pixel_member": FAST, "seed": 3}
     given = give_missing_member(model, cfg, [biome[8:]])
@@ -196,7 +224,31 @@ def test_a_kept_model_gains_the_member_its_config_asks_for_and_loses_one_it_does
     for k, v in expected.state_dict().items():
         assert torch.equal(v, given.state_dict()[k]), k
     assert give_missing_member(model, cfg, [biome[8:]]) is None and model.pixel_member is given
-    assert give_missing_member(model, {"seed": 3}, [biome[8:]]) is None and model.pixel_member is None
-    assert member_bands(model, BandDescriptors.from_sensor("sentinel2_msi")) is None
-    model.pixel_member = given
+    # Another seed or other options: trained again; no member asked for: the model keeps its own.
+    again = give_missing_member(model, {**cfg, "seed": 4}, [biome[8:]])
+    assert again is not None and again is not given and again.training_options["seed"] == 4
+    assert give_missing_member(model, {"pixel_member": {**FAST, "steps": 150}, "seed": 4}, [biome[8:]]) is not None
+    assert give_missing_member(model, {"seed": 3}, [biome[8:]]) is None and model.pixel_member is not None
     assert member_bands(model, BandDescriptors.from_sensor("sentinel2_msi")) is not None
+    model.pixel_member = None
+    assert member_bands(model, BandDescriptors.from_sensor("sentinel2_msi")) is None
+
+
+def test_batch_norm_calibration_leaves_the_member_alone_and_ensembles_refuse_one(biome):
+    """Recalibrating the network's batch-norm statistics (after training, or for a kept
+    model gaining a band set) must not reset the member's, which no forward pass refills."""
+    from sensei_xr.models import CloudEnsemble
+    from sensei_xr.training.batchnorm import calibrate_band_sets, recalibrate_batchnorm
+
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    model.pixel_member = train_pixel_member(biome[8:], [1], seed=0, **FAST)
+    before = {k: v.clone() for k, v in model.pixel_member.state_dict().items()}
+    head_before = model.head.bn.running_mean.clone()
+    recalibrate_batchnorm(model, biome[8:10], 2, patch_size=32, batch_size=2)
+    calibrate_band_sets(model, [biome[8:10]], ["RGBNIR"], 2, 32, 2)
+    assert not torch.equal(model.head.bn.running_mean, head_before)  # the network's were measured
+    for k, v in model.pixel_member.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    other = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    with pytest.raises(ValueError, match="carries a pixel member"):
+        CloudEnsemble([other, model])

@@ -148,6 +148,8 @@ def test_a_model_trained_without_thermal_bands_never_sees_one(shared_data, tmp_p
     ({"weight_average_from": 0.5, "bn_recalibration_batches": 0}, "needs bn_recalibration_batches > 0"),
     ({"thermal_bands": "no"}, "thermal_bands must be true or false"),
     ({"warm_test": 1}, "warm_test must be true or false"),
+    ({"pixel_member": {"steps": 0}}, "pixel_member steps must be a positive integer"),
+    ({"model": {**TINY["model"], "pixel_member": {"regions": ["blue"]}}}, "not in its model table"),
 ])
 def test_bad_training_configs_are_explained(shared_data, tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):

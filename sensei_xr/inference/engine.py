@@ -339,13 +339,13 @@ def class_probabilities(
         cross-validation (``docs/model_findings.md``), for 1.06-1.12x the accessor's CPU
         time. A model that carries a snow test (``model.snow_test``,
         :mod:`sensei_xr.spectral.snow`) then has its cloud probability capped where the
-        scene's green, NIR and 1.6 um bands say snow or ice, or, in a scene without a 1.6 um
-        band, where green, red and NIR do (``model.nir_snow_test``);
-        ``attrs["snow_test"]`` says what was applied. A model that carries a
+        scene's green, NIR and 1.6 um bands say snow or ice, or, without a 1.6 um band, where
+        green, red and NIR do (``model.nir_snow_test``; ``attrs["snow_test"]``). One with a
         warm-surface test (``model.warm_test``, :mod:`sensei_xr.spectral.warm`) has it
-        capped where a thermal band at 10-12.5 um reads warmer than 27 C (Fmask's cloud
-        test) and the 1.38 um band, if any, shows no cirrus (``attrs["warm_test"]``).
-        ``False`` gives the network's probabilities as they are, without any test.
+        capped where a thermal band at 10-12.5 um reads warmer than 27 C and the 1.38 um
+        band, if any, shows no cirrus (``attrs["warm_test"]``); a per-pixel member
+        (``model.pixel_member``) is mixed in before the tests (``attrs["pixel_member"]``).
+        ``False``: the network's probabilities as they are, no member, no test.
         Pointwise models are never refined.
 
     Returns

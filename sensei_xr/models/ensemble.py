@@ -100,6 +100,10 @@ class CloudEnsemble(nn.Module):
             if m.encoder is None:
                 raise ValueError(f"ensemble member {i} has no SEnSeI encoder; an ensemble is made of SEnSeI "
                                  "models (each takes any band set)")
+            if getattr(m, "pixel_member", None) is not None:
+                raise ValueError(f"ensemble member {i} carries a pixel member, which an ensemble would not run "
+                                 "(it mixes its members' networks only): take it off (model.pixel_member = None), "
+                                 "or give the member configs no pixel_member")
             if m.classes != members[0].classes:
                 raise ValueError(f"ensemble members must predict the same classes: member {i} has "
                                  f"{list(m.classes)}, member 0 {list(members[0].classes)}")

@@ -53,6 +53,9 @@ class PixelMember(nn.Module):
     mean, std : torch.Tensor
         (N,) per-band reflectance statistics of the training pixels (buffers), set by
         :meth:`set_standardisation`.
+    training_options : dict or None
+        How it was trained (pixels, steps, seed, ...; set by
+        :func:`sensei_xr.training.member.train_pixel_member`), kept in :attr:`config`.
     """
 
     def __init__(self, regions: Sequence[str], hidden: Sequence[int] = _HIDDEN, weight: float = 0.5) -> None:
@@ -69,6 +72,7 @@ class PixelMember(nn.Module):
         if not 0.0 < float(weight) < 1.0:
             raise ValueError(f"weight is the member's share of the mean probability, 0 < weight < 1; got {weight}")
         self.regions, self.hidden, self.weight = regions, hidden, float(weight)
+        self.training_options: dict[str, Any] | None = None
         self.register_buffer("mean", torch.zeros(len(regions)))
         self.register_buffer("std", torch.ones(len(regions)))
         layers: list[nn.Module] = []
@@ -82,7 +86,10 @@ class PixelMember(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Plain, JSON-able description (what :func:`member_from_config` takes)."""
-        return {"regions": list(self.regions), "hidden": list(self.hidden), "weight": self.weight}
+        out: dict[str, Any] = {"regions": list(self.regions), "hidden": list(self.hidden), "weight": self.weight}
+        if self.training_options is not None:
+            out["training"] = dict(self.training_options)
+        return out
 
     @torch.no_grad()
     def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -113,7 +120,11 @@ def member_from_config(config: Mapping[str, Any]) -> PixelMember:
     """A fresh member from :attr:`PixelMember.config` (weights and statistics to be loaded)."""
     if not isinstance(config, Mapping) or "regions" not in config:
         raise ValueError(f"a pixel member config is {{'regions': [...], 'hidden': [...], 'weight': w}}, got {config!r}")
-    unknown = set(config) - {"regions", "hidden", "weight"}
+    unknown = set(config) - {"regions", "hidden", "weight", "training"}
     if unknown:
-        raise ValueError(f"unknown pixel member config keys {sorted(unknown)}; allowed: regions, hidden, weight")
-    return PixelMember(config["regions"], config.get("hidden", _HIDDEN), config.get("weight", 0.5))
+        raise ValueError(f"unknown pixel member config keys {sorted(unknown)}; allowed: regions, hidden, weight, "
+                         "training")
+    member = PixelMember(config["regions"], config.get("hidden", _HIDDEN), config.get("weight", 0.5))
+    if config.get("training") is not None:
+        member.training_options = dict(config["training"])
+    return member

@@ -42,7 +42,9 @@ def recalibrate_batchnorm(model, samples: list[LabelledSample] | list[list[Label
     """
     import torch
 
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    # The network's layers only: a per-pixel member (trained on its own, after) is not run here.
+    member = set(getattr(model, "pixel_member", None).modules()) if getattr(model, "pixel_member", None) else set()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m not in member]
     if not norms or batches <= 0:
         return
     nested = bool(samples) and not isinstance(samples[0], LabelledSample)

@@ -221,7 +221,7 @@ def _tests_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
     back with the model); one the config does not ask for is taken away for scoring, so a
     recipe and the same recipe with a test or a member are scored on the same kept models."""
     from ..models import save_model
-    from .member import give_missing_member
+    from .member import give_missing_member, wants_member
     from .snow import TEST_KEYS, give_missing_tests
 
     for key in TEST_KEYS:
@@ -235,6 +235,8 @@ def _tests_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
         log(f"  gave the kept model its pixel member, trained on its training patches: {member.config}")
     if given or member is not None:
         save_model(model, stem, card=model.card)
+    if not wants_member(cfg):  # for scoring only: the kept file keeps a member it has
+        model.pixel_member = None
 
 
 def give_missing_calibrations(model, cfg: dict, sources: list[list[LabelledSample]]) -> list[str]:

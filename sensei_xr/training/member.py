@@ -19,24 +19,56 @@ from ..datasets.base import IGNORE_INDEX
 from ..models.pixel_member import MEMBER_BAND_SET, PixelMember
 from ..spectral.bandsets import BAND_SETS, region_band
 
-__all__ = ["MEMBER_DEFAULTS", "check_member_option", "member_pixels", "train_pixel_member", "training_member", "give_missing_member"]
+__all__ = ["MEMBER_DEFAULTS", "check_member_option", "wants_member", "member_pixels", "train_pixel_member", "training_member", "give_missing_member"]
 
 #: Training settings of a member (a config's ``pixel_member`` table overrides them).
 MEMBER_DEFAULTS: dict[str, Any] = {"pixels": 300_000, "steps": 3000, "batch_size": 4096, "lr": 3e-3,
                                    "weight_decay": 1e-4, "hidden": [64, 64], "weight": 0.5}
 
 
-def check_member_option(spec: Any) -> None:
-    """Refuse a config's ``pixel_member`` that is not true, false or a table of known
-    options (checked before training, not after it)."""
-    if isinstance(spec, bool):
-        return
-    if not isinstance(spec, Mapping):
+def wants_member(cfg: Mapping[str, Any]) -> bool:
+    """Whether a config asks for a member: ``pixel_member`` true or a table of options
+    (an empty table: every default)."""
+    spec = cfg.get("pixel_member")
+    return spec is True or isinstance(spec, Mapping)
+
+
+def check_member_option(cfg: Mapping[str, Any]) -> None:
+    """Refuse, before training (not after it), a config's ``pixel_member`` that is not true,
+    false or a table of valid options, a member inside the ``model`` table (it is trained
+    after the network, not with it), and a member on a fixed-band model whose bands lack
+    one of its regions."""
+    spec = cfg.get("pixel_member", False)
+    if isinstance(spec, bool) or spec is None:
+        pass
+    elif not isinstance(spec, Mapping):
         raise ValueError(f"pixel_member must be true, false or a table of options {sorted(MEMBER_DEFAULTS)}; "
                          f"got {spec!r}")
-    unknown = set(spec) - set(MEMBER_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown pixel_member option(s) {sorted(unknown)}; known: {sorted(MEMBER_DEFAULTS)}")
+    else:
+        unknown = set(spec) - set(MEMBER_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown pixel_member option(s) {sorted(unknown)}; known: {sorted(MEMBER_DEFAULTS)}")
+        opt = {**MEMBER_DEFAULTS, **spec}
+        for key in ("pixels", "steps", "batch_size"):
+            if isinstance(opt[key], bool) or not isinstance(opt[key], int) or opt[key] < 1:
+                raise ValueError(f"pixel_member {key} must be a positive integer, got {opt[key]!r}")
+        for key, low in (("lr", 0.0), ("weight_decay", -1e-300)):
+            if isinstance(opt[key], bool) or not isinstance(opt[key], (int, float)) or not opt[key] > low:
+                raise ValueError(f"pixel_member {key} must be a number > {max(low, 0):g}, got {opt[key]!r}")
+        if isinstance(opt["hidden"], (str, bytes)) or not isinstance(opt["hidden"], (list, tuple)):
+            raise ValueError(f"pixel_member hidden must be a list of layer widths, got {opt['hidden']!r}")
+        with torch.random.fork_rng(devices=[]):  # a check must not move the caller's random state
+            PixelMember(BAND_SETS[MEMBER_BAND_SET], opt["hidden"], opt["weight"])  # refuses bad widths, weights
+    model = cfg.get("model") or {}
+    if isinstance(model, Mapping) and model.get("pixel_member") is not None:
+        raise ValueError("pixel_member goes at the top of a training config (trained after the network), "
+                         "not in its model table")
+    band_set = model.get("band_set") if isinstance(model, Mapping) else None
+    if wants_member(cfg) and band_set is not None:
+        missing = [r for r in BAND_SETS[MEMBER_BAND_SET] if r not in (BAND_SETS.get(band_set) or ())]
+        if missing:
+            raise ValueError(f"a pixel member reads the regions {list(BAND_SETS[MEMBER_BAND_SET])}; this fixed-band "
+                             f"model's band set {band_set} lacks {missing}: set pixel_member = false")
 
 
 def _region_indices(sample, regions: Sequence[str]) -> list[int] | None:
@@ -65,7 +97,7 @@ def member_pixels(samples: Sequence, regions: Sequence[str], cloud_classes: Sequ
     for s, idx in usable:
         x = s.image[idx].reshape(len(idx), -1).T
         y = s.labels.ravel()
-        ok = (y != IGNORE_INDEX) & np.isfinite(x).all(axis=1)
+        ok = (y != IGNORE_INDEX) & ~np.asarray(s.nodata, bool).ravel() & np.isfinite(x).all(axis=1)
         x, y = x[ok], y[ok]
         if len(y) > per_image:
             keep = rng.choice(len(y), per_image, replace=False)
@@ -97,50 +129,73 @@ def train_pixel_member(samples: Sequence, cloud_classes: Sequence[int], seed: in
     PixelMember
         In eval mode, on the CPU.
     """
-    check_member_option(options)
+    check_member_option({"pixel_member": dict(options)})
     opt = {**MEMBER_DEFAULTS, **options}
     regions = tuple(regions or BAND_SETS[MEMBER_BAND_SET])
     x, y = member_pixels(samples, regions, cloud_classes, opt["pixels"], np.random.default_rng(seed))
     if len(np.unique(y)) < 2:
         raise ValueError("a pixel member needs both cloud and clear training pixels; the training labels hold one")
-    torch.manual_seed(seed)
-    member = PixelMember(regions, opt["hidden"], opt["weight"])
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    member.set_standardisation(torch.from_numpy(mean), torch.from_numpy(std))
-    xt = torch.from_numpy(x)[:, :, None, None]
-    yt = torch.from_numpy(y)[:, None, None]
-    optimiser = torch.optim.AdamW(member.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
-    generator = torch.Generator().manual_seed(seed)
-    member.train()
-    for _ in range(int(opt["steps"])):
-        i = torch.randint(0, len(yt), (int(opt["batch_size"]),), generator=generator)
-        loss = torch.nn.functional.cross_entropy(member(xt[i]), yt[i])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    # Its own seeded generators, whatever the caller's torch state and grad mode (a run
+    # finished from its checkpoint calls this under no_grad).
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+        torch.manual_seed(seed)
+        member = PixelMember(regions, opt["hidden"], opt["weight"])
+        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+        member.set_standardisation(torch.from_numpy(mean), torch.from_numpy(std))
+        xt = torch.from_numpy(x)[:, :, None, None]
+        yt = torch.from_numpy(y)[:, None, None]
+        optimiser = torch.optim.AdamW(member.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
+        generator = torch.Generator().manual_seed(seed)
+        member.train()
+        for _ in range(int(opt["steps"])):
+            i = torch.randint(0, len(yt), (int(opt["batch_size"]),), generator=generator)
+            loss = torch.nn.functional.cross_entropy(member(xt[i]), yt[i])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    member.training_options = _training_options(opt, seed, len(y))
     return member.eval()
+
+
+def _training_options(opt: Mapping[str, Any], seed: int, n_pixels: int) -> dict[str, Any]:
+    """What trained a member (kept in its config, so a card says it and a kept member
+    trained otherwise is trained again)."""
+    keep = {k: opt[k] for k in ("pixels", "steps", "batch_size", "lr", "weight_decay")}
+    return {**keep, "seed": int(seed), "pixels_drawn": int(n_pixels)}
 
 
 def training_member(cfg: Mapping[str, Any], sources, cloud_classes: Sequence[int]) -> PixelMember | None:
     """The member a training config asks for (``pixel_member``: true or a table of
     :data:`MEMBER_DEFAULTS` overrides), trained on ``sources`` with the config's seed; None
     when it asks for none."""
-    spec = cfg.get("pixel_member")
-    if not spec:
+    if not wants_member(cfg):
         return None
-    options = {} if spec is True else dict(spec)
+    options = {} if cfg["pixel_member"] is True else dict(cfg["pixel_member"])
     samples = [smp for src in sources for smp in src]
     return train_pixel_member(samples, cloud_classes, seed=int(cfg.get("seed", 0)), **options)
 
 
+def _same_member(member: PixelMember, cfg: Mapping[str, Any]) -> bool:
+    """Whether a model's member is the one ``cfg`` asks for (architecture, weight and how it
+    was trained, seed included)."""
+    opt = {**MEMBER_DEFAULTS, **({} if cfg["pixel_member"] is True else dict(cfg["pixel_member"]))}
+    done = member.training_options or {}
+    wanted = {**{k: opt[k] for k in ("pixels", "steps", "batch_size", "lr", "weight_decay")},
+              "seed": int(cfg.get("seed", 0))}
+    return (list(member.hidden) == list(opt["hidden"]) and member.weight == float(opt["weight"])
+            and tuple(member.regions) == tuple(BAND_SETS[MEMBER_BAND_SET])
+            and all(done.get(k) == v for k, v in wanted.items()))
+
+
 def give_missing_member(model, cfg: Mapping[str, Any], sources) -> PixelMember | None:
-    """Give ``model`` the member ``cfg`` asks for if it has none (a finished or kept run:
-    the member is trained after the network); take it away if ``cfg`` asks for none, so a
-    recipe with and without it score the same kept networks. Returns the member given."""
-    if not cfg.get("pixel_member"):
-        model.pixel_member = None
+    """Give ``model`` the member ``cfg`` asks for (a finished or kept run: the member is
+    trained after the network), unless it has that very member already; a member trained
+    with other options or seed is trained again. Returns the member given (None: nothing
+    given; a model whose config asks for no member keeps what it has)."""
+    if not wants_member(cfg):
         return None
-    if getattr(model, "pixel_member", None) is not None:
+    have = getattr(model, "pixel_member", None)
+    if have is not None and _same_member(have, cfg):
         return None
     model.pixel_member = training_member(cfg, sources, model.cloud_class_indices)
     return model.pixel_member

@@ -242,7 +242,7 @@ def validate_config(config: dict) -> None:
     for key in ("thermal_bands", "warm_test"):
         if not isinstance(cfg[key], bool):
             raise ValueError(f"{key} must be true or false, not {cfg[key]!r}")
-    check_member_option(cfg["pixel_member"])
+    check_member_option(cfg)
     for label, bands in cfg["val_band_sets"].items():
         if isinstance(bands, str) and bands.lower() != "no_thermal":
             try:
@@ -494,7 +494,7 @@ def _initial_model(cfg: dict, classes: tuple[str, ...], data_dir: Path, device: 
         if tuple(start.classes) != classes:
             raise ValueError(f"init_model {cfg['init_model']!r} has classes {tuple(start.classes)}, "
                              f"the config asks for {classes}: use the same classes to fine-tune")
-        model.load_state_dict(start.state_dict())
+        model.load_state_dict({k: v for k, v in start.state_dict().items() if not k.startswith("pixel_member.")})
     elif cfg.get("init_encoder"):
         model.encoder.load_state_dict(_encoder_state(cfg["init_encoder"], data_dir))
     # Channels-last: oneDNN's convolutions (above all their backward pass) run about 1.4x
