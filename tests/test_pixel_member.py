@@ -15,7 +15,7 @@ from sensei_xr.bands import BandDescriptors
 from sensei_xr.datasets import IGNORE_INDEX, LabelledSample
 from sensei_xr.inference.member import member_bands, mixed
 from sensei_xr.models import PixelMember, WeightsError, build_model, load_model, save_model
-from sensei_xr.models.pixel_member import member_from_config
+from sensei_xr.models.pixel_member import FoldedPixelMember, member_from_config
 from sensei_xr.training.crossval import biome_cv_samples
 from sensei_xr.training.member import (check_member_option, give_missing_member, member_pixels, train_pixel_member,
                                        wants_member)
@@ -112,6 +112,33 @@ def test_the_mix_moves_only_the_cloud_probability_and_keeps_each_sides_shares(n_
         torch.testing.assert_close(share_out[has], share_in[has], atol=1e-4, rtol=0)
 
 
+@settings(max_examples=25, deadline=None)
+@given(hidden=st.lists(st.integers(1, 40), min_size=1, max_size=3), seed=st.integers(0, 10_000),
+       h=st.integers(1, 20), w=st.integers(1, 20), batch=st.integers(1, 3))
+def test_the_folded_member_gives_the_members_probabilities(hidden, seed, h, w, batch):
+    """The engine's folded member (standardisation and batch norms folded into matrix
+    products) equals the member in eval mode, with random statistics, weights and inputs
+    (NaN included)."""
+    g = torch.Generator().manual_seed(seed)
+    member = PixelMember(SIX, hidden, 0.5)
+    with torch.no_grad():
+        for p in member.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        for m in member.layers:
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.1)
+    member.set_standardisation(torch.rand(6, generator=g) * 0.3, torch.rand(6, generator=g) * 0.2 + 0.05)
+    member.eval()
+    x = torch.rand(batch, 6, h, w, generator=g)
+    x[0, 2, 0, 0] = float("nan")
+    folded = FoldedPixelMember(member)
+    # float32 rounding in two orders of operations: well under the threshold's resolution.
+    torch.testing.assert_close(folded(x), member.cloud_probability(x), atol=5e-5, rtol=0)
+    with pytest.raises(ValueError, match="takes 6 bands"):
+        folded(x[:, :4])
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_member_learns_what_the_pixels_say_and_the_same_seed_gives_the_same_member(seed):
     rng = np.random.default_rng(seed)
@@ -148,7 +175,7 @@ def test_a_member_learns_what_the_pixels_say_and_the_same_seed_gives_the_same_me
 def v9_and_member(biome):
     """The default model without its tests, and a member trained on 16 patches."""
     model = load_model("default")
-    model.snow_test = model.nir_snow_test = model.warm_test = None
+    model.snow_test = model.nir_snow_test = model.warm_test = model.pixel_member = None
     member = train_pixel_member(biome[8:], [1], seed=0, **FAST)
     return model, member
 
@@ -176,7 +203,8 @@ def test_the_engine_mixes_the_member_where_the_scene_has_its_regions(biome, v9_a
                                     sensor="landsat8_oli_tirs").compute()
         rgbn = cloud_probability(da.sel(band=six[:4]), model, sensor="landsat8_oli_tirs").compute()
         m = member.cloud_probability(torch.from_numpy(image[[names.index(b) for b in six]][None]))[0, 0].numpy()
-        np.testing.assert_allclose(mixed_.values, 0.5 * plain.values + 0.5 * m, atol=2e-6)
+        # The engine runs the folded member (matrix products): the same to about 1e-5.
+        np.testing.assert_allclose(mixed_.values, 0.5 * plain.values + 0.5 * m, atol=2e-5)
         np.testing.assert_array_equal(chunked.values, mixed_.values)
         np.testing.assert_array_equal(rgbn.values, plain_rgbn.values)
         assert "B2,B3,B4,B5,B6,B7, weight 0.5" in mixed_.attrs["pixel_member"]

@@ -529,17 +529,19 @@ def get_member_runner(ref: ModelRef, device: str):
     networks; float32 on every device: it is small)."""
     import torch
 
+    from ..models.pixel_member import FoldedPixelMember
+
     def make():
         member = _load(ref, device).pixel_member
         if member is None:
             raise RuntimeError(f"the model {ref.source!r} has no pixel member in this worker; rebuild the graph")
-        return member.to(device).eval()
+        return FoldedPixelMember(member.eval()).to(device)
 
     member = _cached(_FOLDED, (ref.source, ref.sha256, device, "pixel_member"), make, FOLDED_CACHE_SIZE)
 
     def run(batch):
         with torch.inference_mode():
-            return member.cloud_probability(batch)
+            return member(batch)
 
     return run
 
