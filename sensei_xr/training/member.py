@@ -32,6 +32,9 @@ def wants_member(cfg: Mapping[str, Any]) -> bool:
     spec = cfg.get("pixel_member")
     return spec is True or isinstance(spec, Mapping)
 
+# The training options a member records (with its seed), and a kept one must match.
+_RECORDED = ("pixels", "steps", "batch_size", "lr", "weight_decay")
+
 
 def check_member_option(cfg: Mapping[str, Any]) -> None:
     """Refuse, before training (not after it), a config's ``pixel_member`` that is not true,
@@ -160,7 +163,7 @@ def train_pixel_member(samples: Sequence, cloud_classes: Sequence[int], seed: in
 def _training_options(opt: Mapping[str, Any], seed: int, n_pixels: int) -> dict[str, Any]:
     """What trained a member (kept in its config, so a card says it and a kept member
     trained otherwise is trained again)."""
-    keep = {k: opt[k] for k in ("pixels", "steps", "batch_size", "lr", "weight_decay")}
+    keep = {k: opt[k] for k in _RECORDED}
     return {**keep, "seed": int(seed), "pixels_drawn": int(n_pixels)}
 
 
@@ -180,7 +183,7 @@ def _same_member(member: PixelMember, cfg: Mapping[str, Any]) -> bool:
     was trained, seed included)."""
     opt = {**MEMBER_DEFAULTS, **({} if cfg["pixel_member"] is True else dict(cfg["pixel_member"]))}
     done = member.training_options or {}
-    wanted = {**{k: opt[k] for k in ("pixels", "steps", "batch_size", "lr", "weight_decay")},
+    wanted = {**{k: opt[k] for k in _RECORDED},
               "seed": int(cfg.get("seed", 0))}
     return (list(member.hidden) == list(opt["hidden"]) and member.weight == float(opt["weight"])
             and tuple(member.regions) == tuple(BAND_SETS[MEMBER_BAND_SET])
