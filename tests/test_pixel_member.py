@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sensei_xr.bands import BandDescriptors
 from sensei_xr.datasets import IGNORE_INDEX, LabelledSample
-from sensei_xr.inference.member import member_bands, mixed
+from sensei_xr.inference.member import member_bands, mixed, with_member_channel
 from sensei_xr.models import PixelMember, WeightsError, build_model, load_model, save_model
 from sensei_xr.models.pixel_member import FoldedPixelMember, member_from_config
 from sensei_xr.training.crossval import biome_cv_samples
@@ -92,15 +92,15 @@ def test_the_mix_moves_only_the_cloud_probability_and_keeps_each_sides_shares(n_
     probs = torch.where(torch.isfinite(probs), probs, 1.0 / n_classes)
     m = torch.rand(2, 1, size, size, generator=g)
     cloud = list(range(1, n_classes))
-    batch = torch.rand(2, 7, size, size, generator=g)
+    batch = torch.cat([torch.rand(2, 7, size, size, generator=g), m], 1)  # the member's channel last
     seen = {}
 
-    def member_run(x):
+    def run(x):
         seen["x"] = x
-        return m
+        return probs
 
-    out = mixed(lambda b: probs, member_run, cloud, (4, 0, 2), weight)(batch)
-    assert torch.equal(seen["x"], batch[:, [4, 0, 2]])
+    out = mixed(run, cloud, weight)(batch)
+    assert torch.equal(seen["x"], batch[:, :7])  # the network sees the bands, not the member
     p = probs[:, cloud].sum(1, keepdim=True)
     q = out[:, cloud].sum(1, keepdim=True)
     torch.testing.assert_close(q, (1 - weight) * p + weight * m, atol=1e-5, rtol=0)
@@ -137,6 +137,35 @@ def test_the_folded_member_gives_the_members_probabilities(hidden, seed, h, w, b
     torch.testing.assert_close(folded(x), member.cloud_probability(x), atol=5e-5, rtol=0)
     with pytest.raises(ValueError, match="takes 6 bands"):
         folded(x[:, :4])
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), h=st.integers(1, 90), w=st.integers(1, 90),
+       r0=st.integers(0, 89), c0=st.integers(0, 89), dh=st.integers(1, 90), dw=st.integers(1, 90))
+def test_a_pixels_member_probability_does_not_depend_on_the_pixels_beside_it(seed, h, w, r0, c0, dh, dw):
+    """The engine runs the member once per pixel over each block's window: the same pixel in
+    any window (any size, over or under one 4096-pixel step, anywhere in it) gets the very same
+    bits, or masks would depend on the chunking. Outside the window the channel is 0 and the
+    bands pass through unchanged."""
+    g = torch.Generator().manual_seed(seed)
+    member = PixelMember(SIX, (64, 64), 0.5)
+    with torch.no_grad():
+        for p in member.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    member.set_standardisation(torch.rand(6, generator=g) * 0.3, torch.rand(6, generator=g) * 0.2 + 0.05)
+    folded = FoldedPixelMember(member.eval())
+    x = torch.rand(8, h, w, generator=g).numpy()
+    bands = (7, 0, 3, 2, 5, 1)
+    whole = with_member_channel(x, folded, bands, "cpu")
+    rows, cols = slice(min(r0, h - 1), min(r0, h - 1) + dh), slice(min(c0, w - 1), min(c0, w - 1) + dw)
+    part = with_member_channel(x, folded, bands, "cpu", (rows, cols))
+    np.testing.assert_array_equal(part[:-1], x)
+    np.testing.assert_array_equal(part[-1, rows, cols], whole[-1, rows, cols])
+    outside = np.ones((h, w), bool)
+    outside[rows, cols] = False
+    assert (part[-1][outside] == 0).all()
+    np.testing.assert_allclose(whole[-1], member.cloud_probability(torch.from_numpy(x[list(bands)])[None])[0, 0],
+                               atol=5e-5)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

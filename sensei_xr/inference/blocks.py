@@ -15,7 +15,7 @@ from ..bands import BandDescriptors, BandError
 from ..errors import InferenceError
 from .refine import refined
 from .guards import guarded
-from .member import mixed
+from .member import mixed, with_member_channel
 from .runtime import get_member_runner, get_runner, resolve_device, torch_threads
 from .tiling import blend_sums, fill_nodata, patch_origins, predict_patches, predict_pixels
 
@@ -149,22 +149,28 @@ class BlockPredictor:
         x = _bands.to_model_input(x, desc, copy=False)
         # Near no-data from its neighbours here, far no-data per patch in predict_patches.
         x, far = fill_nodata(x, ~invalid, return_far=True)
+        (r0, c0), (hy, hx) = start, self.halo
+        rows = cols = ()
+        if not self.plan.pointwise:
+            rows = self._owned(self.row_origins, r0, r0 + core[0].stop - core[0].start)
+            cols = self._owned(self.col_origins, c0, c0 + core[1].stop - core[1].start)
         # Threads for this scheduler while the block runs; the thread's own after.
         with torch_threads(tasks=self.tasks) as threads:
             run = get_runner(self.ref, desc.normalised(), desc.key, device, self.backend, threads)
             if self.refine_classes is not None:
                 run = refined(run, self.refine_classes)
-                if self.member is not None:
-                    run = mixed(run, get_member_runner(self.ref, device), self.refine_classes, *self.member)
+                if self.member is not None and rows and cols:
+                    # Once per pixel the block's patches read, not once per patch over it.
+                    p, (o_r, o_c) = self.plan.patch, (r0 - hy, c0 - hx)
+                    window = (slice(rows[0] - o_r, rows[-1] + p - o_r), slice(cols[0] - o_c, cols[-1] + p - o_c))
+                    x = with_member_channel(x, get_member_runner(self.ref, device), self.member[0], device, window)
+                    run = mixed(run, self.refine_classes, self.member[1])
                 if self.guards:
                     run = guarded(run, self.refine_classes, self.guards)
             if self.plan.pointwise:
                 return predict_pixels(x[:, core[0], core[1]], run, device).astype(np.float32, copy=False)
-            (r0, c0), (hy, hx) = start, self.halo
             return predict_patches(
-                x, run, plan, (r0 - hy, c0 - hx),
-                self._owned(self.row_origins, r0, r0 + core[0].stop - core[0].start),
-                self._owned(self.col_origins, c0, c0 + core[1].stop - core[1].start),
+                x, run, plan, (r0 - hy, c0 - hx), rows, cols,
                 (r0, r0 + shape[1], c0, c0 + shape[2]), self.n_classes, device,
                 valid=~invalid, far=far,
             )

@@ -3,19 +3,23 @@
 A :class:`~sensei_xr.models.pixel_member.PixelMember` reads a pixel's reflectance in fixed
 regions; where the scene has every one of them, the engine replaces the network's refined
 cloud probability ``p`` by ``(1 - w) p + w m`` (``m`` the member's, ``w`` its weight) and
-then applies the model's pixel tests to that. Pointwise, so the engine's results stay
-independent of chunking.
+then applies the model's pixel tests to that. ``m`` is computed once per pixel of a block
+(:func:`with_member_channel`), not once per patch covering it (the patch grid covers each
+pixel about twice), and rides to the patches as an extra input channel. Pointwise, so the
+engine's results stay independent of chunking.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ..bands import BandDescriptors
 from ..spectral.bandsets import region_band
 from .refine import with_cloud_probability
 
-__all__ = ["member_bands", "mixed"]
+__all__ = ["member_bands", "with_member_channel", "mixed"]
 
 
 def member_bands(model, desc: BandDescriptors) -> tuple[int, ...] | None:
@@ -30,16 +34,50 @@ def member_bands(model, desc: BandDescriptors) -> tuple[int, ...] | None:
     return tuple(desc.names.index(n) for n in names)
 
 
-def mixed(run: Callable, member_run: Callable, cloud_classes: Sequence[int], bands: Sequence[int],
-          weight: float) -> Callable:
-    """Wrap a patch runner (``(B, N, P, P)`` batch -> probabilities) to mix in the member's
-    cloud probability (``member_run``: ``(B, M, P, P)`` reflectance -> ``(B, 1, P, P)``)."""
-    cloud, bands, weight = sorted(set(int(i) for i in cloud_classes)), list(bands), float(weight)
+def with_member_channel(x: np.ndarray, member_run: Callable, bands: Sequence[int], device: str,
+                        window: tuple[slice, slice] | None = None) -> np.ndarray:
+    """A block's model input with the member's cloud probability appended as a channel.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (N, H, W) float32 model input (reflectance, 0-1, in the member's bands), no NaN.
+    member_run : callable
+        (1, M, H, W) torch reflectance on ``device`` -> (1, 1, H, W) cloud probability; a
+        pixel's value must not depend on the others (the folded member's fixed-size steps).
+    bands : sequence of int
+        The M indices of the member's regions among the N.
+    window : tuple of slice, optional
+        (rows, cols) of ``x`` the patches read: the member runs there only (0 elsewhere).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N + 1, H, W) float32: ``x`` and the member's cloud probability (0-1).
+    """
+    import torch
+
+    rows, cols = window if window is not None else (slice(None), slice(None))
+    out = np.zeros((x.shape[0] + 1, *x.shape[1:]), dtype=np.float32)
+    out[:-1] = x
+    inputs = np.ascontiguousarray(out[list(bands), rows, cols])
+    if inputs.size:
+        with torch.inference_mode():
+            m = member_run(torch.from_numpy(inputs)[None].to(device))
+        out[-1, rows, cols] = m[0, 0].float().cpu().numpy()
+    return out
+
+
+def mixed(run: Callable, cloud_classes: Sequence[int], weight: float) -> Callable:
+    """Wrap a patch runner (``(B, N, P, P)`` batch -> probabilities) to take ``(B, N + 1, P,
+    P)`` batches whose last channel is the member's cloud probability
+    (:func:`with_member_channel`), run the network on the N bands, and mix that in."""
+    cloud, weight = sorted(set(int(i) for i in cloud_classes)), float(weight)
 
     def run_mixed(batch):
-        probs = run(batch).float()
+        probs = run(batch[:, :-1].contiguous()).float()
         p = probs[:, cloud].sum(1, keepdim=True)
-        q = (1.0 - weight) * p + weight * member_run(batch[:, bands]).to(p.device, p.dtype)
+        q = (1.0 - weight) * p + weight * batch[:, -1:].to(p.device, p.dtype)
         return with_cloud_probability(probs, cloud, p, q)
 
     return run_mixed

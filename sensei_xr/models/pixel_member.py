@@ -159,14 +159,19 @@ class FoldedPixelMember(nn.Module):
         b, n, h, w = images.shape
         if n != self.n_bands:
             raise ValueError(f"a pixel member takes {self.n_bands} bands, got {n}")
-        pixels = torch.nan_to_num(images.float(), nan=0.0).permute(0, 2, 3, 1).reshape(-1, n)
+        step, count = self.PIXELS_PER_STEP, b * h * w
+        # Every product gets exactly `step` rows (the last padded with zeros): matrix
+        # kernels pick their blocking by shape, and a pixel's probability must not depend
+        # on how many pixels came with it (the engine runs it once per pixel of a block).
+        pixels = torch.zeros(-(-count // step) * step, n, dtype=torch.float32, device=images.device)
+        pixels[:count] = torch.nan_to_num(images.float(), nan=0.0).permute(0, 2, 3, 1).reshape(-1, n)
         out = torch.empty(pixels.shape[0], dtype=torch.float32, device=pixels.device)
-        for start in range(0, pixels.shape[0], self.PIXELS_PER_STEP):
-            x = pixels[start:start + self.PIXELS_PER_STEP]
+        for start in range(0, pixels.shape[0], step):
+            x = pixels[start:start + step]
             for weight, bias in zip(self.weights, self.biases):
                 x = torch.addmm(bias, x, weight).relu_()
-            out[start:start + self.PIXELS_PER_STEP] = torch.sigmoid(torch.addmv(self.diff_b, x, self.diff_w))
-        return out.reshape(b, 1, h, w)
+            out[start:start + step] = torch.sigmoid(torch.addmv(self.diff_b, x, self.diff_w))
+        return out[:count].reshape(b, h, w)[:, None]
 
 
 def member_from_config(config: Mapping[str, Any]) -> PixelMember:
