@@ -160,9 +160,9 @@ class BlockPredictor:
             if self.refine_classes is not None:
                 run = refined(run, self.refine_classes)
                 if self.member is not None and rows and cols:
-                    # Once per pixel the block's patches read, not once per patch over it.
-                    p, (o_r, o_c) = self.plan.patch, (r0 - hy, c0 - hx)
-                    window = (slice(rows[0] - o_r, rows[-1] + p - o_r), slice(cols[0] - o_c, cols[-1] + p - o_c))
+                    # Once per pixel of the block's sums (the patches' predictions are cut
+                    # to them), not once per patch over it: the grid covers pixels 2-3x.
+                    window = (slice(hy, hy + shape[1]), slice(hx, hx + shape[2]))
                     x = with_member_channel(x, get_member_runner(self.ref, device), self.member[0], device, window)
                     run = mixed(run, self.refine_classes, self.member[1])
                 if self.guards:

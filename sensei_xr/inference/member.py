@@ -3,9 +3,10 @@
 A :class:`~sensei_xr.models.pixel_member.PixelMember` reads a pixel's reflectance in fixed
 regions; where the scene has every one of them, the engine replaces the network's refined
 cloud probability ``p`` by ``(1 - w) p + w m`` (``m`` the member's, ``w`` its weight) and
-then applies the model's pixel tests to that. ``m`` is computed once per pixel of a block
-(:func:`with_member_channel`), not once per patch covering it (the patch grid covers each
-pixel about twice), and rides to the patches as an extra input channel. Pointwise, so the
+then applies the model's pixel tests to that. ``m`` is computed once per pixel whose
+predictions a block keeps (:func:`with_member_channel`), not once per patch covering it
+(the patch grid covers each pixel 2-3 times), and rides to the patches as an extra input
+channel. Pointwise, so the
 engine's results stay independent of chunking.
 """
 
@@ -48,7 +49,8 @@ def with_member_channel(x: np.ndarray, member_run: Callable, bands: Sequence[int
     bands : sequence of int
         The M indices of the member's regions among the N.
     window : tuple of slice, optional
-        (rows, cols) of ``x`` the patches read: the member runs there only (0 elsewhere).
+        (rows, cols) of ``x`` whose predictions are kept: the member runs there only (0
+        elsewhere; the mix is pointwise, so those pixels' results are not used).
 
     Returns
     -------
