@@ -212,6 +212,16 @@ def recheck(name: str, limitations: list[str] | None = None, docs: Path = Path("
     return saved.card
 
 
+def _fallback_words(fallback) -> str:
+    """The member's fallbacks, as a page states them."""
+    words = ""
+    while fallback:
+        words += (f"; on a scene lacking one of those regions, a member on {', '.join(fallback['regions'])} trained "
+                  f"alike takes the place, at {fallback['weight']:g}")
+        fallback = fallback.get("fallback")
+    return words
+
+
 def _engine_words(card: dict, options: dict | None) -> str:
     """How the engine treated the network's probabilities (a pixel network is never refined)."""
     if card["architecture"].get("head") == "pixelnet":
@@ -273,7 +283,7 @@ def card_markdown(card: dict, results: Path) -> str:
                 f"{', '.join(m['regions'])}): an MLP ({' -> '.join(str(h) for h in [len(m['regions']), *m['hidden'], 2])}"
                 ", batch norm) trained on the same patches' labelled pixels after the network; the engine takes "
                 f"{1 - m['weight']:g} x the network's refined cloud probability + {m['weight']:g} x the member's, "
-                "then the tests above"] if (m := arch.get("pixel_member")) else []),
+                "then the tests above" + _fallback_words(m.get("fallback"))] if (m := arch.get("pixel_member")) else []),
              recipe,
              f"- **Selected on**: {card['selected_on']}",
              f"- **Weights**: `sensei_xr/models/registry/{card['weights_file']}`, sha256 `{card['sha256'][:16]}...`",

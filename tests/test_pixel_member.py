@@ -76,6 +76,23 @@ def test_member_config_round_trips_and_bad_input_is_explained():
     with pytest.raises(ValueError, match="band set RGBNIR lacks"):
         check_member_option({"pixel_member": True, "model": {"encoder": None, "band_set": "RGBNIR"}})
     check_member_option({"pixel_member": True, "model": {"encoder": None, "band_set": "RGBNIRSWIR"}})
+    # Fallbacks: a chain in the config, and only ones that could run (lacking a region of the member).
+    chained = PixelMember(SIX, (8,), 0.5, PixelMember(SIX[:4], (8,), 0.25))
+    assert member_from_config(chained.config).config == chained.config
+    assert chained.config["fallback"] == {"regions": list(SIX[:4]), "hidden": [8], "weight": 0.25}
+    assert [m.regions for m in chained.chain()] == [SIX, SIX[:4]]
+    with pytest.raises(ValueError, match="must lack one of its member's regions"):
+        PixelMember(SIX[:4], (8,), 0.5, PixelMember(SIX, (8,), 0.25))
+    check_member_option({"pixel_member": {"fallbacks": [{"band_set": "RGBNIR", "weight": 0.25}]}})
+    for bad, message in (({"fallbacks": {"band_set": "RGBNIR"}}, "must be a list of tables"),
+                         ({"fallbacks": [{"band_set": "RGBNIR"}]}, "a table {band_set"),
+                         ({"fallbacks": [{"band_set": "NoRGB", "weight": 0.25}]}, "names reflective regions"),
+                         ({"fallbacks": [{"band_set": "RGBNIRSWIRTIR", "weight": 0.25}]}, "names reflective regions"),
+                         ({"fallbacks": [{"band_set": "RGBNIRSWIR", "weight": 0.25}]}, "must lack one"),
+                         ({"fallbacks": [{"band_set": "RGBNIR", "weight": True}]}, "weight is a number"),
+                         ({"fallbacks": [{"band_set": "RGBNIR", "weight": 1.2}]}, "0 < weight < 1")):
+        with pytest.raises(ValueError, match=message):
+            check_member_option({"pixel_member": bad})
 
 
 @settings(max_examples=30, deadline=None)
@@ -272,6 +289,51 @@ def test_the_engine_mixes_the_member_where_the_scene_has_its_regions(biome, v9_a
         load_model(weights)
 
 
+def test_a_scene_without_swir_gets_the_members_fallback_at_its_weight(biome, v9_and_member, tmp_path):
+    """A member trained with an RGB+NIR fallback: the fallback is the member that region set
+    trains alike (same seed, the very same weights); through the engine on a real held-out
+    patch, a scene with the six regions gets the member, one with blue, green, red and NIR
+    only the fallback at its weight, one with RGB only neither; saved and loaded, the same."""
+    import xarray as xr
+
+    from sensei_xr.inference import cloud_probability
+
+    model, _ = v9_and_member
+    member = train_pixel_member(biome[8:], [1], seed=0, fallbacks=[{"band_set": "RGBNIR", "weight": 0.25}], **FAST)
+    alone = train_pixel_member(biome[8:], [1], seed=0, regions=SIX[:4], **{**FAST, "weight": 0.25})
+    assert member.fallback.config == alone.config and member.fallback.fallback is None
+    for k, v in alone.state_dict().items():
+        assert torch.equal(v, member.fallback.state_dict()[k]), k
+    s = next(x for x in biome if x.name.startswith("Wetlands_00"))
+    image = s.image[:, :280, :300]
+    names = list(s.descriptors.names)
+    da = xr.DataArray(image, dims=("band", "y", "x"), coords={"band": names})
+    six, rgbn = ["B2", "B3", "B4", "B5", "B6", "B7"], ["B2", "B3", "B4", "B5"]
+    plain = {k: cloud_probability(da.sel(band=b), model, sensor="landsat8_oli_tirs").compute()
+             for k, b in (("rgbn", rgbn), ("rgb", rgbn[:3]))}
+    model.pixel_member = member
+    try:
+        out = cloud_probability(da.sel(band=rgbn), model, sensor="landsat8_oli_tirs").compute()
+        rgb = cloud_probability(da.sel(band=rgbn[:3]), model, sensor="landsat8_oli_tirs").compute()
+        with_six = cloud_probability(da.sel(band=six), model, sensor="landsat8_oli_tirs").compute()
+        m = alone.cloud_probability(torch.from_numpy(image[[names.index(b) for b in rgbn]][None]))[0, 0].numpy()
+        np.testing.assert_allclose(out.values, 0.75 * plain["rgbn"].values + 0.25 * m, atol=2e-5)
+        chunked = cloud_probability(da.sel(band=rgbn).chunk({"y": 101, "x": 77}), model,
+                                    sensor="landsat8_oli_tirs").compute()
+        np.testing.assert_array_equal(chunked.values, out.values)
+        np.testing.assert_array_equal(rgb.values, plain["rgb"].values)
+        assert "B2,B3,B4,B5, weight 0.25 (fallback 1" in out.attrs["pixel_member"]
+        assert "B2,B3,B4,B5,B6,B7, weight 0.5" in with_six.attrs["pixel_member"]
+        assert rgb.attrs["pixel_member"] == "none"
+        save_model(model, tmp_path / "fallback", card={"name": "with-fallback"})
+        again = load_model(tmp_path / "fallback.safetensors")
+        assert again.pixel_member.config == member.config
+        reread = cloud_probability(da.sel(band=rgbn), again, sensor="landsat8_oli_tirs").compute()
+        np.testing.assert_array_equal(reread.values, out.values)
+    finally:
+        model.pixel_member = None
+
+
 def test_a_kept_model_gains_the_member_its_config_asks_for_and_keeps_one_it_has(biome):
     model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
     cfg = {"pixel_member": FAST, "seed": 3}
@@ -286,6 +348,11 @@ def test_a_kept_model_gains_the_member_its_config_asks_for_and_keeps_one_it_has(
     assert again is not None and again is not given and again.training_options["seed"] == 4
     assert give_missing_member(model, {"pixel_member": {**FAST, "steps": 150}, "seed": 4}, [biome[8:]]) is not None
     assert give_missing_member(model, {"seed": 3}, [biome[8:]]) is None and model.pixel_member is not None
+    # A config asking for a fallback the kept member lacks: trained again, with it; then kept.
+    with_fallback = {"pixel_member": {**FAST, "fallbacks": [{"band_set": "RGBNIR", "weight": 0.25}]}, "seed": 4}
+    chained = give_missing_member(model, with_fallback, [biome[8:]])
+    assert chained is not None and chained.fallback is not None and chained.fallback.weight == 0.25
+    assert give_missing_member(model, with_fallback, [biome[8:]]) is None
     assert member_bands(model, BandDescriptors.from_sensor("sentinel2_msi")) is not None
     model.pixel_member = None
     assert member_bands(model, BandDescriptors.from_sensor("sentinel2_msi")) is None

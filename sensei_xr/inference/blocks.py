@@ -54,7 +54,8 @@ class BlockPredictor:
         # The model's pixel tests (guards.Guard) capping the refined cloud probability of
         # snow, ice and warm ground (empty: none).
         self.guards = tuple(guards)
-        # The model's per-pixel member mixed in before the tests: (band indices, weight) or None.
+        # The model's per-pixel member mixed in before the tests: (band indices, weight, place
+        # in the member's chain of fallbacks) or None.
         self.member = member
         self.n_classes = n_classes
         self.names = desc.names
@@ -163,8 +164,9 @@ class BlockPredictor:
                     # Once per pixel of the block's sums (the patches' predictions are cut
                     # to them), not once per patch over it: the grid covers pixels 2-3x.
                     window = (slice(hy, hy + shape[1]), slice(hx, hx + shape[2]))
-                    x = with_member_channel(x, get_member_runner(self.ref, device), self.member[0], device, window)
-                    run = mixed(run, self.refine_classes, self.member[1])
+                    bands, weight, depth = self.member
+                    x = with_member_channel(x, get_member_runner(self.ref, device, depth), bands, device, window)
+                    run = mixed(run, self.refine_classes, weight)
                 if self.guards:
                     run = guarded(run, self.refine_classes, self.guards)
             if self.plan.pointwise:

@@ -344,7 +344,8 @@ def class_probabilities(
         warm-surface test (``model.warm_test``, :mod:`sensei_xr.spectral.warm`) has it
         capped where a thermal band at 10-12.5 um reads warmer than 27 C and the 1.38 um
         band, if any, shows no cirrus (``attrs["warm_test"]``); a per-pixel member
-        (``model.pixel_member``) is mixed in before the tests (``attrs["pixel_member"]``).
+        (``model.pixel_member``, or its fallback on a scene lacking one of its regions) is
+        mixed in before the tests (``attrs["pixel_member"]``).
         ``False``: the network's probabilities as they are, no member, no test.
         Pointwise models are never refined.
 
@@ -467,12 +468,15 @@ def _guards(model, desc: BandDescriptors, refine: bool) -> tuple[Guard, ...]:
     return guards_for(model, desc)
 
 
-def _member(model, desc: BandDescriptors, refine: bool) -> tuple[tuple[int, ...], float] | None:
-    """The model's per-pixel member the engine mixes in after the refinement, as (band
-    indices, weight); None without one, without refinement, or where the scene lacks one
-    of its regions (``member_bands``)."""
-    bands = member_bands(model, desc) if refine and not _is_pointwise(model) else None
-    return None if bands is None else (bands, model.pixel_member.weight)
+def _member(model, desc: BandDescriptors, refine: bool) -> tuple[tuple[int, ...], float, int] | None:
+    """The model's per-pixel member (or fallback) the engine mixes in after the refinement,
+    as (band indices, weight, place in the member's chain), or None: none, no refinement,
+    a pointwise network, or a scene lacking its regions (``member_bands``)."""
+    chosen = member_bands(model, desc) if refine and not _is_pointwise(model) else None
+    if chosen is None:
+        return None
+    depth, bands = chosen
+    return bands, model.pixel_member.chain()[depth].weight, depth
 
 
 def _halo(plan: TilingPlan, shape_yx) -> tuple[int, int]:
@@ -599,7 +603,7 @@ def _check_band_count(model, desc: BandDescriptors) -> None:
 
 
 def _provenance(model, ref: ModelRef, desc: BandDescriptors, guards: tuple[Guard, ...] = (),
-                member: tuple[tuple[int, ...], float] | None = None) -> dict:
+                member: tuple[tuple[int, ...], float, int] | None = None) -> dict:
     card = getattr(model, "card", None) or {}
     applied = {g.key: g.describe(desc.names) for g in guards}
     snow_note = applied.get("snow_test", applied.get("nir_snow_test", "none"))
@@ -614,7 +618,8 @@ def _provenance(model, ref: ModelRef, desc: BandDescriptors, guards: tuple[Guard
         "snow_test": snow_note,
         "warm_test": applied.get("warm_test", "none"),
         "pixel_member": "none" if member is None else
-        f"per-pixel MLP on {','.join(desc.names[i] for i in member[0])}, weight {member[1]:g}",
+        f"per-pixel MLP on {','.join(desc.names[i] for i in member[0])}, weight {member[1]:g}"
+        + (f" (fallback {member[2]}: the scene lacks a region of the member)" if member[2] else ""),
     }
 
 

@@ -3,7 +3,8 @@
 A :class:`~sensei_xr.models.pixel_member.PixelMember` reads a pixel's reflectance in fixed
 regions; where the scene has every one of them, the engine replaces the network's refined
 cloud probability ``p`` by ``(1 - w) p + w m`` (``m`` the member's, ``w`` its weight) and
-then applies the model's pixel tests to that. ``m`` is computed once per pixel whose
+then applies the model's pixel tests to that; where it lacks one, the member's fallback
+(e.g. one on blue, green, red and NIR) if the scene has its regions. ``m`` is computed once per pixel whose
 predictions a block keeps (:func:`with_member_channel`), not once per patch covering it
 (the patch grid covers each pixel 2-3 times), and rides to the patches as an extra input
 channel. Pointwise, so the
@@ -23,16 +24,17 @@ from .refine import with_cloud_probability
 __all__ = ["member_bands", "with_member_channel", "mixed"]
 
 
-def member_bands(model, desc: BandDescriptors) -> tuple[int, ...] | None:
-    """Indices of the bands standing for the model's member's regions, in its order, or
-    None (no member, or the scene lacks one of its regions: the network runs alone)."""
+def member_bands(model, desc: BandDescriptors) -> tuple[int, tuple[int, ...]] | None:
+    """The member the engine runs on a scene: the model's member, or else the first of its
+    fallbacks (:meth:`~sensei_xr.models.pixel_member.PixelMember.chain`) whose regions the
+    scene has all of, as (its place in that chain, the indices of the bands standing for its
+    regions, in its order); None: no member, or none fits (the network runs alone)."""
     member = getattr(model, "pixel_member", None)
-    if member is None:
-        return None
-    names = [region_band(desc, r) for r in member.regions]
-    if any(n is None for n in names):
-        return None
-    return tuple(desc.names.index(n) for n in names)
+    for depth, m in enumerate(member.chain() if member is not None else []):
+        names = [region_band(desc, r) for r in m.regions]
+        if all(n is not None for n in names):
+            return depth, tuple(desc.names.index(n) for n in names)
+    return None
 
 
 def with_member_channel(x: np.ndarray, member_run: Callable, bands: Sequence[int], device: str,

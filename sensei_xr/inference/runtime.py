@@ -522,22 +522,23 @@ def get_runner(ref: ModelRef, descriptors_norm: np.ndarray, band_key: tuple, dev
     return run
 
 
-def get_member_runner(ref: ModelRef, device: str):
+def get_member_runner(ref: ModelRef, device: str, depth: int = 0):
     """A function from a (B, M, P, P) float32 torch batch of the member's regions on
     ``device`` to its (B, 1, P, P) float32 cloud probability (the model's
-    :class:`~sensei_xr.models.pixel_member.PixelMember`, kept per process like the folded
-    networks; float32 on every device: it is small)."""
+    :class:`~sensei_xr.models.pixel_member.PixelMember`, or the fallback at ``depth`` in its
+    chain; kept per process like the folded networks; float32 on every device: it is small)."""
     import torch
 
     from ..models.pixel_member import FoldedPixelMember
 
     def make():
         member = _load(ref, device).pixel_member
-        if member is None:
-            raise RuntimeError(f"the model {ref.source!r} has no pixel member in this worker; rebuild the graph")
-        return FoldedPixelMember(member.eval()).to(device)
+        chain = member.chain() if member is not None else []
+        if depth >= len(chain):
+            raise RuntimeError(f"the model {ref.source!r} has no pixel member {depth} in this worker; rebuild the graph")
+        return FoldedPixelMember(chain[depth].eval()).to(device)
 
-    member = _cached(_FOLDED, (ref.source, ref.sha256, device, "pixel_member"), make, FOLDED_CACHE_SIZE)
+    member = _cached(_FOLDED, (ref.source, ref.sha256, device, "pixel_member", depth), make, FOLDED_CACHE_SIZE)
 
     def run(batch):
         with torch.inference_mode():

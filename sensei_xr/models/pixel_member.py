@@ -47,6 +47,10 @@ class PixelMember(nn.Module):
     weight : float
         The member's share of the mean cloud probability, 0 < weight < 1 (0.5: the plain
         mean, chosen before any scoring).
+    fallback : PixelMember, optional
+        The member the engine runs instead on a scene lacking one of these regions (e.g.
+        one on blue, green, red and NIR for a scene without SWIR bands); it may have its
+        own fallback. It must lack one of these regions, or it could never run.
 
     Attributes
     ----------
@@ -58,7 +62,8 @@ class PixelMember(nn.Module):
         :func:`sensei_xr.training.member.train_pixel_member`), kept in :attr:`config`.
     """
 
-    def __init__(self, regions: Sequence[str], hidden: Sequence[int] = _HIDDEN, weight: float = 0.5) -> None:
+    def __init__(self, regions: Sequence[str], hidden: Sequence[int] = _HIDDEN, weight: float = 0.5,
+                 fallback: "PixelMember | None" = None) -> None:
         super().__init__()
         from ..spectral.bandsets import REGIONS
 
@@ -82,6 +87,21 @@ class PixelMember(nn.Module):
             width = h
         layers.append(nn.Conv2d(width, 2, 1))
         self.layers = nn.Sequential(*layers)
+        if fallback is not None:
+            if not isinstance(fallback, PixelMember):
+                raise TypeError(f"a member's fallback is a PixelMember, got {type(fallback).__name__}")
+            if set(fallback.regions) >= set(regions):
+                raise ValueError(f"a fallback member must lack one of its member's regions {list(regions)} (it runs "
+                                 f"where the scene lacks one); got {list(fallback.regions)}")
+        self.fallback = fallback
+
+    def chain(self) -> list["PixelMember"]:
+        """This member and its fallbacks, in the order the engine tries them."""
+        out, m = [], self
+        while m is not None:
+            out.append(m)
+            m = m.fallback
+        return out
 
     @property
     def config(self) -> dict[str, Any]:
@@ -89,6 +109,8 @@ class PixelMember(nn.Module):
         out: dict[str, Any] = {"regions": list(self.regions), "hidden": list(self.hidden), "weight": self.weight}
         if self.training_options is not None:
             out["training"] = dict(self.training_options)
+        if self.fallback is not None:
+            out["fallback"] = self.fallback.config
         return out
 
     @torch.no_grad()
@@ -178,11 +200,12 @@ def member_from_config(config: Mapping[str, Any]) -> PixelMember:
     """A fresh member from :attr:`PixelMember.config` (weights and statistics to be loaded)."""
     if not isinstance(config, Mapping) or "regions" not in config:
         raise ValueError(f"a pixel member config is {{'regions': [...], 'hidden': [...], 'weight': w}}, got {config!r}")
-    unknown = set(config) - {"regions", "hidden", "weight", "training"}
+    unknown = set(config) - {"regions", "hidden", "weight", "training", "fallback"}
     if unknown:
         raise ValueError(f"unknown pixel member config keys {sorted(unknown)}; allowed: regions, hidden, weight, "
-                         "training")
-    member = PixelMember(config["regions"], config.get("hidden", _HIDDEN), config.get("weight", 0.5))
+                         "training, fallback")
+    fallback = member_from_config(config["fallback"]) if config.get("fallback") is not None else None
+    member = PixelMember(config["regions"], config.get("hidden", _HIDDEN), config.get("weight", 0.5), fallback)
     if config.get("training") is not None:
         member.training_options = dict(config["training"])
     return member

@@ -17,13 +17,15 @@ import torch
 
 from ..datasets.base import IGNORE_INDEX
 from ..models.pixel_member import MEMBER_BAND_SET, PixelMember
-from ..spectral.bandsets import BAND_SETS, region_band
+from ..spectral.bandsets import BAND_SETS, REGIONS, region_band
 
 __all__ = ["MEMBER_DEFAULTS", "check_member_option", "wants_member", "member_pixels", "train_pixel_member", "training_member", "give_missing_member"]
 
 #: Training settings of a member (a config's ``pixel_member`` table overrides them).
+#: ``fallbacks``: members for scenes lacking one of the six regions, in the order the engine
+#: tries them, each ``{band_set = "RGBNIR", weight = 0.25}`` (trained alike, same seed).
 MEMBER_DEFAULTS: dict[str, Any] = {"pixels": 300_000, "steps": 3000, "batch_size": 4096, "lr": 3e-3,
-                                   "weight_decay": 1e-4, "hidden": [64, 64], "weight": 0.5}
+                                   "weight_decay": 1e-4, "hidden": [64, 64], "weight": 0.5, "fallbacks": []}
 
 
 def wants_member(cfg: Mapping[str, Any]) -> bool:
@@ -61,7 +63,8 @@ def check_member_option(cfg: Mapping[str, Any]) -> None:
         if isinstance(opt["hidden"], (str, bytes)) or not isinstance(opt["hidden"], (list, tuple)):
             raise ValueError(f"pixel_member hidden must be a list of layer widths, got {opt['hidden']!r}")
         with torch.random.fork_rng(devices=[]):  # a check must not move the caller's random state
-            PixelMember(BAND_SETS[MEMBER_BAND_SET], opt["hidden"], opt["weight"])  # refuses bad widths, weights
+            # Refuses bad widths, weights, and fallbacks that could never run.
+            PixelMember(BAND_SETS[MEMBER_BAND_SET], opt["hidden"], opt["weight"], _fallback_chain(opt))
     model = cfg.get("model") or {}
     if isinstance(model, Mapping) and model.get("pixel_member") is not None:
         raise ValueError("pixel_member goes at the top of a training config (trained after the network), "
@@ -72,6 +75,35 @@ def check_member_option(cfg: Mapping[str, Any]) -> None:
         if missing:
             raise ValueError(f"a pixel member reads the regions {list(BAND_SETS[MEMBER_BAND_SET])}; this fixed-band "
                              f"model's band set {band_set} lacks {missing}: set pixel_member = false")
+
+
+def _fallback_specs(opt: Mapping[str, Any]) -> list[tuple[tuple[str, ...], float]]:
+    """(regions, weight) of each fallback an options table asks for, checked."""
+    specs = opt.get("fallbacks") or []
+    if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, (list, tuple)):
+        raise ValueError(f"pixel_member fallbacks must be a list of tables like {{band_set = \"RGBNIR\", weight = "
+                         f"0.25}}, got {specs!r}")
+    out = []
+    for spec in specs:
+        if not isinstance(spec, Mapping) or set(spec) != {"band_set", "weight"}:
+            raise ValueError(f"a pixel_member fallback is a table {{band_set = ..., weight = ...}}, got {spec!r}")
+        usable = sorted(k for k, v in BAND_SETS.items()
+                        if v and k != "NoRGB" and not any(REGIONS[r].thermal for r in v))
+        if spec["band_set"] not in usable:
+            raise ValueError(f"a pixel_member fallback's band_set names reflective regions, one of {usable}; "
+                             f"got {spec['band_set']!r}")
+        if isinstance(spec["weight"], bool) or not isinstance(spec["weight"], (int, float)):
+            raise ValueError(f"a pixel_member fallback's weight is a number, 0 < weight < 1; got {spec['weight']!r}")
+        out.append((tuple(BAND_SETS[spec["band_set"]]), float(spec["weight"])))
+    return out
+
+
+def _fallback_chain(opt: Mapping[str, Any]) -> PixelMember | None:
+    """Untrained fallbacks as an options table asks for them (for checking)."""
+    chain = None
+    for regions, weight in reversed(_fallback_specs(opt)):
+        chain = PixelMember(regions, opt["hidden"], weight, chain)
+    return chain
 
 
 def _region_indices(sample, regions: Sequence[str]) -> list[int] | None:
@@ -125,16 +157,24 @@ def train_pixel_member(samples: Sequence, cloud_classes: Sequence[int], seed: in
     regions : sequence of str, optional
         Default: the six reflective regions of ``"RGBNIRSWIR"``.
     **options
-        Any of :data:`MEMBER_DEFAULTS`.
+        Any of :data:`MEMBER_DEFAULTS`; each of ``fallbacks`` is trained alike on its
+        regions (same seed), and chained after the member.
 
     Returns
     -------
     PixelMember
         In eval mode, on the CPU.
     """
-    check_member_option({"pixel_member": dict(options)})
     opt = {**MEMBER_DEFAULTS, **options}
-    regions = tuple(regions or BAND_SETS[MEMBER_BAND_SET])
+    check_member_option({"pixel_member": dict(options)})
+    fallback = None
+    for fb_regions, fb_weight in reversed(_fallback_specs(opt)):
+        fallback = _train_one(samples, cloud_classes, seed, fb_regions, {**opt, "weight": fb_weight}, fallback)
+    return _train_one(samples, cloud_classes, seed, tuple(regions or BAND_SETS[MEMBER_BAND_SET]), opt, fallback)
+
+
+def _train_one(samples, cloud_classes, seed: int, regions: tuple[str, ...], opt: Mapping[str, Any],
+               fallback: PixelMember | None) -> PixelMember:
     x, y = member_pixels(samples, regions, cloud_classes, opt["pixels"], np.random.default_rng(seed))
     if len(np.unique(y)) < 2:
         raise ValueError("a pixel member needs both cloud and clear training pixels; the training labels hold one")
@@ -157,6 +197,7 @@ def train_pixel_member(samples: Sequence, cloud_classes: Sequence[int], seed: in
             loss.backward()
             optimiser.step()
     member.training_options = _training_options(opt, seed, len(y))
+    member.fallback = fallback
     return member.eval()
 
 
@@ -185,9 +226,12 @@ def _same_member(member: PixelMember, cfg: Mapping[str, Any]) -> bool:
     done = member.training_options or {}
     wanted = {**{k: opt[k] for k in _RECORDED},
               "seed": int(cfg.get("seed", 0))}
+    fallbacks = [(tuple(m.regions), m.weight, all((m.training_options or {}).get(k) == v for k, v in wanted.items()))
+                 for m in member.chain()[1:]]
     return (list(member.hidden) == list(opt["hidden"]) and member.weight == float(opt["weight"])
             and tuple(member.regions) == tuple(BAND_SETS[MEMBER_BAND_SET])
-            and all(done.get(k) == v for k, v in wanted.items()))
+            and all(done.get(k) == v for k, v in wanted.items())
+            and fallbacks == [(r, float(w), True) for r, w in _fallback_specs(opt)])
 
 
 def give_missing_member(model, cfg: Mapping[str, Any], sources) -> PixelMember | None:
