@@ -344,8 +344,7 @@ def class_probabilities(
         warm-surface test (``model.warm_test``, :mod:`sensei_xr.spectral.warm`) has it
         capped where a thermal band at 10-12.5 um reads warmer than 27 C and the 1.38 um
         band, if any, shows no cirrus (``attrs["warm_test"]``); a per-pixel member
-        (``model.pixel_member``, or its fallback on a scene lacking one of its regions) is
-        mixed in before the tests (``attrs["pixel_member"]``).
+        (``model.pixel_member``, or its fallback) is mixed in before the tests (``attrs["pixel_member"]``).
         ``False``: the network's probabilities as they are, no member, no test.
         Pointwise models are never refined.
 
