@@ -60,6 +60,7 @@ def test_onnx_graph_and_metadata(tmp_path):
     assert dims == ["batch", 4, "height", "width"]
     meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["sensei_xr.classes"]) == ["clear", "cloud"]
+    assert meta["sensei_xr.graph"].startswith("the network's logits alone")
     assert json.loads(meta["sensei_xr.cloud_class_indices"]) == [1]
     assert meta["sensei_xr.n_bands"] == "4"
     np.testing.assert_allclose(json.loads(meta["sensei_xr.descriptors"]), desc, rtol=1e-6)

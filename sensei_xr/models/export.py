@@ -4,7 +4,9 @@ The exported graph is :class:`~sensei_xr.models.cloud_model.FoldedCloudModel`: i
 ``images`` (B, N, H, W) float32, output ``logits`` (B, C, H, W), with dynamic batch,
 height and width. The band set is fixed at export time (SEnSeI is folded into the first
 convolution), so the graph has no descriptor input; the card's classes, the band count
-and the weights' sha256 are written to the ONNX metadata.
+and the weights' sha256 are written to the ONNX metadata. The graph is the network alone:
+what the engine does after it (the edge refinement, the pixel tests, the per-pixel member
+the architecture may list) is not in it, and the metadata says so (``sensei_xr.graph``).
 
 Export uses torch's TorchScript-based exporter (``dynamo=False``), which needs only
 ``onnx``; the default opset is the highest that both it and the installed ``onnx``
@@ -103,6 +105,8 @@ def export_onnx(model: CloudModel, descriptors: Any, path: str | os.PathLike, op
             dtype=np.float64).reshape(-1, 3).tolist()),
         "sensei_xr.architecture": json.dumps(model.config),
         "sensei_xr.weights_sha256": str(getattr(model, "sha256", None) or ""),
+        "sensei_xr.graph": "the network's logits alone; sensei_xr's engine then refines the cloud probability by "
+                           "the bands, mixes in the architecture's pixel_member if any, and applies the pixel tests",
     }
     for k, v in meta.items():
         entry = proto.metadata_props.add()
