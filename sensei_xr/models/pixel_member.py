@@ -147,8 +147,10 @@ class FoldedPixelMember(nn.Module):
     on a CPU than the 1x1 convolutions (27 -> 8 ms for a 256 px patch, one thread); what the
     engine runs."""
 
-    #: Pixels per matrix product (4096 x 64 float32 activations: 1 MiB).
+    #: Pixels per matrix product on a CPU (4096 x 64 float32 activations: 1 MiB, in cache),
+    #: and on a GPU (64 MiB: a block's pixels in a few launches, not thousands).
     PIXELS_PER_STEP = 4096
+    PIXELS_PER_STEP_GPU = 1 << 18
 
     def __init__(self, member: PixelMember) -> None:
         super().__init__()
@@ -181,7 +183,8 @@ class FoldedPixelMember(nn.Module):
         b, n, h, w = images.shape
         if n != self.n_bands:
             raise ValueError(f"a pixel member takes {self.n_bands} bands, got {n}")
-        step, count = self.PIXELS_PER_STEP, b * h * w
+        step = self.PIXELS_PER_STEP if images.device.type == "cpu" else self.PIXELS_PER_STEP_GPU
+        count = b * h * w
         # Every product gets exactly `step` rows (the last padded with zeros): matrix
         # kernels pick their blocking by shape, and a pixel's probability must not depend
         # on how many pixels came with it (the engine runs it once per pixel of a block).
