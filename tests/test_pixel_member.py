@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sensei_xr.bands import BandDescriptors
 from sensei_xr.datasets import IGNORE_INDEX, LabelledSample
-from sensei_xr.inference.member import member_bands, mixed, with_member_channel
+from sensei_xr.inference.member import member_bands, member_probability, mixed
 from sensei_xr.models import PixelMember, WeightsError, build_model, load_model, save_model
 from sensei_xr.models.pixel_member import FoldedPixelMember, member_from_config
 from sensei_xr.training.crossval import biome_cv_samples
@@ -162,8 +162,7 @@ def test_the_folded_member_gives_the_members_probabilities(hidden, seed, h, w, b
 def test_a_pixels_member_probability_does_not_depend_on_the_pixels_beside_it(seed, h, w, r0, c0, dh, dw):
     """The engine runs the member once per pixel over each block's window: the same pixel in
     any window (any size, over or under one 4096-pixel step, anywhere in it) gets the very same
-    bits, or masks would depend on the chunking. Outside the window the channel is 0 and the
-    bands pass through unchanged."""
+    bits, or masks would depend on the chunking. Outside the window the channel is 0."""
     g = torch.Generator().manual_seed(seed)
     member = PixelMember(SIX, (64, 64), 0.5)
     with torch.no_grad():
@@ -173,15 +172,15 @@ def test_a_pixels_member_probability_does_not_depend_on_the_pixels_beside_it(see
     folded = FoldedPixelMember(member.eval())
     x = torch.rand(8, h, w, generator=g).numpy()
     bands = (7, 0, 3, 2, 5, 1)
-    whole = with_member_channel(x, folded, bands, "cpu")
+    whole = member_probability(x, folded, bands, "cpu")
     rows, cols = slice(min(r0, h - 1), min(r0, h - 1) + dh), slice(min(c0, w - 1), min(c0, w - 1) + dw)
-    part = with_member_channel(x, folded, bands, "cpu", (rows, cols))
-    np.testing.assert_array_equal(part[:-1], x)
-    np.testing.assert_array_equal(part[-1, rows, cols], whole[-1, rows, cols])
+    part = member_probability(x, folded, bands, "cpu", (rows, cols))
+    assert whole.shape == part.shape == (1, h, w)
+    np.testing.assert_array_equal(part[0, rows, cols], whole[0, rows, cols])
     outside = np.ones((h, w), bool)
     outside[rows, cols] = False
-    assert (part[-1][outside] == 0).all()
-    np.testing.assert_allclose(whole[-1], member.cloud_probability(torch.from_numpy(x[list(bands)])[None])[0, 0],
+    assert (part[0][outside] == 0).all()
+    np.testing.assert_allclose(whole[0], member.cloud_probability(torch.from_numpy(x[list(bands)])[None])[0, 0],
                                atol=5e-5)
 
 

@@ -15,7 +15,7 @@ from ..bands import BandDescriptors, BandError
 from ..errors import InferenceError
 from .refine import refined
 from .guards import guarded
-from .member import mixed, with_member_channel
+from .member import member_probability, mixed
 from .runtime import get_member_runner, get_runner, resolve_device, torch_threads
 from .tiling import blend_sums, fill_nodata, patch_origins, predict_patches, predict_pixels
 
@@ -152,6 +152,7 @@ class BlockPredictor:
         x, far = fill_nodata(x, ~invalid, return_far=True)
         (r0, c0), (hy, hx) = start, self.halo
         rows = cols = ()
+        extra = None
         if not self.plan.pointwise:
             rows = self._owned(self.row_origins, r0, r0 + core[0].stop - core[0].start)
             cols = self._owned(self.col_origins, c0, c0 + core[1].stop - core[1].start)
@@ -165,7 +166,7 @@ class BlockPredictor:
                     # to them), not once per patch over it: the grid covers pixels 2-3x.
                     window = (slice(hy, hy + shape[1]), slice(hx, hx + shape[2]))
                     bands, weight, depth = self.member
-                    x = with_member_channel(x, get_member_runner(self.ref, device, depth), bands, device, window)
+                    extra = member_probability(x, get_member_runner(self.ref, device, depth), bands, device, window)
                     run = mixed(run, self.refine_classes, weight)
                 if self.guards:
                     run = guarded(run, self.refine_classes, self.guards)
@@ -174,7 +175,7 @@ class BlockPredictor:
             return predict_patches(
                 x, run, plan, (r0 - hy, c0 - hx), rows, cols,
                 (r0, r0 + shape[1], c0, c0 + shape[2]), self.n_classes, device,
-                valid=~invalid, far=far,
+                valid=~invalid, far=far, extra=extra,
             )
 
 

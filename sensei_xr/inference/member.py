@@ -5,9 +5,9 @@ regions; where the scene has every one of them, the engine replaces the network'
 cloud probability ``p`` by ``(1 - w) p + w m`` (``m`` the member's, ``w`` its weight) and
 then applies the model's pixel tests to that; where it lacks one, the member's fallback
 (e.g. one on blue, green, red and NIR) if the scene has its regions. ``m`` is computed once per pixel whose
-predictions a block keeps (:func:`with_member_channel`), not once per patch covering it
+predictions a block keeps (:func:`member_probability`), not once per patch covering it
 (the patch grid covers each pixel 2-3 times), and rides to the patches as an extra input
-channel. Pointwise, so the
+channel (``predict_patches``' ``extra``). Pointwise, so the
 engine's results stay independent of chunking.
 """
 
@@ -21,7 +21,7 @@ from ..bands import BandDescriptors
 from ..spectral.bandsets import region_band
 from .refine import with_cloud_probability
 
-__all__ = ["member_bands", "with_member_channel", "mixed"]
+__all__ = ["member_bands", "member_probability", "mixed"]
 
 
 def member_bands(model, desc: BandDescriptors) -> tuple[int, tuple[int, ...]] | None:
@@ -37,16 +37,16 @@ def member_bands(model, desc: BandDescriptors) -> tuple[int, tuple[int, ...]] | 
     return None
 
 
-def with_member_channel(x: np.ndarray, member_run: Callable, bands: Sequence[int], device: str,
-                        window: tuple[slice, slice] | None = None) -> np.ndarray:
-    """A block's model input with the member's cloud probability appended as a channel.
+def member_probability(x: np.ndarray, member_run: Callable, bands: Sequence[int], device: str,
+                       window: tuple[slice, slice] | None = None) -> np.ndarray:
+    """The member's cloud probability over a block, as the channel the patches carry.
 
     Parameters
     ----------
     x : numpy.ndarray
         (N, H, W) float32 model input (reflectance, 0-1, in the member's bands), no NaN.
     member_run : callable
-        (1, M, H, W) torch reflectance on ``device`` -> (1, 1, H, W) cloud probability; a
+        (1, M, h, w) torch reflectance on ``device`` -> (1, 1, h, w) cloud probability; a
         pixel's value must not depend on the others (the folded member's fixed-size steps).
     bands : sequence of int
         The M indices of the member's regions among the N.
@@ -57,25 +57,24 @@ def with_member_channel(x: np.ndarray, member_run: Callable, bands: Sequence[int
     Returns
     -------
     numpy.ndarray
-        (N + 1, H, W) float32: ``x`` and the member's cloud probability (0-1).
+        (1, H, W) float32 cloud probability (0-1).
     """
     import torch
 
     rows, cols = window if window is not None else (slice(None), slice(None))
-    out = np.zeros((x.shape[0] + 1, *x.shape[1:]), dtype=np.float32)
-    out[:-1] = x
-    inputs = np.ascontiguousarray(out[list(bands), rows, cols])
+    out = np.zeros((1, *x.shape[1:]), dtype=np.float32)
+    inputs = np.ascontiguousarray(x[list(bands), rows, cols], dtype=np.float32)
     if inputs.size:
         with torch.inference_mode():
             m = member_run(torch.from_numpy(inputs)[None].to(device))
-        out[-1, rows, cols] = m[0, 0].float().cpu().numpy()
+        out[0, rows, cols] = m[0, 0].float().cpu().numpy()
     return out
 
 
 def mixed(run: Callable, cloud_classes: Sequence[int], weight: float) -> Callable:
     """Wrap a patch runner (``(B, N, P, P)`` batch -> probabilities) to take ``(B, N + 1, P,
     P)`` batches whose last channel is the member's cloud probability
-    (:func:`with_member_channel`), run the network on the N bands, and mix that in."""
+    (:func:`member_probability`), run the network on the N bands, and mix that in."""
     cloud, weight = sorted(set(int(i) for i in cloud_classes)), float(weight)
 
     def run_mixed(batch):

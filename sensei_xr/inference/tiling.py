@@ -173,6 +173,7 @@ def predict_patches(
     device: str = "cpu",
     valid: np.ndarray | None = None,
     far: np.ndarray | None = None,
+    extra: np.ndarray | None = None,
 ) -> np.ndarray:
     """Predict some of the scene's patches and sum their window-weighted probabilities,
     in fixed point, over an extent (see :func:`blend_sums`).
@@ -212,6 +213,10 @@ def predict_patches(
         patch's valid pixels, band by band: like the valid pixels around them, not a
         constant the network never saw in such amounts (a 300 px hole filled with zeros
         turned 15 % of a clear scene's pixels to cloud with the default model).
+    extra : numpy.ndarray, optional
+        (K, H, W) float32 per-pixel channels appended to each patch after the N bands
+        (``run`` then takes (B, N + K, P, P)): the per-pixel member's probability, computed
+        once per pixel rather than copied into the block.
 
     Returns
     -------
@@ -238,6 +243,8 @@ def predict_patches(
             jobs.append((lr, lc, gr - e_r0, gc - e_c0))
     with torch.inference_mode():
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+        if extra is not None:
+            et = torch.from_numpy(np.ascontiguousarray(extra, dtype=np.float32)).to(device)
         fill_far = far is not None and valid is not None and bool(far.any())
         if fill_far:
             far_t = torch.from_numpy(np.ascontiguousarray(far)).to(device)
@@ -246,12 +253,16 @@ def predict_patches(
         sums = torch.zeros((n_classes + 1, e_r1 - e_r0, e_c1 - e_c0), dtype=torch.int64, device=device)
         for start in range(0, len(jobs), plan.batch_size):
             batch_jobs = jobs[start:start + plan.batch_size]
-            patches = [xt[:, lr:lr + p, lc:lc + p] for lr, lc, _, _ in batch_jobs]
             # Every forward pass gets exactly batch_size patches (the last padded with
             # zeros): convolution kernels pick their algorithm by batch size, so a patch's
             # prediction, and with it the result, would otherwise depend on the chunking.
-            patches += [torch.zeros_like(patches[0])] * (plan.batch_size - len(patches))
-            batch = torch.stack(patches)
+            n = xt.shape[0]
+            batch = torch.zeros((plan.batch_size, n + (0 if extra is None else et.shape[0]), p, p),
+                                dtype=torch.float32, device=device)
+            for i, (lr, lc, _, _) in enumerate(batch_jobs):
+                batch[i, :n] = xt[:, lr:lr + p, lc:lc + p]
+                if extra is not None:
+                    batch[i, n:] = et[:, lr:lr + p, lc:lc + p]
             if fill_far:
                 batch = _fill_far(batch, far_t, valid_t, [(lr, lc) for lr, lc, _, _ in batch_jobs], p)
             probs = run(batch)

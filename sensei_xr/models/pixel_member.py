@@ -188,15 +188,21 @@ class FoldedPixelMember(nn.Module):
         # Every product gets exactly `step` rows (the last padded with zeros): matrix
         # kernels pick their blocking by shape, and a pixel's probability must not depend
         # on how many pixels came with it (the engine runs it once per pixel of a block).
-        pixels = torch.zeros(-(-count // step) * step, n, dtype=torch.float32, device=images.device)
-        pixels[:count] = torch.nan_to_num(images.float(), nan=0.0).permute(0, 2, 3, 1).reshape(-1, n)
-        out = torch.empty(pixels.shape[0], dtype=torch.float32, device=pixels.device)
-        for start in range(0, pixels.shape[0], step):
-            x = pixels[start:start + step]
+        # Pixels are gathered a step at a time into one small buffer (no copy of the whole
+        # input: the engine passes a block's pixels at once).
+        flat = images.float().permute(1, 0, 2, 3).reshape(n, count)  # a view when b == 1
+        buf = torch.empty(step, n, dtype=torch.float32, device=images.device)
+        out = torch.empty(count, dtype=torch.float32, device=images.device)
+        for start in range(0, count, step):
+            k = min(step, count - start)
+            if k < step:
+                buf.zero_()
+            buf[:k] = flat[:, start:start + k].t()
+            x = torch.nan_to_num_(buf, nan=0.0)
             for weight, bias in zip(self.weights, self.biases):
                 x = torch.addmm(bias, x, weight).relu_()
-            out[start:start + step] = torch.sigmoid(torch.addmv(self.diff_b, x, self.diff_w))
-        return out[:count].reshape(b, h, w)[:, None]
+            out[start:start + k] = torch.sigmoid(torch.addmv(self.diff_b, x, self.diff_w))[:k]
+        return out.reshape(b, h, w)[:, None]
 
 
 def member_from_config(config: Mapping[str, Any]) -> PixelMember:
