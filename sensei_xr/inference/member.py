@@ -4,11 +4,11 @@ A :class:`~sensei_xr.models.pixel_member.PixelMember` reads a pixel's reflectanc
 regions; where the scene has every one of them, the engine replaces the network's refined
 cloud probability ``p`` by ``(1 - w) p + w m`` (``m`` the member's, ``w`` its weight) and
 then applies the model's pixel tests to that; where it lacks one, the member's fallback
-(e.g. one on blue, green, red and NIR) if the scene has its regions. ``m`` is computed once per pixel whose
-predictions a block keeps (:func:`member_probability`), not once per patch covering it
-(the patch grid covers each pixel 2-3 times), and rides to the patches as an extra input
-channel (``predict_patches``' ``extra``). Pointwise, so the
-engine's results stay independent of chunking.
+(e.g. one on blue, green, red and NIR) if the scene has its regions. ``m`` is computed
+once per pixel whose predictions a block keeps (:func:`member_probability`), not once per
+patch covering it (the patch grid covers each pixel 2-3 times), and rides to the patches
+as an extra input channel (``predict_patches``' ``extra``). Pointwise, so the engine's
+results stay independent of chunking.
 """
 
 from __future__ import annotations
