@@ -6,7 +6,8 @@ them (thin cloud of Wetlands_00: 0.93-0.96 of the patch right against 0.83-0.91)
 per-pixel classifier in turn calls clear snow and ice cloud, which the 1.6 um snow test
 catches. So a :class:`~sensei_xr.models.CloudModel` may carry a :class:`PixelMember`: the
 engine averages its cloud probability with the network's (after the edge refinement,
-before the model's pixel tests) where the scene has all of its regions, and runs the
+before the model's pixel tests) where the scene has all of its regions, its fallback (a
+member on fewer regions, if it carries one) where the scene has that one's, and the
 network alone elsewhere (``docs/model_findings.md``, "A per-pixel member").
 
 The regions are the six reflective ones Landsat 4-9 and Sentinel-2 share (blue, green,
