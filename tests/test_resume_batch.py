@@ -124,6 +124,28 @@ def test_cogs_rerun_same_job_skips_other_job_refused(scenes, models, tmp_path):
         np.testing.assert_array_equal(src.read(1), want)
 
 
+def test_what_the_engine_applies_after_the_network_is_part_of_the_job(scenes, models):
+    """The pixel tests' settings and the per-pixel member's weight are plain model
+    attributes, outside the weights' sha256: a rerun with another member weight (or without
+    the member) is another job, not a stale output reused."""
+    from sensei_xr.inference.jobs import job_differences
+    from sensei_xr.models import PixelMember, load_model
+
+    model = load_model(models[0])
+    model.pixel_member = PixelMember(("blue", "green", "red", "nir", "swir16", "swir22"), (8,), 0.5).eval()
+    scene = scenes["north"]
+
+    def job():
+        return mask_job(cloudmask(scene, model, patch_size=32, overlap=8), scene, patch_size=32, overlap=8)
+
+    first = job()
+    assert "weight 0.5" in first["pixel_member"]
+    model.pixel_member.weight = 0.3
+    assert any(d.startswith("pixel_member") and "weight 0.3" in d for d in job_differences(first, job()))
+    model.pixel_member = None
+    assert job_differences(first, job())  # no member now: another job too
+
+
 def test_cogs_finish_after_a_failure(scenes, models, tmp_path):
     m0, _ = models
     out = tmp_path / "cogs"

@@ -25,6 +25,8 @@ _JOB_VERSION = 1
 # Arguments of the engine that change the mask (device and batch_size change only the
 # arithmetic's rounding, on CUDA in half precision; band_dim only names a dimension).
 _RESULT_ARGS = ("patch_size", "overlap", "nodata", "resolution", "sensor", "refine")
+# The mask's attributes saying what the engine applied after the network.
+_APPLIED_ATTRS = ("snow_test", "warm_test", "pixel_member")
 # Keys compared between jobs ("model" is the model's name, for messages only).
 _INFO_ONLY = ("model",)
 
@@ -91,6 +93,9 @@ def mask_job(mask, scene=None, **kwargs) -> dict:
     job = {"version": _JOB_VERSION, "model": a.get("model"), "model_sha256": a.get("model_sha256"),
            "bands_used": a.get("bands_used"), "classes": a.get("classes"),
            "threshold": _plain(a.get("threshold"))}
+    # What the engine applied after the network (the tests' thresholds, the member and its
+    # weight): plain model attributes outside the weights' sha256, so stated here.
+    job.update({k: a[k] for k in _APPLIED_ATTRS if a.get(k) is not None})
     args = {**_engine_defaults(), **{k: v for k, v in kwargs.items() if k in _RESULT_ARGS}}
     job.update({k: _plain(v) for k, v in sorted(args.items())})
     job["grid"] = _grid(mask)
