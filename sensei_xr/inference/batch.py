@@ -6,8 +6,8 @@ lazy masks and refuses conflicts before any pixel is computed, ``finish_*`` does
 still missing.
 
 A rerun finishes the same job and refuses another. The job (:func:`.jobs.mask_job`: model
-weights, bands used, threshold, result-changing arguments, grid, input) is stored with the
-outputs: a COG tag, a quicklook's PNG text, the Zarr store's attributes and done-file.
+weights, bands used, threshold, the pixel tests and member the engine applied,
+result-changing arguments, grid, input) is stored with the outputs: a COG tag, a quicklook's PNG text, the Zarr store's attributes and done-file.
 
 Nothing incomplete looks complete: files are written under temporary names and renamed;
 a failed scene's outputs are removed; a Zarr store is created as ``<store>.partial`` and
