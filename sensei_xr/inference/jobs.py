@@ -86,7 +86,8 @@ def mask_job(mask, scene=None, **kwargs) -> dict:
     -------
     dict
         JSON-able: ``model_sha256`` (the weights), ``model`` (name, for messages),
-        ``bands_used``, ``classes``, ``threshold``, the result-changing arguments,
+        ``bands_used``, ``classes``, ``threshold``, ``snow_test``, ``warm_test`` and
+        ``pixel_member`` (as the mask's attributes state them), the result-changing arguments,
         ``grid`` (shape, CRS, transform) and, with ``scene``, ``input``.
     """
     a = mask.attrs
