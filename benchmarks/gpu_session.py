@@ -62,10 +62,11 @@ GPU_DIR = ROOT / ".gpu"
 #: training): seeds 3-6 ran on the CPU (2026-12-03 to 05), so 7-9 here. Its +-40 K thermal
 #: shift (``sensei_dlv3_mosaic_snow_nir_t40.toml``) gained 9 points on fold 0 with all bands
 #: in seed 5 and 1 in seed 4 (2026-12-04): out. Since 2026-12-05 the default's recipe adds the
-#: warm-surface test (set after training, so the same training): scored with it. At most
+#: warm-surface test (set after training, so the same training): scored with it. Since
+#: 2026-12-05 the default adds the per-pixel member: seeds 8-10 ran on the CPU, so 11-13. At most
 #: MAX_RECIPES: the tool returns 8 files.
 PLAN: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member.toml", (10, 11, 12)),
+    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member.toml", (11, 12, 13)),
 )
 FOLDS = 3
 MAX_RECIPES = 3
