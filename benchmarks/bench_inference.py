@@ -54,11 +54,14 @@ def _period() -> np.ndarray:
 
 
 def s2_pixels(rows: slice, cols: slice) -> np.ndarray:
-    """Pixels ``[rows, cols]`` of the infinitely tiled real scene, (13, h, w) float32."""
+    """Pixels ``[rows, cols]`` of the infinitely tiled real scene, (13, h, w) float32,
+    band-sequential (C order) as rasterio, rioxarray and stackstac give a scene."""
     period = _period()
     r = np.arange(rows.start, rows.stop) % period.shape[1]
     c = np.arange(cols.start, cols.stop) % period.shape[2]
-    return period[:, r[:, None], c[None, :]]
+    # Fancy indexing leaves the bands interleaved per pixel (band stride 4 bytes): every
+    # band selection then gathers across all 13, which cost the accessor 1.1-1.2x at 13 bands.
+    return np.ascontiguousarray(period[:, r[:, None], c[None, :]])
 
 
 def _as_scene(data, size: int) -> xr.DataArray:
