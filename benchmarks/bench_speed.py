@@ -166,13 +166,15 @@ def measure_cpu(model, size: int, chunk: int, repeats: int, threads: int, bands:
 def measure_defaults(size: int, repeats: int, log=print) -> dict:
     """What a user sees: wall time of ``da.sensei.cloudmask().compute()`` with every default
     (in-memory 13-band scene, default chunks, Dask's threaded scheduler, torch's threads)
-    next to each peer with all the cores, interleaved rounds on the same pixels.
+    next to each peer with all the cores, interleaved rounds on the same pixels; and the
+    same with the patch grid flush with the scene's edges (``edges="flush"``, the one
+    speed option that changes the result).
 
     Returns
     -------
     dict
-        ``wall_ms_per_mp`` per round and variant, medians, and ``accessor_over_<peer>``:
-        medians of per-round ratios.
+        ``wall_ms_per_mp`` per round and variant, medians, ``accessor_over_<peer>`` and
+        ``accessor_flush_over_<peer>``: medians of per-round ratios.
     """
     import torch
 
@@ -181,7 +183,8 @@ def measure_defaults(size: int, repeats: int, log=print) -> dict:
     cores = torch.get_num_threads()
     scene = s2_scene(size)
     mp = size * size / 1e6
-    runs: dict[str, Callable[[], object]] = {"accessor": lambda: scene.sensei.cloudmask().compute()}
+    runs: dict[str, Callable[[], object]] = {"accessor": lambda: scene.sensei.cloudmask().compute(),
+                                             "accessor_flush": lambda: scene.sensei.cloudmask(edges="flush").compute()}
     peers, _ = _peer_runners(scene, cores)
     runs.update(peers)
     for fn in runs.values():  # warm-up: model load, fold, export
@@ -202,7 +205,8 @@ def measure_defaults(size: int, repeats: int, log=print) -> dict:
         "threads": cores,
         "wall_ms_per_mp": samples,
         "median_wall_ms_per_mp": {k: statistics.median(v) for k, v in samples.items()},
-        **{f"accessor_over_{p}": median_ratio(samples["accessor"], samples[p]) for p in peers},
+        **{f"{a}_over_{p}": median_ratio(samples[a], samples[p]) for a in ("accessor", "accessor_flush")
+           for p in peers},
     }
 
 
@@ -526,8 +530,9 @@ def markdown(res: dict) -> str:
     lines += ["## Every default, wall time (what a user sees)", "", f"{d['what']}.", "",
               md_table(["variant", "wall ms / MP (median)"], [[k, v] for k, v in d["median_wall_ms_per_mp"].items()]),
               ""]
-    lines += [", ".join(f"accessor / {k[len('accessor_over_'):]}: {v:.2f}" for k, v in d.items()
-                        if k.startswith("accessor_over_")) + " (medians of per-round ratios).", ""]
+    lines += [", ".join(f"{k.replace('_over_', ' / ')}: {v:.2f}" for k, v in d.items()
+                        if k.startswith("accessor") and "_over_" in k) + " (medians of per-round ratios; "
+              "`accessor_flush`: `cloudmask(edges=\"flush\")`, the patch grid flush with the scene's edges).", ""]
     if res["peers"]:
         lines += [f"Peers at {last} bands: " + ", ".join(
             f"{p} {med[p][last]:.0f} ms/MP CPU time ({rat[f'peer_over_accessor_at_{last}_bands'][p]:.2f}x the "

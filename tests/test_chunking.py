@@ -193,6 +193,30 @@ def test_result_does_not_depend_on_chunking(case, base_scene, small_model):
     np.testing.assert_array_equal(got, whole)  # NaN at the same places, equal elsewhere
 
 
+@settings(max_examples=8, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@example(case=(410, 565, ((256, 154), (256, 256, 53)), "band_y_x", ()))
+@given(case=_case())
+def test_flush_grid_does_not_depend_on_chunking_and_differs_only_near_the_edges(case, base_scene, small_model):
+    """``edges="flush"`` is also a function of the scene alone; its inner patches are the
+    ring's, so away from the far edges (beyond a patch) and the near edges (beyond the
+    overlap and the blending's reach) the two grids give the same probabilities."""
+    ny, nx, chunks, order, holes = case
+    scene, _ = _with_holes(_scene(base_scene, ny, nx), holes)
+    kw = dict(model=small_model, patch_size=PATCH, overlap=OVERLAP, device="cpu")
+    with dask.config.set(scheduler="sync"):
+        whole = scene.chunk({"y": -1, "x": -1}).sensei.cloud_probability(edges="flush", **kw).values
+        ring = scene.chunk({"y": -1, "x": -1}).sensei.cloud_probability(**kw).values
+        got = _arrange(scene, chunks, order).sensei.cloud_probability(edges="flush", **kw)
+        got = (got.isel(time=0) if order == "time_y_band_x" else got).values
+    np.testing.assert_array_equal(got, whole)
+    stride = PATCH - OVERLAP
+    inner = (slice(OVERLAP, (ny - PATCH) // stride * stride), slice(OVERLAP, (nx - PATCH) // stride * stride))
+    if min(ny, nx) >= PATCH:  # smaller scenes get smaller patches
+        np.testing.assert_allclose(got[inner], ring[inner], atol=1e-6)  # NaN at the same places
+        assert not np.allclose(got, ring, atol=1e-6, equal_nan=True)  # the edges differ
+
+
 @given(chunks=st.lists(st.integers(1, 400), min_size=1, max_size=12), minimum=st.integers(1, 300))
 def test_merged_chunks_add_up_and_are_large_enough(chunks, minimum):
     merged = _merge_small_chunks(tuple(chunks), minimum)

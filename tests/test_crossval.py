@@ -384,6 +384,30 @@ def test_results_say_how_the_engine_scored_and_checkpoints_never_mix_them(biome,
         cross_validate(system, biome, checkpoint=checkpoint)
 
 
+def test_the_patch_grid_at_the_edges_reaches_the_engine_and_is_recorded(biome, tmp_path, monkeypatch):
+    """``edges="flush"`` scores every network through the engine with that grid, says so in
+    the result, and never continues a checkpoint scored with the ring; the ring is recorded
+    as results from before the option were (no ``edges`` key), so they stay comparable."""
+    import sensei_xr.training.crossval as cv
+
+    samples = [s for s in biome if s.tags["surface"] in ("Barren", "Water", "Forest")]
+    system = {"system": "tiny", "model": {"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]},
+              "patch_size": 32, "batch_size": 2, "steps": 2, "steps_per_epoch": 2, "optimizer": "adamw",
+              "bn_recalibration_batches": 1, "val_band_sets": {"all": "ALL"}, "device": "cpu"}
+    seen = []
+    real = cv.score_model
+    monkeypatch.setattr(cv, "score_model", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    ring = cv.cross_validate(system, samples, k=3, only_fold=0, band_sets=("RGB",), models_dir=tmp_path,
+                             checkpoint=tmp_path / "ring.json", log=lambda m: None)
+    assert ring["engine"] == {"refine": True} and seen == [{"refine": True}]
+    flush = cv.cross_validate(system, samples, k=3, only_fold=0, band_sets=("RGB",), models_dir=tmp_path,
+                              edges="flush", log=lambda m: None)
+    assert flush["engine"] == {"refine": True, "edges": "flush"} and seen[-1] == {"refine": True, "edges": "flush"}
+    with pytest.raises(ValueError, match="engine options"):
+        cv.cross_validate(system, samples, k=3, only_fold=1, band_sets=("RGB",), models_dir=tmp_path,
+                          checkpoint=tmp_path / "ring.json", edges="flush", log=lambda m: None)
+
+
 def test_merge_joins_runs_of_one_recipe_once(tmp_path):
     """The committed three-seed row split by seed and merged again is the same row; a run
     in two files (e.g. a seed trained again elsewhere) is refused, not counted twice."""

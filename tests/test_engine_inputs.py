@@ -111,6 +111,7 @@ def test_fixed_band_model_picks_its_bands_by_wavelength(l8):
     ({"patch_size": 256, "overlap": 200}, r"overlap must be an integer in 0..patch_size/2 = 0..128"),
     ({"overlap": -1}, "overlap must be"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"edges": "reflect"}, r"edges must be one of \('ring', 'flush'\) .*got 'reflect'"),
 ])
 def test_tiling_arguments_are_named_when_wrong(l8, kwargs, match):
     """A bad patch size is blamed on patch_size, never reported as a scene too small."""

@@ -225,6 +225,36 @@ def test_patch_grid_covers_the_scene_edges_included(n, patch, overlap_share):
     assert patch // stride <= cover.min() and cover.max() <= 2  # edge pixels too; 2 x 2 in 2-D
 
 
+@given(n=st.integers(1, 3000), patch=st.integers(2, 512), overlap_share=st.floats(0, 0.5))
+def test_flush_patch_grid_keeps_the_rings_inner_patches_and_stays_inside(n, patch, overlap_share):
+    """``edges="flush"``: the ring's patches that fit in the scene, plus at most one ending
+    at the far edge; none reaches past the scene (unless it is smaller than a patch);
+    every pixel covered, by at most 3 patches per axis (the fixed-point sums' bound)."""
+    stride = patch - min(int(overlap_share * patch), patch // 2)
+    ring = patch_origins(n, patch, stride, "ring")
+    flush = patch_origins(n, patch, stride, "flush")
+    inner = ring[(ring >= 0) & (ring + patch <= n)]
+    if n < patch:  # one patch, reaching past the scene into its reflected border
+        assert list(flush) == [0] and len(inner) == 0
+    assert len(flush) - max(len(inner), 1) <= 1 and np.all(np.diff(flush) > 0)
+    if n >= patch:
+        np.testing.assert_array_equal(flush[:len(inner)], inner)
+        assert flush[0] == 0 and flush[-1] + patch == n  # flush with both edges
+        assert np.all(flush >= 0) and np.all(flush + patch <= n)
+    cover = np.zeros(n, int)
+    for a in flush:
+        cover[a:a + patch] += 1
+    assert cover.min() >= 1 and cover.max() <= 3
+    assert len(flush) <= len(ring)
+
+
+def test_patch_grid_edges_must_be_known():
+    with pytest.raises(ValueError, match="edges must be one of"):
+        patch_origins(100, 16, 12, "reflect")
+    with pytest.raises(ValueError, match="edges must be one of"):
+        TilingPlan(patch=16, stride=12, edges="mirror")
+
+
 def test_fill_nodata_uses_neighbours():
     x = np.ones((2, 10, 10), np.float32)
     x[1] *= 3

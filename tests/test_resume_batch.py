@@ -103,7 +103,8 @@ def test_cogs_rerun_same_job_skips_other_job_refused(scenes, models, tmp_path):
     for change, match in ((dict(threshold=0.3), r"threshold 0.5 \(stored\) vs 0.3 \(now\)"),
                           (dict(model=m1), r"model 'seed-0' .* vs 'seed-1'"),
                           (dict(bands=["B2", "B3", "B4", "B5"]), r"bands_used 'B1,B2,.*' \(stored\) vs 'B2,B3,B4,B5'"),
-                          (dict(patch_size=64), r"patch_size 32 \(stored\) vs 64")):
+                          (dict(patch_size=64), r"patch_size 32 \(stored\) vs 64"),
+                          (dict(edges="flush"), r"edges 'ring' \(stored\) vs 'flush'")):
         kw = {**KW, "model": m0, **change}
         with pytest.raises(ValueError, match=match) as info:
             mask_scenes_to_cogs(scenes, out, **kw)
@@ -144,6 +145,21 @@ def test_what_the_engine_applies_after_the_network_is_part_of_the_job(scenes, mo
     assert any(d.startswith("pixel_member") and "weight 0.3" in d for d in job_differences(first, job()))
     model.pixel_member = None
     assert job_differences(first, job())  # no member now: another job too
+
+
+def test_a_job_stored_before_edges_existed_is_the_ring_grids(scenes, models):
+    """Masks written before ``edges=`` was an argument were made with the ring grid: their
+    jobs equal a ring job (not redone), and differ from a flush one."""
+    from sensei_xr.inference.jobs import job_differences
+
+    scene = scenes["north"]
+    ring = mask_job(cloudmask(scene, models[0], patch_size=32, overlap=8), scene, patch_size=32, overlap=8)
+    assert ring["edges"] == "ring"
+    older = {k: v for k, v in ring.items() if k != "edges"}
+    assert job_differences(older, ring) == []
+    flush = mask_job(cloudmask(scene, models[0], patch_size=32, overlap=8, edges="flush"), scene,
+                     patch_size=32, overlap=8, edges="flush")
+    assert job_differences(older, flush) == ["edges 'ring' (stored) vs 'flush' (now)"]
 
 
 def test_cogs_finish_after_a_failure(scenes, models, tmp_path):

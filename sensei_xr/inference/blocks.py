@@ -73,8 +73,8 @@ class BlockPredictor:
         # gets more torch threads (a one-chunk scene uses every core).
         self.tasks = len(chunks[0]) * (len(self.row_starts) - 1) * (len(self.col_starts) - 1)
         if not plan.pointwise:
-            self.row_origins = patch_origins(self.ny, plan.patch, plan.stride)
-            self.col_origins = patch_origins(self.nx, plan.patch, plan.stride)
+            self.row_origins = patch_origins(self.ny, plan.patch, plan.stride, plan.edges)
+            self.col_origins = patch_origins(self.nx, plan.patch, plan.stride, plan.edges)
             self.extent_rows = self._extents(self.row_starts, self.row_origins, self.ny)
             self.extent_cols = self._extents(self.col_starts, self.col_origins, self.nx)
 

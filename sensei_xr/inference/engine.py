@@ -35,7 +35,7 @@ from .blocks import BlockPredictor, blend_graph, halo_graph
 from .guards import Guard, guards_for
 from .member import member_bands
 from .runtime import ModelRef, check_backend, check_device
-from .tiling import FILL_REACH, TilingPlan, halo_for
+from .tiling import EDGES, FILL_REACH, TilingPlan, halo_for
 from ..errors import InferenceError
 
 __all__ = [
@@ -192,7 +192,7 @@ def _merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...
     return tuple(out)
 
 
-def _check_tiling_args(patch_size, overlap, batch_size) -> None:
+def _check_tiling_args(patch_size, overlap, batch_size, edges: str = "ring") -> None:
     """Refuse tiling arguments that cannot work, naming the argument and the fix."""
     def is_int(v):
         return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -205,6 +205,9 @@ def _check_tiling_args(patch_size, overlap, batch_size) -> None:
                          f"pixels, got {overlap!r}")
     if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if edges not in EDGES:
+        raise ValueError(f"edges must be one of {EDGES} (a ring of patches past the scene's edges, or "
+                         f"a last patch flush with them), got {edges!r}")
 
 
 def _is_pointwise(model) -> bool:
@@ -253,7 +256,7 @@ def _check_reflective(desc: BandDescriptors) -> None:
         )
 
 
-def _plan_for(model, shape_yx, patch_size: int, overlap: int, batch_size: int = 1) -> TilingPlan:
+def _plan_for(model, shape_yx, patch_size: int, overlap: int, batch_size: int = 1, edges: str = "ring") -> TilingPlan:
     if _is_pointwise(model):
         return TilingPlan(patch=0, stride=1, batch_size=batch_size)
     smallest = min(shape_yx)
@@ -264,7 +267,7 @@ def _plan_for(model, shape_yx, patch_size: int, overlap: int, batch_size: int = 
             f"least {MIN_PATCH} pixels; pad it or use a pointwise model"
         )
     ov = min(overlap, patch // 2)
-    return TilingPlan(patch=patch, stride=patch - ov, batch_size=batch_size)
+    return TilingPlan(patch=patch, stride=patch - ov, batch_size=batch_size, edges=edges)
 
 
 # --------------------------------------------------------------------------------------
@@ -281,6 +284,7 @@ def class_probabilities(
     device: str = "auto",
     patch_size: int = 256,
     overlap: int = 64,
+    edges: str = "ring",
     batch_size: int | None = None,
     nodata: float | None = None,
     band_dim: str = "band",
@@ -314,6 +318,11 @@ def class_probabilities(
         where each block runs, not where the graph is built), ``"cpu"``, ``"cuda"``.
     patch_size, overlap : int
         Patch size and overlap between neighbouring patches, pixels.
+    edges : str
+        ``"ring"``: patches reach past the scene's edges, so edge pixels are predicted like
+        inner ones; ``"flush"``: the last patch ends at the edge, fewer patches (0.51x on a
+        1024 px scene, 0.93x on a full Sentinel-2 tile) for edge pixels seen from one
+        patch's border (:func:`~sensei_xr.inference.tiling.patch_origins`).
     batch_size : int, optional
         Patches per forward pass; default 1 on CPU (fastest there), 32 on CUDA (decided on
         the worker, with the device). The last pass of a block is padded to this size so
@@ -332,21 +341,15 @@ def class_probabilities(
         ``onnxruntime`` are installed, several times faster there; torch on CUDA),
         ``"torch"`` or ``"onnxruntime"``. Probabilities of the two differ by about 1e-5.
     refine : bool
-        Refine each patch's cloud probability by its own bands (a guided filter over
-        129 px windows, :mod:`sensei_xr.inference.refine`): the network decides where
-        cloud is, the bands where its edges run. It sharpens the blurred edges of a
-        network with output stride 8 and added 0.9-2.1 points of CV mean OA in the Biome
-        cross-validation (``docs/model_findings.md``), for 1.06-1.12x the accessor's CPU
-        time. A model that carries a snow test (``model.snow_test``,
-        :mod:`sensei_xr.spectral.snow`) then has its cloud probability capped where the
-        scene's green, NIR and 1.6 um bands say snow or ice, or, without a 1.6 um band, where
-        green, red and NIR do (``model.nir_snow_test``; ``attrs["snow_test"]``). One with a
-        warm-surface test (``model.warm_test``, :mod:`sensei_xr.spectral.warm`) has it
-        capped where a thermal band at 10-12.5 um reads warmer than 27 C and the 1.38 um
-        band, if any, shows no cirrus (``attrs["warm_test"]``); a per-pixel member
-        (``model.pixel_member``, or its fallback) is mixed in before the tests (``attrs["pixel_member"]``).
-        ``False``: the network's probabilities as they are, no member, no test.
-        Pointwise models are never refined.
+        Refine each patch's cloud probability by its own bands (a guided filter over 129 px
+        windows, :mod:`sensei_xr.inference.refine`; +0.9-2.1 points of CV mean OA for
+        1.06-1.12x the CPU time, ``docs/model_findings.md``), mix in the model's per-pixel
+        member (``attrs["pixel_member"]``), then cap the cloud probability where its snow
+        test (:mod:`sensei_xr.spectral.snow`: green, NIR and 1.6 um, or green, red and NIR;
+        ``attrs["snow_test"]``) says snow or ice and its warm-surface test
+        (:mod:`sensei_xr.spectral.warm`; ``attrs["warm_test"]``) says ground warmer than
+        27 C without cirrus. ``False``: the network's probabilities as they are. Pointwise
+        models are never refined.
 
     Returns
     -------
@@ -368,10 +371,10 @@ def class_probabilities(
 
     if resolution is not None:
         return _at_resolution(da, resolution, model=model, bands=bands, sensor=sensor, device=device,
-                              patch_size=patch_size, overlap=overlap, batch_size=batch_size,
+                              patch_size=patch_size, overlap=overlap, edges=edges, batch_size=batch_size,
                               nodata=nodata, band_dim=band_dim, backend=backend, refine=refine)
 
-    _check_tiling_args(patch_size, overlap, batch_size)
+    _check_tiling_args(patch_size, overlap, batch_size, edges)
     device = check_device(device)
     check_backend(backend, device)
     model_obj, ref = _resolve_model(model)
@@ -381,7 +384,7 @@ def class_probabilities(
     if time_dim is None:
         data = data[None]
     probs = _probability_graph(data, model_obj, ref, desc, _declared_nodata(da, nodata), device, patch_size,
-                               overlap, batch_size, backend, refine)
+                               overlap, batch_size, backend, refine, edges)
     coords = {k: v for k, v in da.coords.items() if set(v.dims) <= {time_dim, ydim, xdim} - {None}}
     dims = ("class", ydim, xdim)
     if time_dim is None:
@@ -419,7 +422,7 @@ def _prepare_bands(da, model, bands, sensor, band_dim: str):
 
 
 def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: str, patch_size: int, overlap: int,
-                       batch_size: int | None, backend: str = "auto", refine: bool = True):
+                       batch_size: int | None, backend: str = "auto", refine: bool = True, edges: str = "ring"):
     """The lazy (time, class, y, x) probabilities of a (time, band, y, x) Dask array.
 
     A network with patches takes two steps: each block (with its halo) runs the patches
@@ -436,7 +439,7 @@ def _probability_graph(data, model, ref, desc: BandDescriptors, fill, device: st
         pad = ((0, 0), (0, 0), (0, max(0, MIN_PATCH - ny)), (0, max(0, MIN_PATCH - nx)))
         data = dsa.pad(data, pad, mode="edge")
     # The batch size only matters on the worker (with the device it picks).
-    plan = _plan_for(model, data.shape[-2:], patch_size, overlap)
+    plan = _plan_for(model, data.shape[-2:], patch_size, overlap, edges=edges)
     halo = _halo(plan, data.shape[-2:])
     data = data.astype(np.float32).rechunk({0: 1, 1: -1})
     if halo[0] or halo[1]:

@@ -24,7 +24,10 @@ JOB_TAG = "sensei_xr_job"
 _JOB_VERSION = 1
 # Arguments of the engine that change the mask (device and batch_size change only the
 # arithmetic's rounding, on CUDA in half precision; band_dim only names a dimension).
-_RESULT_ARGS = ("patch_size", "overlap", "nodata", "resolution", "sensor", "refine")
+_RESULT_ARGS = ("patch_size", "overlap", "edges", "nodata", "resolution", "sensor", "refine")
+# Result-changing arguments added after jobs were first stored: a stored job without one was
+# made at this value (so masks written before it are not redone).
+_ABSENT_MEANS = {"edges": "ring"}
 # The mask's attributes saying what the engine applied after the network.
 _APPLIED_ATTRS = ("snow_test", "warm_test", "pixel_member")
 # Keys compared between jobs ("model" is the model's name, for messages only).
@@ -79,7 +82,7 @@ def mask_job(mask, scene=None, **kwargs) -> dict:
         processing baseline, Level-1 vs Level-2, DN) is another job.
     **kwargs
         The keyword arguments ``cloudmask`` was called with; those that change the result
-        (``patch_size``, ``overlap``, ``nodata``, ``resolution``, ``sensor``, ``refine``) are recorded,
+        (``patch_size``, ``overlap``, ``edges``, ``nodata``, ``resolution``, ``sensor``, ``refine``) are recorded,
         defaults filled in, so an argument given at its default equals one left out.
 
     Returns
@@ -111,7 +114,7 @@ def job_differences(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> lis
     for key in sorted(set(stored) | set(wanted)):
         if key in _INFO_ONLY or key == "version":
             continue
-        a, b = stored.get(key), wanted.get(key)
+        a, b = stored.get(key, _ABSENT_MEANS.get(key)), wanted.get(key, _ABSENT_MEANS.get(key))
         if json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True):
             continue
         if key == "model_sha256":

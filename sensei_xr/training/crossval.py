@@ -142,7 +142,7 @@ def member_seeds(members: Sequence[str], seed: int) -> list[int]:
 
 
 def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir, log,
-                     keep: Path | None = None, refine: bool = True) -> tuple[dict, float]:
+                     keep: Path | None = None, engine: dict | None = None) -> tuple[dict, float]:
     from ..models import CloudEnsemble
     from .train import finished_model
 
@@ -173,13 +173,13 @@ def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir
             setattr(ensemble, attr, tests.pop())
         scores = {}
         for name in list(band_sets) + [b for b in ensemble.bn_calibration_names if b not in band_sets]:
-            scores[name] = score_model(ensemble, held, name, refine=refine)
+            scores[name] = score_model(ensemble, held, name, **(engine or {}))
             log(f"  {name}: OA {pooled_confusion(scores[name]).metrics()['overall_accuracy']:.4f}")
     return scores, time.time() - t0 + kept_seconds
 
 
 def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, data_dir,
-                    log, keep: Path | None = None, refine: bool = True) -> tuple[dict, float]:
+                    log, keep: Path | None = None, engine: dict | None = None) -> tuple[dict, float]:
     from .train import finished_model, train
 
     cfg = {**config, "seed": seed}
@@ -203,14 +203,14 @@ def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, da
                     train(run_cfg, data_dir, Path(tmp) / name, resume=True, log=lambda m: None,
                           train_samples=tr, val_samples=ho)
                 model = _load_trained(Path(tmp) / name)
-                model_scores[name] = score_model(model, ho, None, refine=refine)
+                model_scores[name] = score_model(model, ho, None, **(engine or {}))
                 log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
         else:
             model = _fold_model(config, train_s, held, seed, data_dir, log, tmp)
             # Every calibrated band set is scored, not only the table's.
             extra = [b for b in cfg.get("bn_calibration_sets", []) if b not in band_sets]
             for name in list(band_sets) + extra:
-                model_scores[name] = score_model(model, held, name, refine=refine)
+                model_scores[name] = score_model(model, held, name, **(engine or {}))
                 log(f"  {name}: OA {pooled_confusion(model_scores[name]).metrics()['overall_accuracy']:.4f}")
     return model_scores, time.time() - t0
 
@@ -309,7 +309,7 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
                    band_sets: Sequence[str] = CV_BAND_SETS, data_dir: str | os.PathLike | None = None,
                    log: Callable[[str], None] = print, checkpoint: str | os.PathLike | None = None,
                    models_dir: str | os.PathLike | None = None, only_fold: int | None = None,
-                   refine: bool = True) -> dict:
+                   refine: bool = True, edges: str = "ring") -> dict:
     """Train and score a system on every fold of a scene-disjoint, stratified k-fold split.
 
     Parameters
@@ -341,6 +341,9 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
     refine : bool
         The engine's ``refine`` (edge refinement of the networks' cloud probability by the
         bands); recorded in the result's ``engine``.
+    edges : str
+        The engine's patch grid at the scene edges (``"ring"`` or ``"flush"``); recorded in
+        ``engine`` when not the default ring.
 
     Returns
     -------
@@ -359,7 +362,9 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
     kind = system.get("kind", "network")
     fixed = system.get("fixed_bands")
     config = {key: v for key, v in system.items() if key not in _SYSTEM_KEYS | {"gbm"}}
-    engine = {"refine": bool(refine)}
+    # Results written before edges= existed were scored with the ring: it is only recorded
+    # when it is not the ring, so both compare equal.
+    engine = {"refine": bool(refine), **({"edges": edges} if edges != "ring" else {})}
     # Pixels of any cloud class are cloud for the peers and the per-pixel baseline too.
     cloud = list(cloud_class_indices(system_classes(system)))
     runs = []
@@ -384,10 +389,10 @@ def cross_validate(system: dict, samples: Sequence[LabelledSample], k: int = 3, 
                 keep = Path(models_dir) / f"fold{fold}_seed{seed}" if models_dir is not None else None
                 if kind == "network":
                     scores, seconds = _network_scores(config, fixed, train_s, held, band_sets, seed, data_dir,
-                                                      log, keep, refine)
+                                                      log, keep, engine)
                 else:
                     scores, seconds = _ensemble_scores(system, train_s, held, band_sets, seed, data_dir, log, keep,
-                                                       refine)
+                                                       engine)
             else:
                 raise ValueError(f"system kind must be 'network', 'ensemble', 'pixel_gbm' or 'peer', not {kind!r}")
             runs.append({"fold": fold, "seed": seed, "seconds": seconds,
@@ -539,6 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="join the runs of these result files (same config) into --out instead of running")
     p.add_argument("--no-refine", action="store_true",
                    help="score the networks' probabilities as predicted, without the engine's edge refinement")
+    p.add_argument("--edges", choices=("ring", "flush"), default="ring",
+                   help="the engine's patch grid at the scene edges (default: ring)")
     p.add_argument("--per-patch", nargs="+", default=None, metavar="JSON",
                    help="print each held-out patch's OA in these result files side by side, and stop")
     p.add_argument("--bands", default="RGBNIRSWIR", help="band set of --per-patch (default: the six reflective)")
@@ -573,7 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         samples = biome_cv_samples(classes=system_classes(system))
         result = cross_validate(system, samples, args.folds, seeds, checkpoint=out,
-                                models_dir=args.keep_models, only_fold=args.only_fold, refine=not args.no_refine)
+                                models_dir=args.keep_models, only_fold=args.only_fold, refine=not args.no_refine,
+                                edges=args.edges)
     result["summary"] = summarise_cv(result)
     _write_json(out, result)
     print(cv_table_markdown([result]))
