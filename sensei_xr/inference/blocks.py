@@ -70,7 +70,8 @@ class BlockPredictor:
         self.col_starts = np.concatenate([[0], np.cumsum(chunks[3])]).astype(int).tolist()
         self.ny, self.nx = self.row_starts[-1], self.col_starts[-1]
         # Blocks computed at once, at most: when fewer than the scheduler's threads, each
-        # gets more torch threads (a one-chunk scene uses every core).
+        # gets more torch threads (a scene too small to give every core a block of its own,
+        # engine._split_for_cores, still uses every core).
         self.tasks = len(chunks[0]) * (len(self.row_starts) - 1) * (len(self.col_starts) - 1)
         if not plan.pointwise:
             self.row_origins = patch_origins(self.ny, plan.patch, plan.stride, plan.edges)

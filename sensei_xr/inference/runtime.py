@@ -34,6 +34,7 @@ __all__ = [
     "check_backend",
     "BACKENDS",
     "torch_threads",
+    "host_cores",
     "MODEL_CACHE_SIZE",
     "FOLDED_CACHE_SIZE",
 ]
@@ -236,8 +237,9 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def _cores() -> int:
-    from dask.system import CPU_COUNT  # cores this process may use (affinity, cgroup quota)
+def host_cores() -> int:
+    """CPU cores this process may use (affinity and cgroup quota counted, as Dask counts them)."""
+    from dask.system import CPU_COUNT
 
     return max(1, int(CPU_COUNT))
 
@@ -276,7 +278,7 @@ def _threads_for_this_task(tasks: int | None = None) -> int | None:
     ``tasks``, the tasks of the graph, caps that count: a scene in one chunk gets every
     core, not ``1 / pool threads`` of them.
     """
-    cores = _cores()
+    cores = host_cores()
     try:
         from distributed import get_worker
 
