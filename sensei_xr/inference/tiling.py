@@ -3,11 +3,12 @@
 Patches sit on a grid that is a function of the scene alone (:func:`patch_origins`):
 origins at the multiples of the stride, with a ring of patches past the scene's edges
 (``edges="ring"``) or a last patch flush with them (``"flush"``). A pixel's prediction is
-the window-weighted mean of the patches that cover it, so it depends on the scene only, never on how the scene was chunked. Each patch is
-predicted once: the block holding its origin runs it (:func:`predict_patches`), with a halo
-of ``patch - 1`` pixels (see :func:`halo_for`) plus :data:`FILL_REACH` pixels where the
-scene has no data (:func:`fill_nodata` looks that far); its neighbours add the part that
-reaches into them, in fixed point so that the sums are exact (:func:`blend_sums`).
+the window-weighted mean of the patches that cover it, so it depends on the scene only,
+never on how the scene was chunked. Each patch is predicted once: the block holding its
+origin runs it (:func:`predict_patches`), with a halo of ``patch - 1`` pixels (see
+:func:`halo_for`) plus :data:`FILL_REACH` pixels where the scene has no data
+(:func:`fill_nodata` looks that far); its neighbours add the part that reaches into them, in
+fixed point so that the sums are exact (:func:`blend_sums`).
 
 No data is filled in two steps, both functions of the scene alone: pixels near data from
 their neighbours (:func:`fill_nodata`), pixels farther from any data with the mean of the
@@ -22,8 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["TilingPlan", "EDGES", "FILL_REACH", "FIXED_POINT", "blend_window", "halo_for", "fill_nodata", "patch_origins",
-           "predict_patches", "blend_sums", "predict_pixels"]
+__all__ = ["TilingPlan", "EDGES", "FILL_REACH", "FIXED_POINT", "blend_window", "halo_for", "fill_nodata",
+           "patch_origins", "predict_patches", "blend_sums", "predict_pixels"]
 
 #: Rounds of 3x3 neighbour averaging in :func:`fill_nodata`, which is also how far (pixels)
 #: a filled value can depend on the input: a block needs this much halo beyond what its
