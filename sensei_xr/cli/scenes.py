@@ -82,15 +82,16 @@ def summary_line(name: str, n_bands: int, shape: Sequence[int], fraction: float 
 
 def mask_to_cogs(scenes: Mapping[str, Any], out_dir: Path, model, *, threshold: float, device: str,
                  overwrite: bool, progress: bool | None, quicklooks: bool,
-                 bands: Sequence[str] | None = None, announce: str | None = None) -> None:
+                 bands: Sequence[str] | None = None, announce: str | None = None, **engine) -> None:
     """Plan every scene (refusing other jobs' outputs before any work or folder is made),
     say what an earlier run left, then finish each in turn with a summary line; stops at
-    the first failure, whose outputs are removed (a rerun finishes the rest)."""
+    the first failure, whose outputs are removed (a rerun finishes the rest). ``engine``:
+    more arguments of the engine (``overlap``, ``edges``), recorded in each output's job."""
     from ..inference.batch import finish_scenes, plan_scenes
 
     plans = plan_scenes(scenes, out_dir, model=model, threshold=threshold, device=device,
                         bands=list(bands) if bands else None, quicklooks=quicklooks,
-                        overwrite=overwrite, option_names=option_names())
+                        overwrite=overwrite, option_names=option_names(), **engine)
     if announce:
         say(announce)
     done = sum(p.todo == "done" for p in plans)
