@@ -142,14 +142,16 @@ class PixelMember(nn.Module):
 class FoldedPixelMember(nn.Module):
     """A :class:`PixelMember` in eval mode as a chain of matrix products on (pixels,
     channels): the standardisation and each batch norm folded into the layer before
-    (``W' = diag(s) W``, ``b' = s (b - mean) + beta``), the two-class softmax as a sigmoid of
-    the logits' difference, and the pixels taken :data:`PIXELS_PER_STEP` at a time so the
-    64-wide activations stay in cache. The same probabilities to about 1e-5, 3.5x faster
-    on a CPU than the 1x1 convolutions (27 -> 8 ms for a 256 px patch, one thread); what the
-    engine runs."""
+    (``W' = diag(s) W``, ``b' = s (b - mean) + beta``), each bias as one more weight row
+    read against a column of ones (so a layer is one matrix product, with no pass to
+    broadcast the bias), the two-class softmax as a sigmoid of the logits' difference, and
+    the pixels taken :data:`PIXELS_PER_STEP` at a time so the 64-wide activations stay in
+    cache. The same probabilities to about 1e-5; what the engine runs. On one core of this
+    CPU, 3.5x faster than the 1x1 convolutions, and the bias row another 1.1x
+    (``docs/benchmarks.md``)."""
 
-    #: Pixels per matrix product on a CPU (4096 x 64 float32 activations: 1 MiB, in cache),
-    #: and on a GPU (64 MiB: a block's pixels in a few launches, not thousands).
+    #: Pixels per matrix product on a CPU (4096 x 65 float32 activations: 1 MiB, in cache),
+    #: and on a GPU (a block's pixels in a few launches, not thousands).
     PIXELS_PER_STEP = 4096
     PIXELS_PER_STEP_GPU = 1 << 18
 
@@ -158,7 +160,7 @@ class FoldedPixelMember(nn.Module):
         convs = [m for m in member.layers if isinstance(m, nn.Conv2d)]
         norms = [m for m in member.layers if isinstance(m, nn.BatchNorm2d)]
         self.n_bands = len(member.regions)
-        weights, biases = [], []
+        layers = []
         with torch.no_grad():
             for k, conv in enumerate(convs):
                 w, b = conv.weight[:, :, 0, 0].double(), conv.bias.double()
@@ -169,14 +171,15 @@ class FoldedPixelMember(nn.Module):
                     bn = norms[k]
                     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
                     w, b = w * scale[:, None], (b - bn.running_mean.double()) * scale + bn.bias.double()
-                weights.append(w.t().contiguous().float())
-                biases.append(b.float())
+                # (in + 1, out): a row per input channel, then the bias (read against
+                # the input's column of ones).
+                layers.append(torch.cat([w.t(), b[None]]).float())
         # softmax([l0, l1])[1] = sigmoid(l1 - l0): the last layer as one vector.
-        last_w, last_b = weights.pop(), biases.pop()
-        self.weights = nn.ParameterList([nn.Parameter(w, requires_grad=False) for w in weights])
-        self.biases = nn.ParameterList([nn.Parameter(b, requires_grad=False) for b in biases])
-        self.diff_w = nn.Parameter((last_w[:, 1] - last_w[:, 0]).contiguous(), requires_grad=False)
-        self.diff_b = nn.Parameter(last_b[1] - last_b[0], requires_grad=False)
+        last = layers.pop()
+        layers.append(last[:, 1] - last[:, 0])
+        self.layers = nn.ParameterList([nn.Parameter(w.contiguous(), requires_grad=False) for w in layers])
+        # Each layer's input width (its channels; the ones column comes next).
+        self.widths = [self.n_bands] + [w.shape[1] for w in layers[:-1]]
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -186,23 +189,29 @@ class FoldedPixelMember(nn.Module):
             raise ValueError(f"a pixel member takes {self.n_bands} bands, got {n}")
         step = self.PIXELS_PER_STEP if images.device.type == "cpu" else self.PIXELS_PER_STEP_GPU
         count = b * h * w
-        # Every product gets exactly `step` rows (the last padded with zeros): matrix
+        # Every product gets exactly `step` rows (the last step padded with zeros): matrix
         # kernels pick their blocking by shape, and a pixel's probability must not depend
         # on how many pixels came with it (the engine runs it once per pixel of a block).
-        # Pixels are gathered a step at a time into one small buffer (no copy of the whole
-        # input: the engine passes a block's pixels at once).
+        # Each layer reads a (step, channels + 1) buffer whose last column stays 1; the
+        # pixels are copied in a step at a time, so the whole input is never copied (the
+        # engine passes a block's pixels at once).
         flat = images.float().permute(1, 0, 2, 3).reshape(n, count)  # a view when b == 1
-        buf = torch.empty(step, n, dtype=torch.float32, device=images.device)
+        buffers = []
+        for layer, width in zip(self.layers, self.widths):
+            buffer = torch.empty(step, width + 1, dtype=torch.float32, device=images.device)
+            buffer[:, width] = 1.0
+            buffers.append(buffer)
         out = torch.empty(count, dtype=torch.float32, device=images.device)
         for start in range(0, count, step):
             k = min(step, count - start)
             if k < step:
-                buf.zero_()
-            buf[:k] = flat[:, start:start + k].t()
-            x = torch.nan_to_num_(buf, nan=0.0)
-            for weight, bias in zip(self.weights, self.biases):
-                x = torch.addmm(bias, x, weight).relu_()
-            out[start:start + k] = torch.sigmoid(torch.addmv(self.diff_b, x, self.diff_w))[:k]
+                buffers[0][k:, :n] = 0.0
+            buffers[0][:k, :n] = flat[:, start:start + k].t()
+            torch.nan_to_num_(buffers[0], nan=0.0)
+            for layer, src, dst, width in zip(self.layers, buffers, buffers[1:], self.widths[1:]):
+                torch.mm(src, layer, out=dst[:, :width]).relu_()
+            # The sigmoid over the whole step too: its vectorised and scalar tails differ.
+            out[start:start + k] = torch.mv(buffers[-1], self.layers[-1]).sigmoid_()[:k]
         return out.reshape(b, h, w)[:, None]
 
 
