@@ -197,7 +197,7 @@ class FoldedPixelMember(nn.Module):
         # engine passes a block's pixels at once).
         flat = images.float().permute(1, 0, 2, 3).reshape(n, count)  # a view when b == 1
         buffers = []
-        for layer, width in zip(self.layers, self.widths):
+        for width in self.widths:
             buffer = torch.empty(step, width + 1, dtype=torch.float32, device=images.device)
             buffer[:, width] = 1.0
             buffers.append(buffer)
