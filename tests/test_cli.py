@@ -349,6 +349,17 @@ def test_usage_errors(tmp_path, capsys):
         assert rc == 2 and says in err and "missing" not in err, err
 
 
+def test_engine_patch_size_in_the_help_is_the_engines():
+    """The options' help and limits quote the engine's patch size without importing the
+    engine at parse time; it must be the engine's default."""
+    import inspect
+
+    from sensei_xr.cli.common import ENGINE_PATCH_PX
+    from sensei_xr.inference import class_probabilities
+
+    assert ENGINE_PATCH_PX == inspect.signature(class_probabilities).parameters["patch_size"].default
+
+
 # ------------------------------------------------------------------------ files, misc
 
 

@@ -73,6 +73,39 @@ def test_evaluate_default_model_on_real_biome_val(shared_data, tmp_path, capsys,
     assert (out / "evaluation.json").read_text() == before
 
 
+def test_evaluate_scores_the_patch_grid_given(shared_data, tmp_path, capsys, one_torch_thread):
+    """``--overlap`` and ``--edges`` reach the engine: the report's pixels are those of
+    :func:`score_model` with the same grid, not the defaults', and the report says which."""
+    from sensei_xr.datasets import load_dataset
+    from sensei_xr.evaluation import pooled_confusion, score_model
+    from sensei_xr.models import load_model
+
+    out = tmp_path / "acc"
+    code, stdout, err = run(capsys, "evaluate", "--dataset", "biome_patches", "--split", "val",
+                            "--root", shared_data / "l8_biome_patches", "--bands", "RGB",
+                            "--bootstrap", "0", "--device", "cpu", "--overlap", "16", "--edges", "flush",
+                            "--out", out)
+    assert code == 0, err
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["engine"] == {"overlap": 16, "edges": "flush"}
+    (row,) = report["rows"]
+    val = load_dataset("biome_patches", shared_data / "l8_biome_patches", "val")
+    model = load_model("default")
+    given = pooled_confusion(score_model(model, val, ["B2", "B3", "B4"], overlap=16, edges="flush"))
+    defaults = pooled_confusion(score_model(model, val, ["B2", "B3", "B4"]))
+    assert row["confusion"] == given.as_dict() != defaults.as_dict()
+    assert "patch grid edges='flush', overlap=16" in (out / "evaluation.md").read_text()
+    # A bad grid is refused before the model loads, naming its flag; nothing is written.
+    for flag, value, says in (("--overlap", "129", "--overlap must be 0..128 pixels"),
+                              ("--edges", "inner", "--edges must be one of ring, flush")):
+        fresh = tmp_path / "refused"
+        code, _, err = run(capsys, "evaluate", "--dataset", "biome_patches", flag, value, "--out", fresh,
+                           "--model", tmp_path / "missing.safetensors")
+        assert_one_line_error(code, err, "evaluate", says)
+        assert "missing" not in err
+        assert not fresh.exists()
+
+
 @pytest.mark.parametrize("args, fragments", [
     (["--dataset", "biome_patches", "--bands", "RGB,RGBN"], ["unknown band set 'RGBN'", "AeroRGBNIR"]),
     (["--dataset", "biome_patches", "--peers", "fmask"], ["unknown peer method 'fmask'", "ukis-csmask"]),

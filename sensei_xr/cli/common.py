@@ -14,6 +14,10 @@ from typing import Iterable, Sequence
 
 from ..errors import CliError
 
+#: The engine's patch size (px), for the options' help without importing the engine;
+#: tests/test_cli.py checks it against ``class_probabilities``'s default.
+ENGINE_PATCH_PX = 256
+
 
 def one_line(e: BaseException) -> str:
     """The exception's message on one line (KeyError's quotes removed)."""
@@ -144,3 +148,36 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
                    help="no progress bar (default: shown on a terminal)")
+
+
+def add_engine_options(group) -> None:
+    """``--overlap`` and ``--edges``: the patch grid of the engine (left out: its defaults)."""
+    group.add_argument("--overlap", type=int, metavar="PX",
+                       help=f"pixels neighbouring patches share, 0 to half the {ENGINE_PATCH_PX} px patch "
+                            f"({ENGINE_PATCH_PX // 2}); default 64, the most accurate in cross-validation "
+                            "(docs/benchmarks.md); less runs fewer patches")
+    group.add_argument("--edges", metavar="{ring,flush}",
+                       help="ring (default): patches reach past the scene's edges, so edge pixels are "
+                            "predicted like inner ones; flush: the last patch ends at the edge, fewer "
+                            "patches (about half on a 1024 px scene, 0.93x on a full tile) for less "
+                            "accurate edges")
+
+
+def engine_options(args: argparse.Namespace) -> dict:
+    """The engine arguments ``--overlap`` and ``--edges`` give (those left out keep the
+    engine's defaults), checked here so that a bad value fails, naming its flag, before the
+    model loads."""
+    from ..inference.tiling import EDGES
+
+    out = {}
+    if args.overlap is not None:
+        most = ENGINE_PATCH_PX // 2
+        if not 0 <= args.overlap <= most:
+            raise CliError(f"--overlap must be 0..{most} pixels (half the {ENGINE_PATCH_PX} px patch), "
+                           f"got {args.overlap}")
+        out["overlap"] = args.overlap
+    if args.edges is not None:
+        if args.edges not in EDGES:
+            raise CliError(f"--edges must be one of {', '.join(EDGES)}, got {args.edges!r}")
+        out["edges"] = args.edges
+    return out

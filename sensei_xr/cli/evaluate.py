@@ -7,7 +7,9 @@ from pathlib import Path
 
 from ..errors import CliError
 from .common import (
+    add_engine_options,
     add_model_options,
+    engine_options,
     load_model,
     non_negative_int,
     refuse_existing,
@@ -51,6 +53,7 @@ def add_parser(sub) -> None:
                    help=f"output folder (default ./{DEFAULT_EVALUATION_OUT})")
     e.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_model_options(e)
+    add_engine_options(e.add_argument_group("patch grid"))
     e.set_defaults(func=run)
 
 
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     band_sets = _band_sets(args.bands)
     options = dataset_options(args.options)
     peers = [get_peer(p).name for p in (split_list(args.peers) or [])]
+    engine = engine_options(args)
     out_dir = Path(args.out)
     refuse_existing([out_dir / "evaluation.json", out_dir / "evaluation.md"], args.overwrite)
     model = load_model(args.model)
@@ -114,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         f"{', '.join(band_sets)}" + (f", peers {', '.join(peers)}" if peers else ""))
     progress = (lambda line: say(f"  {line}")) if show_progress(args.progress) else None
     report = evaluate_model(model, samples, band_sets, peers, threshold=args.threshold, device=device,
-                            n_bootstrap=args.bootstrap, seed=args.seed, dataset=what, progress=progress)
+                            n_bootstrap=args.bootstrap, seed=args.seed, dataset=what, progress=progress,
+                            engine_options=engine)
     for row in report["rows"]:
         say(_row_line(row))
     json_path, md_path = write_report(report, out_dir, overwrite=args.overwrite)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from ..errors import CliError
 from .common import (
+    add_engine_options,
     add_model_options,
+    engine_options,
     load_model,
     positive_float,
     positive_int,
@@ -57,7 +59,7 @@ def add_parser(sub) -> None:
     k.add_argument("--overwrite", action="store_true",
                    help="recompute and replace existing outputs, whatever job made them")
     add_model_options(k)
-    _add_engine_options(k.add_argument_group("patch grid"))
+    add_engine_options(k.add_argument_group("patch grid"))
     k.set_defaults(func=run)
 
 
@@ -85,39 +87,6 @@ def _add_search_options(src) -> None:
                           "of COGs; an interrupted run is resumed by running it again")
 
 
-def _add_engine_options(grid) -> None:
-    grid.add_argument("--overlap", type=int, metavar="PX",
-                      help="pixels neighbouring patches share, 0 to half the patch (128); default 64, "
-                           "the most accurate in cross-validation (docs/benchmarks.md); less runs fewer "
-                           "patches")
-    grid.add_argument("--edges", metavar="{ring,flush}",
-                      help="ring (default): patches reach past the scene's edges, so edge pixels are "
-                           "predicted like inner ones; flush: the last patch ends at the edge, fewer "
-                           "patches (about half on a 1024 px scene, 0.93x on a full tile) for less "
-                           "accurate edges")
-
-
-def _engine_options(args: argparse.Namespace) -> dict:
-    """The engine arguments the options give (those left out keep the engine's defaults),
-    checked here so that a bad value fails, naming its flag, before the model loads."""
-    import inspect
-
-    from ..inference.engine import class_probabilities
-    from ..inference.tiling import EDGES
-
-    out = {}
-    if args.overlap is not None:
-        most = inspect.signature(class_probabilities).parameters["patch_size"].default // 2
-        if not 0 <= args.overlap <= most:
-            raise CliError(f"--overlap must be 0..{most} pixels (half the {2 * most} px patch), got {args.overlap}")
-        out["overlap"] = args.overlap
-    if args.edges is not None:
-        if args.edges not in EDGES:
-            raise CliError(f"--edges must be one of {', '.join(EDGES)}, got {args.edges!r}")
-        out["edges"] = args.edges
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """Check the options, load the model, mask; options first, then the model, then the
     search, so that cheap checks fail before slow ones."""
@@ -135,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     args.query = _json_option(args.query, "--query")
     if args.query is not None and not isinstance(args.query, dict):
         raise CliError("--query must be a JSON object, e.g. '{\"eo:cloud_cover\": {\"lt\": 20}}'")
-    args.engine = _engine_options(args)
+    args.engine = engine_options(args)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise CliError(f"--out {out_dir} exists and is not a folder; choose a folder")

@@ -79,7 +79,8 @@ def model_label(model) -> str:
 def evaluate_model(model, samples: Sequence["LabelledSample"], band_sets: Sequence[str] = ("ALL",),
                    peers: Sequence[str] = (), threshold: float = 0.5, device: str = "cpu",
                    n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0,
-                   dataset: str | None = None, progress: Callable[[str], None] | None = None) -> dict:
+                   dataset: str | None = None, progress: Callable[[str], None] | None = None,
+                   engine_options: Mapping[str, object] | None = None) -> dict:
     """A model on each band set, and peer methods, scored on the same labelled pixels.
 
     Parameters
@@ -106,6 +107,10 @@ def evaluate_model(model, samples: Sequence["LabelledSample"], band_sets: Sequen
         Recorded in the report.
     progress : callable, optional
         Called with a line of text as each row starts.
+    engine_options : mapping, optional
+        Keyword arguments of :func:`sensei_xr.inference.cloud_probability` (e.g.
+        ``overlap``, ``edges``), so a choice of the patch grid is scored as the accessor
+        would run it; left out, the engine's defaults. Recorded in the report as ``engine``.
 
     Returns
     -------
@@ -113,11 +118,13 @@ def evaluate_model(model, samples: Sequence["LabelledSample"], band_sets: Sequen
         JSON-able: ``model``, ``dataset``, ``n_images``, ``threshold``, ``bootstrap`` and
         ``rows``, one per band set then per peer: ``method``, ``kind`` (``"model"`` or
         ``"peer"``), ``band_set`` (``"own"`` for peers: the bands they need), ``bands``
-        and the :func:`summarise` fields, or ``skipped`` with the reason.
+        and the :func:`summarise` fields, or ``skipped`` with the reason; ``engine``, the
+        engine arguments given.
     """
     from . import peers as peer_methods
 
     samples = list(samples)
+    engine = dict(engine_options or {})
     if not samples:
         raise ValueError("no samples to evaluate")
     sets = [canonical_set_name(b) for b in band_sets]
@@ -134,7 +141,7 @@ def evaluate_model(model, samples: Sequence["LabelledSample"], band_sets: Sequen
             continue
         if progress:
             progress(f"{label} with {set_name}")
-        scores = [score_model(model, [s], bands[s.name], threshold, device)[0] for s in samples]
+        scores = [score_model(model, [s], bands[s.name], threshold, device, **engine)[0] for s in samples]
         rows.append({**row, "bands": _bands_field(bands), **summarise(scores, n_bootstrap, level, seed)})
     for peer in peer_objs:
         row = {"method": peer.name, "kind": "peer", "band_set": "own"}
@@ -161,6 +168,7 @@ def evaluate_model(model, samples: Sequence["LabelledSample"], band_sets: Sequen
         "images": [s.name for s in samples],
         "sensors": sorted({s.sensor for s in samples}),
         "threshold": threshold,
+        "engine": engine,
         "bootstrap": {"resamples": n_bootstrap, "level": level, "seed": seed, "unit": "image"},
         "rows": rows,
     }

@@ -38,6 +38,13 @@ def _row_label(row: Mapping) -> str:
     return f"{row['method']} {row['band_set']}" if row.get("kind") == "model" else row["method"]
 
 
+def _engine_text(engine: Mapping | None) -> str:
+    """The engine arguments a report was scored with, as a clause ('' for the defaults)."""
+    if not engine:
+        return ", patch grid as the accessor's defaults"
+    return ", patch grid " + ", ".join(f"{k}={v!r}" for k, v in sorted(engine.items()))
+
+
 def report_markdown(report: Mapping) -> str:
     """The report of :func:`evaluate_model` as markdown: the pooled table and by tag."""
     boot = report["bootstrap"]
@@ -47,7 +54,8 @@ def report_markdown(report: Mapping) -> str:
         "",
         f"{report['n_images']} images ({', '.join(report['sensors'])}), {report['labelled_pixels']:,} "
         f"labelled pixels; model `{report['model']}`, cloud where its probability >= "
-        f"{report['threshold']:g}; peers decide by their own default rules. Metrics of all pixels "
+        f"{report['threshold']:g}{_engine_text(report.get('engine'))}; peers decide by their own "
+        "default rules. Metrics of all pixels "
         f"pooled (paper eq. 6-10); in brackets {boot['level']:.0%} percentile bootstrap intervals "
         f"over {boot['resamples']} resamples of the images (seed {boot['seed']}). Every row is "
         "scored on the same pixels.",
