@@ -39,7 +39,7 @@ def _row_label(row: Mapping) -> str:
 
 
 def _engine_text(engine: Mapping | None) -> str:
-    """The engine arguments a report was scored with, as a clause ('' for the defaults)."""
+    """The engine arguments a report was scored with, as a clause of the report's first line."""
     if not engine:
         return ", patch grid as the accessor's defaults"
     return ", patch grid " + ", ".join(f"{k}={v!r}" for k, v in sorted(engine.items()))
