@@ -349,15 +349,16 @@ def test_usage_errors(tmp_path, capsys):
         assert rc == 2 and says in err and "missing" not in err, err
 
 
-def test_engine_patch_size_in_the_help_is_the_engines():
-    """The options' help and limits quote the engine's patch size without importing the
-    engine at parse time; it must be the engine's default."""
+def test_engine_grid_in_the_help_is_the_engines():
+    """The options' help and limits quote the engine's patch size and overlap without
+    importing the engine at parse time; they must be the engine's defaults."""
     import inspect
 
-    from sensei_xr.cli.common import ENGINE_PATCH_PX
+    from sensei_xr.cli.common import ENGINE_OVERLAP_PX, ENGINE_PATCH_PX
     from sensei_xr.inference import class_probabilities
 
-    assert ENGINE_PATCH_PX == inspect.signature(class_probabilities).parameters["patch_size"].default
+    defaults = inspect.signature(class_probabilities).parameters
+    assert (ENGINE_PATCH_PX, ENGINE_OVERLAP_PX) == (defaults["patch_size"].default, defaults["overlap"].default)
 
 
 # ------------------------------------------------------------------------ files, misc

@@ -14,9 +14,10 @@ from typing import Iterable, Sequence
 
 from ..errors import CliError
 
-#: The engine's patch size (px), for the options' help without importing the engine;
-#: tests/test_cli.py checks it against ``class_probabilities``'s default.
+#: The engine's patch size and overlap (px), for the options' help and checks without
+#: importing the engine; tests/test_cli.py checks them against ``class_probabilities``'s defaults.
 ENGINE_PATCH_PX = 256
+ENGINE_OVERLAP_PX = 64
 
 
 def one_line(e: BaseException) -> str:
@@ -154,7 +155,7 @@ def add_engine_options(group) -> None:
     """``--overlap`` and ``--edges``: the patch grid of the engine (left out: its defaults)."""
     group.add_argument("--overlap", type=int, metavar="PX",
                        help=f"pixels neighbouring patches share, 0 to half the {ENGINE_PATCH_PX} px patch "
-                            f"({ENGINE_PATCH_PX // 2}); default 64, the most accurate in cross-validation "
+                            f"({ENGINE_PATCH_PX // 2}); default {ENGINE_OVERLAP_PX}, the most accurate in cross-validation "
                             "(docs/benchmarks.md); less runs fewer patches")
     group.add_argument("--edges", metavar="{ring,flush}",
                        help="ring (default): patches reach past the scene's edges, so edge pixels are "
