@@ -200,3 +200,47 @@ def test_bad_input_is_explained():
                           np.random.default_rng(0))
     with pytest.raises(ValueError, match="coverage"):
         SyntheticClouds(coverage=(0.5, 0.2))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), low=st.floats(0.3, 0.8), width=st.floats(0.0, 0.3),
+       hole=st.integers(0, 20))
+def test_overcast_deck_covers_the_patch_at_its_brightness(clear_patch, seed, low, width, hole):
+    """An overcast deck labels every pixel with data cloud, keeps no data as no data, and is
+    as bright as drawn, gently shaded, with the ground showing through by 15 % at most."""
+    s = clear_patch
+    high = min(low + width, 0.9)
+    image, labels = s.image.copy(), s.labels.copy()
+    labels[:hole] = IGNORE_INDEX
+    image[:, :hole] = np.nan
+    synth = SyntheticClouds(probability=1.0, overcast_probability=1.0, high_probability=0.0,
+                            overcast_brightness=(low, high))
+    out, new = synth(image, labels, s.descriptors, np.random.default_rng(seed))
+    assert (new[:hole] == IGNORE_INDEX).all() and np.isnan(out[:, :hole]).all()
+    assert (new[hole:] == 1).all()
+    green = out[_index(s.descriptors, "B3"), hole:]
+    ground = s.image[_index(s.descriptors, "B3"), hole:]
+    # out = (1 - a) ground + a cloud shading, a >= 0.85, shading 0.9-1.1, cloud within
+    # 0.1 of its drawn brightness in the visible (test_cloud_spectrum_follows_wavelength).
+    assert (green >= 0.85 * 0.9 * (low - 0.1)).all()
+    assert (green <= 0.15 * ground + 1.1 * (high + 0.1) + 1e-6).all()
+    # A deck, not a patchwork: from one pixel to the next it changes by under 1 % on average.
+    assert np.abs(np.diff(green, axis=1)).mean() < 0.01 * green.mean()
+
+
+def test_overcast_is_drawn_only_when_asked(clear_patch):
+    s = clear_patch
+    rng = np.random.default_rng(11)
+    decks = 0
+    for _ in range(200):
+        _, labels = SyntheticClouds(probability=1.0, overcast_probability=0.25)(s.image, s.labels, s.descriptors, rng)
+        decks += bool((labels == 1).all())
+    assert 25 <= decks <= 75  # about a quarter of the clouds cover the whole patch
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        _, labels = SyntheticClouds(probability=1.0)(s.image, s.labels, s.descriptors, rng)
+        assert not (labels == 1).all()  # partial clouds (coverage at most 0.8) leave ground
+    with pytest.raises(ValueError, match="overcast_brightness"):
+        SyntheticClouds(overcast_brightness=(0.9, 0.3))
+    with pytest.raises(ValueError, match="overcast_probability"):
+        SyntheticClouds(overcast_probability=1.5)

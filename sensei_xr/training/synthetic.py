@@ -184,6 +184,16 @@ class SyntheticClouds:
     cumulus_probability : float
         Chance that the cloud is a field of small cumulus cells (:func:`cumulus_field`,
         low water cloud, radius 1-6 px) rather than a continuous deck or veil.
+    overcast_probability : float
+        Chance that the cloud is an overcast deck over the whole patch
+        (:meth:`_overcast_opacity`: opacity 0.85-1 everywhere, so every pixel is labelled
+        cloud, and a gently varying brightness) rather than a cloud over part of it. The
+        partial clouds cover at most ``coverage[1]`` of a patch, so without this a network
+        meets cloud with no ground in view only in the real patches that are overcast.
+    overcast_brightness : (float, float)
+        Range of an overcast deck's visible reflectance: a thick deck's top is 0.3-0.9
+        bright with its optical thickness and the sun's elevation, darker than the partial
+        clouds' 0.45-0.9.
     haze_probability : float
         Chance that a patch (with or without a cloud) is seen through haze: a smooth,
         faint (opacity 0.03-0.15) bright veil over all of it that changes no label, since
@@ -214,6 +224,8 @@ class SyntheticClouds:
     thin_probability: float = 0.3
     high_probability: float = 0.3
     cumulus_probability: float = 0.0
+    overcast_probability: float = 0.0
+    overcast_brightness: tuple[float, float] = (0.3, 0.9)
     haze_probability: float = 0.0
     ice_swir: tuple[float, float] = (1.0, 1.0)
     beta: tuple[float, float] = (2.0, 4.0)
@@ -225,7 +237,7 @@ class SyntheticClouds:
 
     def __post_init__(self) -> None:
         for name in ("probability", "thin_probability", "high_probability", "cumulus_probability",
-                     "haze_probability"):
+                     "overcast_probability", "haze_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in 0..1, not {getattr(self, name)}")
         lo, hi = self.coverage
@@ -238,6 +250,9 @@ class SyntheticClouds:
             raise ValueError("a thin_class needs label_threshold <= thick_from <= 1 and a class of its own, "
                              f"not thin_class={self.thin_class}, cloud_class={self.cloud_class}, "
                              f"thick_from={self.thick_from}")
+        if not 0 < self.overcast_brightness[0] <= self.overcast_brightness[1] <= 1.5:
+            raise ValueError(f"overcast_brightness must be a range of reflectance (low, high) within (0, 1.5], "
+                             f"not {self.overcast_brightness}")
         if not 0 < self.ice_swir[0] <= self.ice_swir[1]:
             raise ValueError(f"ice_swir must be a range of positive factors (low, high), not {self.ice_swir}")
 
@@ -252,7 +267,12 @@ class SyntheticClouds:
             return image, labels
         thin = rng.random() < self.thin_probability
         high = rng.random() < self.high_probability
-        if self.cumulus_probability and rng.random() < self.cumulus_probability:
+        # Each option draws only when it is on, so recipes without it train as before.
+        overcast = bool(self.overcast_probability) and rng.random() < self.overcast_probability
+        shading = None
+        if overcast:
+            alpha, shading = self._overcast_opacity(labels.shape, rng)
+        elif self.cumulus_probability and rng.random() < self.cumulus_probability:
             high = False  # fair-weather cumulus is low water cloud
             alpha = cumulus_field(labels.shape, rng, coverage=rng.uniform(0.03, 0.3),
                                   cell_px=rng.uniform(1.0, 6.0), alpha_max=rng.uniform(0.6, 1.0))
@@ -264,12 +284,13 @@ class SyntheticClouds:
                 sharpness=rng.uniform(0.5, 4.0),
                 alpha_max=rng.uniform(0.25, 0.6) if thin else rng.uniform(0.75, 1.0),
             )
-        brightness = rng.uniform(0.45, 0.9)
+        brightness = rng.uniform(*self.overcast_brightness) if overcast else rng.uniform(0.45, 0.9)
         swir_scale = rng.uniform(*self.ice_swir) if high and self.ice_swir != (1.0, 1.0) else 1.0
         cloud = cloud_reflectance(descriptors, rng, high, brightness=brightness, swir_scale=swir_scale)
         out = np.array(image, dtype=np.float32)
         reflective = ~descriptors.is_thermal
-        out[reflective] = (1 - alpha) * out[reflective] + alpha * cloud[reflective, None, None]
+        top = cloud[reflective, None, None] if shading is None else cloud[reflective, None, None] * shading
+        out[reflective] = (1 - alpha) * out[reflective] + alpha * top
         if (~reflective).any():
             surface_t = np.nanmedian(out[~reflective]) if np.isfinite(out[~reflective]).any() else 285.0
             top_t = rng.uniform(205.0, 240.0) if high else surface_t - rng.uniform(5.0, 30.0)
@@ -290,6 +311,27 @@ class SyntheticClouds:
         # A faint veil over clear ground is ambiguous; over real cloud it is still cloud.
         new_labels[faint & ~real_cloud] = IGNORE_INDEX
         return out, new_labels
+
+    @staticmethod
+    def _overcast_opacity(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """An overcast deck: (opacity, shading), each (H, W) float32.
+
+        Opacity ``floor + (1 - floor) * f`` with ``floor`` drawn in 0.85-1 and ``f`` a smooth
+        noise field scaled to 0-1, so the ground shows through by at most 15 % and no
+        pixel is less than cloud; shading ``1 + s (g - mean g)`` with ``s`` drawn in 0-0.2
+        and ``g`` another smooth field in 0-1: the deck's own brightness varies slowly, as
+        a real deck's top does with its thickness, by up to +-10 % of it.
+        """
+        fields = []
+        for _ in range(2):
+            f = cloud_opacity_field(shape, rng, coverage=1.0, beta=rng.uniform(3.0, 4.5), sharpness=1.0,
+                                    alpha_max=1.0)
+            lo, hi = float(f.min()), float(f.max())
+            fields.append((f - lo) / max(hi - lo, 1e-6))
+        floor = rng.uniform(0.85, 1.0)
+        alpha = floor + (1.0 - floor) * fields[0]
+        shading = 1.0 + rng.uniform(0.0, 0.2) * (fields[1] - fields[1].mean())
+        return alpha.astype(np.float32), shading.astype(np.float32)
 
     @staticmethod
     def _haze(image: np.ndarray, descriptors: BandDescriptors, rng: np.random.Generator) -> np.ndarray:
