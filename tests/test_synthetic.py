@@ -220,10 +220,10 @@ def test_overcast_deck_covers_the_patch_at_its_brightness(clear_patch, seed, low
     assert (new[hole:] == 1).all()
     green = out[_index(s.descriptors, "B3"), hole:]
     ground = s.image[_index(s.descriptors, "B3"), hole:]
-    # out = (1 - a) ground + a cloud shading, a >= 0.85, shading 0.9-1.1, cloud within
+    # out = (1 - a) ground + a cloud shading, a >= 0.85, shading 0.8-1.2, cloud within
     # 0.1 of its drawn brightness in the visible (test_cloud_spectrum_follows_wavelength).
-    assert (green >= 0.85 * 0.9 * (low - 0.1)).all()
-    assert (green <= 0.15 * ground + 1.1 * (high + 0.1) + 1e-6).all()
+    assert (green >= 0.85 * 0.8 * (low - 0.1)).all()
+    assert (green <= 0.15 * ground + 1.2 * (high + 0.1) + 1e-6).all()
     # A deck, not a patchwork: from one pixel to the next it changes by under 1 % on average.
     assert np.abs(np.diff(green, axis=1)).mean() < 0.01 * green.mean()
 

@@ -320,7 +320,7 @@ class SyntheticClouds:
         noise field scaled to 0-1, so the ground shows through by at most 15 % and no
         pixel is less than cloud; shading ``1 + s (g - mean g)`` with ``s`` drawn in 0-0.2
         and ``g`` another smooth field in 0-1: the deck's own brightness varies slowly, as
-        a real deck's top does with its thickness, by up to +-10 % of it.
+        a real deck's top does with its thickness, by at most ``s`` (20 %) of it either way.
         """
         fields = []
         for _ in range(2):
