@@ -524,6 +524,25 @@ def test_demo_stops_the_server_on_error(shared_data, tiny_model, tmp_path, capsy
     _assert_server_gone(url)
 
 
+def test_demo_passes_the_patch_grid(shared_data, tiny_model, tmp_path, capsys, monkeypatch):
+    """--overlap and --edges reach every scene the demo masks (recorded in each COG's job);
+    a bad value exits 2 naming its flag before any catalog is built or server started."""
+    monkeypatch.setenv("SENSEI_XR_DATA", str(shared_data))
+    out = tmp_path / "demo"
+    rc, stdout, err = _run(capsys, "demo", "--out", out, "--model", tiny_model, "--no-progress",
+                           "--overlap", "16", "--edges", "flush")
+    assert rc == 0, err
+    _check_demo_output(stdout, out)
+    for sid in DEMO_IDS:
+        with rasterio.open(out / f"{sid}_cloudmask.tif") as src:
+            job = json.loads(src.tags()["sensei_xr_job"])
+        assert (job["overlap"], job["edges"]) == (16, "flush"), sid
+    bad = tmp_path / "bad"
+    rc, stdout, err = _run(capsys, "demo", "--out", bad, "--model", tiny_model, "--edges", "wide")
+    assert rc == 2 and "--edges must be one of ring, flush, got 'wide'" in err
+    assert "STAC" not in stdout and not bad.exists()
+
+
 def test_demo_with_the_default_model(shared_data, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SENSEI_XR_DATA", str(shared_data))
     out = tmp_path / "demo"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_model_options, load_model, say
+from .common import add_engine_options, add_model_options, engine_options, load_model, say
 from .scenes import item_scenes, mask_to_cogs, search_all
 
 #: Default output folder of ``sensei-xr demo``.
@@ -38,6 +38,7 @@ def add_parser(sub) -> None:
     d.add_argument("--out", default=DEFAULT_DEMO_OUT, help=f"output folder (default ./{DEFAULT_DEMO_OUT})")
     d.add_argument("--cache", help="folder for the demo catalog's COGs (default OUT/.demo-stac; reused)")
     add_model_options(d)
+    add_engine_options(d.add_argument_group("patch grid"))
     d.set_defaults(func=run)
 
 
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.runtime import resolve_device
     from ..sample_data import data_dir
 
+    engine = engine_options(args)
     model = load_model(args.model)
     device = resolve_device(args.device)
     data = data_dir()
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         # The demo replaces its own previous outputs (same names) but nothing else.
         mask_to_cogs(scenes, out_dir, model, threshold=args.threshold, device=device, overwrite=True,
                      progress=args.progress, quicklooks=True,
-                     announce=f"masking {len(scenes)} scenes with model {model_label(model)!r} on {device}")
+                     announce=f"masking {len(scenes)} scenes with model {model_label(model)!r} on {device}",
+                     **engine)
     finally:
         server.stop()
     say(f"stopped the STAC API; outputs (COGs and quicklooks) in {out_dir.resolve()}")
