@@ -63,8 +63,10 @@ GPU_DIR = ROOT / ".gpu"
 #: shift (``sensei_dlv3_mosaic_snow_nir_t40.toml``) gained 9 points on fold 0 with all bands
 #: in seed 5 and 1 in seed 4 (2026-12-04): out. Since 2026-12-05 the default's recipe adds the
 #: warm-surface test (set after training, so the same training): scored with it. Since
-#: 2026-12-05 the default adds the per-pixel member: seeds 8-14 ran on the CPU, so 15-17. At most
-#: MAX_RECIPES: the tool returns 8 files.
+#: 2026-12-05 the default adds the per-pixel member: seeds 8-14 ran on the CPU, so 15-17.
+#: Synthetic overcast decks (``sensei_dlv3_mosaic_snow_nir_warm_overcast.toml``, seed 15,
+#: 2026-12-06) found the decks and lost bright uniform clear ground (RGB+NIR 0.781): out. At
+#: most MAX_RECIPES: the tool returns 8 files.
 PLAN: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member.toml", (15, 16, 17)),
 )
