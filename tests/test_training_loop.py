@@ -147,7 +147,11 @@ def test_a_model_trained_without_thermal_bands_never_sees_one(shared_data, tmp_p
     ({"weight_average_from": 1.0}, r"weight_average_from must be a share of the steps in \[0, 1\)"),
     ({"weight_average_from": 0.5, "bn_recalibration_batches": 0}, "needs bn_recalibration_batches > 0"),
     ({"thermal_bands": "no"}, "thermal_bands must be true or false"),
-    ({"warm_test": 1}, "warm_test must be true or false"),
+    ({"warm_test": 1}, "warm_test must be true, false or a table"),
+    ({"nir_snow_test": {}}, "nir_snow_test must be true, false or a table"),
+    ({"nir_snow_test": {"ndvi_limit": 0.2}}, "ndvi_limit is an NDVI from -0.3 to 0.0"),
+    ({"nir_snow_test": {"ndvi_max": -0.05}}, r"unknown options \['ndvi_max'\]; it takes: ndvi_limit"),
+    ({"warm_test": {"bt_min_k": 290}}, "it takes: none"),
     ({"pixel_member": {"steps": 0}}, "pixel_member steps must be a positive integer"),
     ({"model": {**TINY["model"], "pixel_member": {"regions": ["blue"]}}}, "not in its model table"),
 ])

@@ -227,7 +227,9 @@ def _tests_kept(model, cfg: dict, train_s, stem: Path, log) -> None:
     for key in TEST_KEYS:
         if not cfg.get(key):
             setattr(model, key, None)
-    given = give_missing_tests(model, cfg, [list(train_s)])
+    # Chosen again (label-only, seconds): a kept network is scored with the tests its
+    # config's rule chooses, whichever recipe it was kept by.
+    given = give_missing_tests(model, cfg, [list(train_s)], again=True)
     for key, test in given.items():
         log(f"  gave the kept model its {key.replace('_', ' ')} (thresholds to choose: on its training patches): {test}")
     member = give_missing_member(model, cfg, [list(train_s)])

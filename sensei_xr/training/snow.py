@@ -8,7 +8,10 @@ only): the largest ceiling under which at most ``tolerance`` of those cloud pixe
 :class:`~sensei_xr.spectral.snow.NirSnowTest` (scenes without a 1.6 um band) has two
 thresholds, both chosen here by the same rule: for each green floor, the largest NDVI
 ceiling passing at most ``tolerance`` of the cloud pixels; of those pairs, the one
-passing the most clear training pixels.
+passing the most clear training pixels. A recipe may hold that ceiling under a limit
+(``nir_snow_test = { ndvi_limit = -0.05 }``): the test is for ice, whose NIR is well below
+its red, and training labels with no thin cloud over snow let the rule choose a ceiling
+near 0, where fresh snow and the cloud over it sit.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from ..spectral.snow import NirSnowTest, SnowTest, nir_snow_bands, snow_bands
 from ..spectral.warm import WarmSurfaceTest
 
 __all__ = ["NIR_GREEN_FLOORS", "NIR_NDVI_LIMITS", "SWIR_MAX_TOLERANCE", "SWIR_MAX_LIMIT", "choose_nir_test",
-           "TEST_KEYS", "choose_swir_max", "give_missing_tests", "snow_test_for", "training_snow_tests",
-           "training_tests"]
+           "TEST_KEYS", "check_test_options", "choose_swir_max", "give_missing_tests", "snow_test_for", "test_options",
+           "training_snow_tests", "training_tests"]
 
 #: Share of the training cloud pixels the test may pass (fixed before any fold was scored).
 SWIR_MAX_TOLERANCE = 0.001
@@ -32,8 +35,10 @@ SWIR_MAX_LIMIT = 0.45
 #: Green floors (reflectance) the NIR test's choice tries.
 NIR_GREEN_FLOORS = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40)
 #: Range of the NIR test's NDVI ceiling: at most 0 (NIR below red), at least -0.3 (below
-#: that, no bright snow or ice is left to find).
+#: that, no bright snow or ice is left to find). A recipe's ``ndvi_limit`` lowers the top.
 NIR_NDVI_LIMITS = (-0.30, 0.0)
+# What a recipe may set in the table form of each test's config key (``key = { ... }``).
+_TEST_OPTIONS = {"snow_test": (), "nir_snow_test": ("ndvi_limit",), "warm_test": ()}
 # Ceilings are rounded down to this step (reflectance, NDVI), so a card reads plainly.
 _STEP = 0.005
 
@@ -98,8 +103,8 @@ def _ceiling(values: np.ndarray, n_cloud: int, tolerance: float, limit: float) -
     return float(min(ceiling, limit))
 
 
-def choose_nir_test(samples: Sequence, cloud_classes: Sequence[int],
-                    tolerance: float = SWIR_MAX_TOLERANCE) -> NirSnowTest | None:
+def choose_nir_test(samples: Sequence, cloud_classes: Sequence[int], tolerance: float = SWIR_MAX_TOLERANCE,
+                    ndvi_limit: float = NIR_NDVI_LIMITS[1]) -> NirSnowTest | None:
     """The :class:`NirSnowTest` passing at most ``tolerance`` of the samples' cloud pixels
     and, within that, the most of their clear pixels (None when no green floor of
     :data:`NIR_GREEN_FLOORS` leaves a ceiling within :data:`NIR_NDVI_LIMITS`).
@@ -112,9 +117,14 @@ def choose_nir_test(samples: Sequence, cloud_classes: Sequence[int],
         Label values that are cloud; every other valid label is clear.
     tolerance : float
         Largest share of the cloud pixels that may pass (0-1).
+    ndvi_limit : float
+        Highest NDVI ceiling chosen, from :data:`NIR_NDVI_LIMITS`' range (default its top, 0).
     """
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"tolerance is a share of the cloud pixels (0-1), not {tolerance}")
+    if not (isinstance(ndvi_limit, (int, float)) and NIR_NDVI_LIMITS[0] <= ndvi_limit <= NIR_NDVI_LIMITS[1]):
+        raise ValueError(f"the NIR test's ndvi_limit is an NDVI from {NIR_NDVI_LIMITS[0]} to {NIR_NDVI_LIMITS[1]}, "
+                         f"not {ndvi_limit!r}")
     cols = {"green": [], "nir": [], "ndvi": [], "cloud": []}
     for s in samples:
         bands = nir_snow_bands(s.descriptors)
@@ -134,7 +144,7 @@ def choose_nir_test(samples: Sequence, cloud_classes: Sequence[int],
     best = None
     for floor in NIR_GREEN_FLOORS:
         bright = (green > floor) & (nir > NirSnowTest.nir_min)
-        ceiling = _ceiling(ndvi[bright & cloud], n_cloud, tolerance, NIR_NDVI_LIMITS[1])
+        ceiling = _ceiling(ndvi[bright & cloud], n_cloud, tolerance, float(ndvi_limit))
         if ceiling < NIR_NDVI_LIMITS[0]:
             continue
         clear_passing = int((bright & ~cloud & (ndvi < ceiling)).sum())
@@ -143,9 +153,39 @@ def choose_nir_test(samples: Sequence, cloud_classes: Sequence[int],
     return None if best is None else NirSnowTest(ndvi_max=best[2], green_min=best[1])
 
 
+def test_options(cfg: dict, key: str) -> dict:
+    """The options of the test ``cfg[key]`` asks for: ``{}`` for ``true``, the table's
+    entries for ``key = { ... }`` (each named in :data:`_TEST_OPTIONS`)."""
+    value = cfg.get(key)
+    if not isinstance(value, dict):
+        return {}
+    unknown = sorted(set(value) - set(_TEST_OPTIONS[key]))
+    if unknown:
+        allowed = ", ".join(_TEST_OPTIONS[key]) or "none"
+        raise ValueError(f"{key} = {{ ... }} has unknown options {unknown}; it takes: {allowed} (or {key} = true)")
+    return dict(value)
+
+
+def check_test_options(cfg: dict) -> None:
+    """Refuse, before any training, a test setting that is neither true / false nor a table
+    of that test's options with valid values."""
+    for key in TEST_KEYS:
+        value = cfg.get(key, False)
+        if isinstance(value, bool):
+            continue
+        if not isinstance(value, dict) or not value:
+            raise ValueError(f"{key} must be true, false or a table of its options, not {value!r}")
+        limit = test_options(cfg, key).get("ndvi_limit", NIR_NDVI_LIMITS[1])
+        if not (isinstance(limit, (int, float)) and not isinstance(limit, bool)
+                and NIR_NDVI_LIMITS[0] <= limit <= NIR_NDVI_LIMITS[1]):
+            raise ValueError(f"{key}: ndvi_limit is an NDVI from {NIR_NDVI_LIMITS[0]} to {NIR_NDVI_LIMITS[1]}, "
+                             f"not {limit!r}")
+
+
 def training_snow_tests(cfg: dict, sources, cloud_classes) -> tuple[SnowTest | None, NirSnowTest | None]:
-    """The snow tests a training config asks for (``snow_test``, ``nir_snow_test``), chosen
-    on the labelled training images that have their bands.
+    """The snow tests a training config asks for (``snow_test``, ``nir_snow_test``: ``true``
+    or a table of options, see :func:`test_options`), chosen on the labelled training
+    images that have their bands.
 
     Parameters
     ----------
@@ -166,7 +206,7 @@ def training_snow_tests(cfg: dict, sources, cloud_classes) -> tuple[SnowTest | N
         if not labelled:
             raise ValueError(f"{key} = true needs labelled training images with {needs}; none of the training "
                              "data has them")
-        tests.append(choose(labelled, list(cloud_classes)))
+        tests.append(choose(labelled, list(cloud_classes), **test_options(cfg, key)))
     return tests[0], tests[1]
 
 
@@ -179,17 +219,22 @@ def training_tests(cfg: dict, sources, cloud_classes) -> dict:
     for, chosen on ``sources`` (:func:`training_snow_tests`), and the warm-surface test
     with the literature's thresholds if ``cfg["warm_test"]`` (nothing to choose)."""
     snow, nir = training_snow_tests(cfg, sources, cloud_classes)
+    test_options(cfg, "warm_test")  # nothing to choose: refuses options
     return {"snow_test": snow, "nir_snow_test": nir, "warm_test": WarmSurfaceTest() if cfg.get("warm_test") else None}
 
 
-def give_missing_tests(model, cfg: dict, sources) -> dict:
+def give_missing_tests(model, cfg: dict, sources, again: bool = False) -> dict:
     """Give ``model`` the pixel tests ``cfg`` asks for and the model lacks, as training
     gives them (a finished or kept run of a recipe whose tests came later: they are set
-    after training). Returns ``{key: test}`` of those given."""
-    missing = {key: True for key in TEST_KEYS if cfg.get(key) and getattr(model, key, None) is None}
-    if not missing:
+    after training). With ``again``, every test ``cfg`` asks for is chosen again and
+    replaces the model's where they differ (a kept network scored as a recipe that chooses
+    its tests otherwise). Returns ``{key: test}`` of those given or replaced."""
+    asked = {key: cfg[key] for key in TEST_KEYS if cfg.get(key)
+             and (again or getattr(model, key, None) is None)}
+    if not asked:
         return {}
-    chosen = training_tests(missing, sources, model.cloud_class_indices)
-    for key in missing:
-        setattr(model, key, chosen[key])
-    return {key: chosen[key] for key in missing}
+    chosen = training_tests(asked, sources, model.cloud_class_indices)
+    given = {key: chosen[key] for key in asked if chosen[key] != getattr(model, key, None)}
+    for key, test in given.items():
+        setattr(model, key, test)
+    return given

@@ -23,7 +23,7 @@ from .batchnorm import calibrate_band_sets, recalibrate_batchnorm
 from .checkpoints import WeightAverage, load_checkpoint, save_checkpoint
 from .samplers import Augmentation, RandomPatchBatches
 from .member import check_member_option, training_member
-from .snow import training_tests
+from .snow import check_test_options, training_tests
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -239,10 +239,10 @@ def validate_config(config: dict) -> None:
             canonical_set_name(name)
         except ValueError as e:
             raise ValueError(f"bn_calibration_sets: {e}") from None
-    for key in ("thermal_bands", "warm_test"):
-        if not isinstance(cfg[key], bool):
-            raise ValueError(f"{key} must be true or false, not {cfg[key]!r}")
+    if not isinstance(cfg["thermal_bands"], bool):
+        raise ValueError(f"thermal_bands must be true or false, not {cfg['thermal_bands']!r}")
     check_member_option(cfg)
+    check_test_options(cfg)
     for label, bands in cfg["val_band_sets"].items():
         if isinstance(bands, str) and bands.lower() != "no_thermal":
             try:
