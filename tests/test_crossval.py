@@ -322,6 +322,17 @@ def test_kept_fold_model_gains_the_snow_test_its_config_asks_for(biome, tmp_path
     kept = load_model(stem.with_suffix(".safetensors"))
     assert kept.nir_snow_test is not None and kept.nir_snow_test == choose_nir_test(train, [1])
     assert kept.snow_test == snow_test_for(train, [1]) and seen == [kept.snow_test]
+    # A recipe that chooses the NIR test otherwise (its ceiling held under a limit below the
+    # kept one) scores the same kept network with the test chosen again, and keeps it.
+    limit = round(kept.nir_snow_test.ndvi_max - 0.02, 3)
+    scored = []
+    monkeypatch.setattr(cv, "score_model", lambda model, *a, **k: scored.append(model.nir_snow_test) or real_score(model, *a, **k))
+    logs.clear()
+    cv.cross_validate({**system, "snow_test": True, "nir_snow_test": {"ndvi_limit": limit}}, samples, k=3,
+                      only_fold=2, band_sets=("RGB",), models_dir=tmp_path, log=logs.append)
+    again = load_model(stem.with_suffix(".safetensors")).nir_snow_test
+    assert again == choose_nir_test(train, [1], ndvi_limit=limit) == scored[0] and again.ndvi_max <= limit
+    assert any("nir snow test" in m for m in logs) and not any("step" in m for m in logs)
 
 
 def test_ensemble_system_scores_the_mean_of_its_members_fold_models(biome, tmp_path):
