@@ -290,6 +290,12 @@ def test_the_nir_choice_passes_at_most_the_tolerated_cloud_and_the_most_clear(se
     assert passed(chosen.green_min, chosen.ndvi_max, 0) == best_clear
 
 
+@pytest.mark.parametrize("limit", [0.1, -0.31, True, "-0.05", float("nan")])
+def test_the_nir_choice_refuses_a_limit_outside_its_range(biome, limit):
+    with pytest.raises(ValueError, match="ndvi_limit is an NDVI from -0.3 to 0.0"):
+        choose_nir_test(biome[:1], [1], ndvi_limit=limit)
+
+
 @pytest.mark.parametrize("limit", [0.0, -0.05])
 def test_the_nir_test_chosen_on_training_folds_finds_held_out_lake_ice(biome, limit):
     """Real Biome patches, the cross-validation's folds, RGB+NIR: the test chosen on a

@@ -122,9 +122,7 @@ def choose_nir_test(samples: Sequence, cloud_classes: Sequence[int], tolerance: 
     """
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"tolerance is a share of the cloud pixels (0-1), not {tolerance}")
-    if not (isinstance(ndvi_limit, (int, float)) and NIR_NDVI_LIMITS[0] <= ndvi_limit <= NIR_NDVI_LIMITS[1]):
-        raise ValueError(f"the NIR test's ndvi_limit is an NDVI from {NIR_NDVI_LIMITS[0]} to {NIR_NDVI_LIMITS[1]}, "
-                         f"not {ndvi_limit!r}")
+    _check_ndvi_limit(ndvi_limit)
     cols = {"green": [], "nir": [], "ndvi": [], "cloud": []}
     for s in samples:
         bands = nir_snow_bands(s.descriptors)
@@ -175,11 +173,14 @@ def check_test_options(cfg: dict) -> None:
             continue
         if not isinstance(value, dict) or not value:
             raise ValueError(f"{key} must be true, false or a table of its options, not {value!r}")
-        limit = test_options(cfg, key).get("ndvi_limit", NIR_NDVI_LIMITS[1])
-        if not (isinstance(limit, (int, float)) and not isinstance(limit, bool)
-                and NIR_NDVI_LIMITS[0] <= limit <= NIR_NDVI_LIMITS[1]):
-            raise ValueError(f"{key}: ndvi_limit is an NDVI from {NIR_NDVI_LIMITS[0]} to {NIR_NDVI_LIMITS[1]}, "
-                             f"not {limit!r}")
+        _check_ndvi_limit(test_options(cfg, key).get("ndvi_limit", NIR_NDVI_LIMITS[1]))
+
+
+def _check_ndvi_limit(limit) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) \
+            or not NIR_NDVI_LIMITS[0] <= limit <= NIR_NDVI_LIMITS[1]:
+        raise ValueError(f"the NIR test's ndvi_limit is an NDVI from {NIR_NDVI_LIMITS[0]} to {NIR_NDVI_LIMITS[1]}, "
+                         f"not {limit!r}")
 
 
 def training_snow_tests(cfg: dict, sources, cloud_classes) -> tuple[SnowTest | None, NirSnowTest | None]:
