@@ -18,10 +18,12 @@ There (the device tool's ``run``; everything they write for us is under $OUT):
 packages the GPU image lacks) into ``.gpu/site`` and runs ``benchmarks.bench_speed
 --gpu-only``. ``crossval`` then trains and scores one 4-step run of the plan's first recipe
 on the GPU (a broken CUDA path costs a minute, not the lease), runs the plan's (recipe,
-seed, fold) jobs as parallel processes until the budget, and merges each recipe's finished
-runs into ``$OUT/<recipe>.json`` (seeds with every fold) and ``<recipe>_partial.json`` (the
-rest), in ``crossval --merge`` format; a job stopped at the deadline leaves nothing. ``$OUT/gpu_session.json`` says what ran, how long each job took and why
-any did not finish: the throughput a later session plans with.
+seed, fold) jobs as parallel processes until the budget (a job then scores the recipe's
+siblings on the fold networks it trained: recipes that differ only after training), and
+merges each recipe's finished runs into ``$OUT/<recipe>.json`` (seeds with every fold) and
+``<recipe>_partial.json`` (the rest), in ``crossval --merge`` format; a job stopped at the
+deadline leaves nothing. ``$OUT/gpu_session.json`` says what ran, how long each job took
+and why any did not finish: the throughput a later session plans with.
 
 Why two calls: what a call carries must fit the tool's 64 MiB together with the repository
 (about 28 MiB); the wheels are 32 MiB and the Biome patches 26. The second call finds the
@@ -68,10 +70,15 @@ GPU_DIR = ROOT / ".gpu"
 #: 2026-12-06) found the decks and lost bright uniform clear ground (RGB+NIR 0.781): out.
 #: Since 2026-12-06 (forty-third session) the member recipe with the NIR test's ceiling held
 #: under -0.05 (``..._member_icelimit.toml``: the same training, only the RGB+NIR test chosen
-#: otherwise; seeds 13-15 scored on the CPU), so 16-18. At most MAX_RECIPES: the tool
-#: returns 8 files.
-PLAN: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member_icelimit.toml", (16, 17, 18)),
+#: otherwise; seeds 13-15 scored on the CPU), so 16-18.
+#: Its siblings (recipes that differ only in what is chosen or trained after the network)
+#: are scored on the same fold networks: the member recipe without the limit and the network
+#: alone, so a GPU seed gives the three rows the CPU seeds give. At most MAX_RECIPES,
+#: siblings included: the tool returns 8 files.
+PLAN: tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...] = (
+    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member_icelimit.toml", (16, 17, 18),
+     ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member.toml",
+      "configs/systems/sensei_dlv3_mosaic_snow_nir_warm.toml")),
 )
 FOLDS = 3
 MAX_RECIPES = 3
@@ -103,9 +110,13 @@ class Job:
     config: str
     seed: int
     fold: int
+    #: Recipes scored after ``config`` on the fold networks it trained (kept for the job).
+    siblings: tuple[str, ...] = ()
     status: str = "not started"  # -> running -> done | failed | stopped at the deadline
     seconds: float | None = None
     out: str = ""
+    #: Each sibling's result file.
+    sibling_outs: dict[str, str] = field(default_factory=dict)
     log_tail: list[str] = field(default_factory=list)
 
     @property
@@ -113,25 +124,36 @@ class Job:
         return Path(self.config).stem
 
 
-def jobs_of(plan: Sequence[tuple[str, Sequence[int]]], folds: int = FOLDS) -> list[Job]:
+Plan = Sequence[tuple[str, Sequence[int], Sequence[str]]]
+
+
+def jobs_of(plan: Plan, folds: int = FOLDS) -> list[Job]:
     """The plan's jobs, first seed of every recipe first: a budget cut short leaves whole
     seeds of several recipes rather than all seeds of one."""
-    rounds = max((len(seeds) for _, seeds in plan), default=0)
-    return [Job(config, seeds[i], fold) for i in range(rounds) for config, seeds in plan if i < len(seeds)
-            for fold in range(folds)]
+    rounds = max((len(seeds) for _, seeds, _ in plan), default=0)
+    return [Job(config, seeds[i], fold, tuple(siblings)) for i in range(rounds) for config, seeds, siblings in plan
+            if i < len(seeds) for fold in range(folds)]
 
 
-def parse_plan(items: Sequence[str]) -> list[tuple[str, tuple[int, ...]]]:
-    """``CONFIG:SEED,SEED`` items as a plan."""
+def recipes_of(plan: Plan) -> list[str]:
+    """Every recipe a plan scores, siblings after theirs: one result file (two with a
+    partial one) each."""
+    return list(dict.fromkeys(c for config, _, siblings in plan for c in (config, *siblings)))
+
+
+def parse_plan(items: Sequence[str]) -> list[tuple[str, tuple[int, ...], tuple[str, ...]]]:
+    """``CONFIG:SEED,SEED[:SIBLING,SIBLING]`` items as a plan."""
     plan = []
     for item in items:
-        config, _, seeds = item.partition(":")
+        config, _, rest = item.partition(":")
+        seeds, _, siblings = rest.partition(":")
         if not seeds:
-            raise SystemExit(f"--plan {item!r}: write CONFIG:SEEDS, e.g. configs/systems/sensei_dlv3.toml:0,1,2")
-        plan.append((config, tuple(int(s) for s in seeds.split(","))))
-    if len(plan) > MAX_RECIPES:
-        raise SystemExit(f"--plan names {len(plan)} recipes; at most {MAX_RECIPES} (the device tool returns "
-                         "8 files: two a recipe and the report)")
+            raise SystemExit(f"--plan {item!r}: write CONFIG:SEEDS, e.g. configs/systems/sensei_dlv3.toml:0,1,2 "
+                             "(and :SIBLING,SIBLING for recipes scored on the same networks)")
+        plan.append((config, tuple(int(s) for s in seeds.split(",")), tuple(filter(None, siblings.split(",")))))
+    if len(recipes_of(plan)) > MAX_RECIPES:
+        raise SystemExit(f"--plan names {len(recipes_of(plan))} recipes, siblings included; at most {MAX_RECIPES} "
+                         "(the device tool returns 8 files: two a recipe and the report)")
     return plan
 
 
@@ -147,9 +169,27 @@ def with_overrides(config: str, overrides: dict, folder: Path) -> str:
     return str(path)
 
 
-def _command(job: Job, config: str, threads: int) -> list[str]:
-    return [sys.executable, "-m", "sensei_xr.training.crossval", config, "--seeds", str(job.seed),
-            "--only-fold", str(job.fold), "--threads", str(threads), "--out", job.out]
+def _command(job: Job, configs: dict[str, str], threads: int, models: Path) -> list[str]:
+    siblings = [a for s in job.siblings for a in ("--sibling", f"{configs[s]}={job.sibling_outs[s]}")]
+    return [sys.executable, "-m", "benchmarks.gpu_session", "job", configs[job.config], "--seed", str(job.seed),
+            "--fold", str(job.fold), "--threads", str(threads), "--models", str(models), "--out", job.out,
+            *siblings]
+
+
+def run_job(config: str, seed: int, fold: int, threads: int, models: str | os.PathLike, out: str,
+            siblings: Sequence[tuple[str, str]] = ()) -> int:
+    """One job in its own process: ``config``'s fold trained and scored, its networks kept
+    in ``models``, then each (sibling config, result file) scored on them (a sibling whose
+    training recipe differs is refused by ``crossval``, not retrained)."""
+    from sensei_xr.training.crossval import main as crossval_main
+
+    common = ["--seeds", str(seed), "--only-fold", str(fold), "--threads", str(threads), "--keep-models",
+              str(models)]
+    for recipe, result in ((config, out), *siblings):
+        status = crossval_main([recipe, *common, "--out", result])
+        if status:
+            return status
+    return 0
 
 
 def run_jobs(jobs: list[Job], configs: dict[str, str], work: Path, budget_s: float, workers: int,
@@ -167,9 +207,11 @@ def run_jobs(jobs: list[Job], configs: dict[str, str], work: Path, budget_s: flo
         estimate = durations[len(durations) // 2] if durations else 0.0
         while waiting and len(running) < workers and time.monotonic() + estimate < deadline:
             job = waiting.pop(0)
-            job.out = str(work / f"{job.stem}_s{job.seed}_f{job.fold}.json")
-            handle = open(work / f"{job.stem}_s{job.seed}_f{job.fold}.log", "w")
-            proc = subprocess.Popen(_command(job, configs[job.config], threads), cwd=ROOT, env=env,
+            name = f"{job.stem}_s{job.seed}_f{job.fold}"
+            job.out = str(work / f"{name}.json")
+            job.sibling_outs = {s: str(work / f"{Path(s).stem}_s{job.seed}_f{job.fold}.json") for s in job.siblings}
+            handle = open(work / f"{name}.log", "w")
+            proc = subprocess.Popen(_command(job, configs, threads, work / f"{name}_models"), cwd=ROOT, env=env,
                                     stdout=handle, stderr=subprocess.STDOUT)
             running[proc] = (job, handle, time.monotonic())
             job.status = "running"
@@ -207,11 +249,12 @@ def merge_done(jobs: list[Job], configs: dict[str, str], out: Path, folds: int =
     from sensei_xr.training.crossval import main as crossval_main
 
     written = []
-    for config in dict.fromkeys(j.config for j in jobs):
-        done = [j for j in jobs if j.config == config and j.status == "done"]
+    for config in dict.fromkeys(c for j in jobs for c in (j.config, *j.siblings)):
+        done = [j for j in jobs if config in (j.config, *j.siblings) and j.status == "done"]
         whole = {j.seed for j in done if sum(k.seed == j.seed for k in done) == folds}
-        for suffix, parts in (("", [j.out for j in done if j.seed in whole]),
-                              ("_partial", [j.out for j in done if j.seed not in whole])):
+        out_of = lambda j: j.out if j.config == config else j.sibling_outs[config]  # noqa: E731
+        for suffix, parts in (("", [out_of(j) for j in done if j.seed in whole]),
+                              ("_partial", [out_of(j) for j in done if j.seed not in whole])):
             if parts:
                 target = out / f"{Path(config).stem}{suffix}.json"
                 crossval_main([configs[config], "--merge", *parts, "--out", str(target)])
@@ -230,7 +273,7 @@ def crossval(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     os.environ.update(_call_env(Path(args.carried) if args.carried else GPU_DIR / "cv", Path(args.site)))
     plan = parse_plan(args.plan) if args.plan else list(PLAN)
-    report = {"environment": environment(), "plan": [[c, list(s)] for c, s in plan],
+    report = {"environment": environment(), "plan": [[c, list(s), list(sib)] for c, s, sib in plan],
               "workers": args.workers, "threads": args.threads, "budget_s": args.budget_s}
     if args.device_check and not torch.cuda.is_available():
         raise SystemExit("crossval: torch sees no CUDA device (pass --no-device-check to run on the CPU)")
@@ -240,7 +283,7 @@ def crossval(args) -> int:
                          "first, on the same warm machine (it installs the carried wheels there)")
     work = Path(tempfile.mkdtemp(prefix="gpu_session_"))
     overrides = json.loads(args.override) if args.override else {}
-    configs = {c: with_overrides(c, overrides, work) for c, _ in plan}
+    configs = {c: with_overrides(c, overrides, work) for c in recipes_of(plan)}
     try:
         smoke, smoke_dir = Job(plan[0][0], 0, 0), work / "smoke"
         smoke_dir.mkdir()
@@ -359,6 +402,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     pc.add_argument("--override", default=None, help="JSON of recipe keys to replace (tests: fewer steps)")
     pc.add_argument("--no-device-check", dest="device_check", action="store_false",
                     help="run without CUDA (a test on the CPU)")
+    pj = sub.add_parser("job", help="one (recipe, seed, fold) job and its siblings (crossval starts them)")
+    pj.add_argument("config")
+    pj.add_argument("--seed", type=int, required=True)
+    pj.add_argument("--fold", type=int, required=True)
+    pj.add_argument("--threads", type=int, default=1)
+    pj.add_argument("--models", required=True, help="folder the fold's networks are kept in")
+    pj.add_argument("--out", required=True)
+    pj.add_argument("--sibling", action="append", default=[], metavar="CONFIG=OUT")
     ps = sub.add_parser("speed", help="there: the GPU speed benchmark within a budget")
     ps.add_argument("--out", required=True)
     ps.add_argument("--budget-s", type=float, default=180.0)
@@ -366,6 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ps.add_argument("--site", default=str(SITE), help="where to install the wheels (default .gpu/site)")
     ps.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
+    if args.command == "job":
+        return run_job(args.config, args.seed, args.fold, args.threads, args.models, args.out,
+                       [tuple(s.rsplit("=", 1)) for s in args.sibling])
     return {"prepare": prepare, "crossval": crossval, "speed": speed}[args.command](args)
 
 

@@ -3,6 +3,7 @@ to two steps: what a lent GPU's minutes depend on must work before the minutes s
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -45,7 +46,8 @@ def test_a_session_runs_smoke_then_its_jobs_with_only_the_image_and_its_wheels(s
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.gpu_session", "crossval", "--out", str(out), "--budget-s", "900",
-         "--plan", "configs/systems/nn_fixed.toml:1", "--workers", "2", "--threads", "1",
+         "--plan", "configs/systems/sensei_nn_snow_nir.toml:1:configs/systems/sensei_nn.toml", "--workers", "2",
+         "--threads", "1",
          "--override", json.dumps(TWO_STEPS), "--no-device-check", "--carried", str(carried)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -53,11 +55,13 @@ def test_a_session_runs_smoke_then_its_jobs_with_only_the_image_and_its_wheels(s
     assert report["smoke"]["status"] == "done"
     assert [(j["seed"], j["fold"], j["status"]) for j in report["jobs"]] == [(1, f, "done") for f in range(3)]
     assert all(j["seconds"] > 0 for j in report["jobs"])
-    merged = json.loads((out / "nn_fixed.json").read_text())
-    assert sorted((r["fold"], r["seed"]) for r in merged["runs"]) == [(0, 1), (1, 1), (2, 1)]
-    assert merged["config"]["steps"] == 2  # the overridden recipe is what the result says it is
-    assert set(merged["summary"]) >= {"ALL", "RGB"}
-    assert sorted(p.name for p in out.iterdir()) == ["gpu_session.json", "nn_fixed.json"]
+    for name, system in (("sensei_nn_snow_nir", "SEnSeI+NN, snow tests with and without 1.6 um"),
+                         ("sensei_nn", "SEnSeI+NN")):  # the recipe, then its sibling on the same networks
+        merged = json.loads((out / f"{name}.json").read_text())
+        assert sorted((r["fold"], r["seed"]) for r in merged["runs"]) == [(0, 1), (1, 1), (2, 1)]
+        assert merged["config"]["steps"] == 2  # the overridden recipe is what the result says it is
+        assert merged["config"]["system"] == system and set(merged["summary"]) >= {"ALL", "RGB"}
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_session.json", "sensei_nn.json", "sensei_nn_snow_nir.json"]
 
 
 def test_jobs_at_the_deadline_are_stopped_and_the_rest_never_start(tmp_path):
@@ -71,19 +75,52 @@ def test_jobs_at_the_deadline_are_stopped_and_the_rest_never_start(tmp_path):
 
 
 def test_a_cut_budget_leaves_whole_first_seeds_of_every_recipe():
-    jobs = jobs_of([("a.toml", (3, 4)), ("b.toml", (0,))], folds=3)
-    assert [(j.config, j.seed, j.fold) for j in jobs] == [
-        ("a.toml", 3, 0), ("a.toml", 3, 1), ("a.toml", 3, 2), ("b.toml", 0, 0), ("b.toml", 0, 1), ("b.toml", 0, 2),
-        ("a.toml", 4, 0), ("a.toml", 4, 1), ("a.toml", 4, 2)]
+    jobs = jobs_of([("a.toml", (3, 4), ("a2.toml",)), ("b.toml", (0,), ())], folds=3)
+    assert [(j.config, j.seed, j.fold, j.siblings) for j in jobs] == [
+        ("a.toml", 3, 0, ("a2.toml",)), ("a.toml", 3, 1, ("a2.toml",)), ("a.toml", 3, 2, ("a2.toml",)),
+        ("b.toml", 0, 0, ()), ("b.toml", 0, 1, ()), ("b.toml", 0, 2, ()),
+        ("a.toml", 4, 0, ("a2.toml",)), ("a.toml", 4, 1, ("a2.toml",)), ("a.toml", 4, 2, ("a2.toml",))]
 
 
-def test_a_plan_names_seeds_and_fits_the_files_the_tool_returns():
-    assert gpu_session.parse_plan(["x.toml:0,2"]) == [("x.toml", (0, 2))]
+def test_a_plan_names_seeds_and_siblings_and_fits_the_files_the_tool_returns():
+    assert gpu_session.parse_plan(["x.toml:0,2"]) == [("x.toml", (0, 2), ())]
+    assert gpu_session.parse_plan(["x.toml:1:y.toml,z.toml"]) == [("x.toml", (1,), ("y.toml", "z.toml"))]
     with pytest.raises(SystemExit, match="CONFIG:SEEDS"):
         gpu_session.parse_plan(["x.toml"])
     with pytest.raises(SystemExit, match="at most 3"):
         gpu_session.parse_plan([f"{i}.toml:0" for i in range(4)])
-    assert len(gpu_session.PLAN) <= 3 and all((ROOT / c).is_file() for c, _ in gpu_session.PLAN)
+    with pytest.raises(SystemExit, match="4 recipes, siblings included"):
+        gpu_session.parse_plan(["x.toml:0:y.toml", "z.toml:0:w.toml"])
+    recipes = gpu_session.recipes_of(gpu_session.PLAN)
+    assert len(recipes) <= 3 and all((ROOT / c).is_file() for c in recipes)
+
+
+def test_siblings_are_scored_on_the_networks_their_job_trained(shared_data, tmp_path, monkeypatch):
+    """SEnSeI+NN with and without its snow tests: the same training, so one network per fold
+    serves both; the sibling's results come from it, not from a second training."""
+    train_module = importlib.import_module("sensei_xr.training.train")  # the package's `train` is the function
+    trained = []
+    real_train = train_module.train
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: trained.append(a[2]) or real_train(*a, **k))
+    configs = {}
+    for name in ("sensei_nn_snow_nir", "sensei_nn"):
+        configs[name] = gpu_session.with_overrides(f"configs/systems/{name}.toml", TWO_STEPS, tmp_path)
+    outs = {name: str(tmp_path / f"{name}_out.json") for name in configs}
+    assert gpu_session.run_job(configs["sensei_nn_snow_nir"], 1, 2, 1, tmp_path / "models", outs["sensei_nn_snow_nir"],
+                               [(configs["sensei_nn"], outs["sensei_nn"])]) == 0
+    assert len(trained) == 1  # the fold's one network, by the first recipe
+    main, sibling = (json.loads(Path(outs[n]).read_text()) for n in ("sensei_nn_snow_nir", "sensei_nn"))
+    assert [(r["fold"], r["seed"]) for r in main["runs"]] == [(2, 1)] == [(r["fold"], r["seed"]) for r in sibling["runs"]]
+    assert sibling["config"]["system"] == "SEnSeI+NN" and "snow_test" not in sibling["config"]
+    # RGB has neither snow test's bands: the same network scores it to the pixel in both.
+    assert main["runs"][0]["band_sets"]["RGB"] == sibling["runs"][0]["band_sets"]["RGB"]
+    # A recipe trained otherwise is refused on those networks, not trained again beside them.
+    (tmp_path / "other").mkdir()
+    other = gpu_session.with_overrides("configs/systems/sensei_nn.toml", {**TWO_STEPS, "lr": 5e-4}, tmp_path / "other")
+    with pytest.raises(ValueError, match="another recipe"):
+        gpu_session.run_job(configs["sensei_nn_snow_nir"], 1, 2, 1, tmp_path / "models", outs["sensei_nn"],
+                            [(other, str(tmp_path / "other.json"))])
+    assert len(trained) == 1
 
 
 def test_prepare_copies_the_data_each_call_reads_and_checks_the_carry_limit(shared_data, tmp_path, capsys):
