@@ -176,20 +176,36 @@ def _command(job: Job, configs: dict[str, str], threads: int, models: Path) -> l
             *siblings]
 
 
+#: A job's exit status when its recipe was scored and a sibling was not (its result file is
+#: missing; the recipe's stands).
+SIBLING_FAILED = 3
+
+
 def run_job(config: str, seed: int, fold: int, threads: int, models: str | os.PathLike, out: str,
             siblings: Sequence[tuple[str, str]] = ()) -> int:
     """One job in its own process: ``config``'s fold trained and scored, its networks kept
     in ``models``, then each (sibling config, result file) scored on them (a sibling whose
-    training recipe differs is refused by ``crossval``, not retrained)."""
+    training recipe differs is refused by ``crossval``, not retrained). Returns 0, or
+    :data:`SIBLING_FAILED` when a sibling could not be scored (the others still are)."""
+    import traceback
+
     from sensei_xr.training.crossval import main as crossval_main
 
     common = ["--seeds", str(seed), "--only-fold", str(fold), "--threads", str(threads), "--keep-models",
               str(models)]
-    for recipe, result in ((config, out), *siblings):
-        status = crossval_main([recipe, *common, "--out", result])
-        if status:
-            return status
-    return 0
+    status = crossval_main([config, *common, "--out", out])
+    if status:
+        return status
+    for recipe, result in siblings:
+        try:
+            if crossval_main([recipe, *common, "--out", result]):
+                raise RuntimeError("crossval returned a failure status")
+        except Exception:  # the recipe's own result must survive a sibling's failure
+            traceback.print_exc()
+            print(f"sibling {recipe} not scored; {config}'s result stands")
+            Path(result).unlink(missing_ok=True)
+            status = SIBLING_FAILED
+    return status
 
 
 def run_jobs(jobs: list[Job], configs: dict[str, str], work: Path, budget_s: float, workers: int,
@@ -231,6 +247,8 @@ def run_jobs(jobs: list[Job], configs: dict[str, str], work: Path, budget_s: flo
                     proc.kill()
                     proc.wait()
                 job.status = "stopped at the deadline"
+            elif proc.returncode == SIBLING_FAILED:
+                job.status = "done, a sibling failed"
             else:
                 job.status = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
             handle.close()
@@ -250,9 +268,10 @@ def merge_done(jobs: list[Job], configs: dict[str, str], out: Path, folds: int =
 
     written = []
     for config in dict.fromkeys(c for j in jobs for c in (j.config, *j.siblings)):
-        done = [j for j in jobs if config in (j.config, *j.siblings) and j.status == "done"]
-        whole = {j.seed for j in done if sum(k.seed == j.seed for k in done) == folds}
         out_of = lambda j: j.out if j.config == config else j.sibling_outs[config]  # noqa: E731
+        done = [j for j in jobs if config in (j.config, *j.siblings) and j.status.startswith("done")
+                and Path(out_of(j)).is_file()]
+        whole = {j.seed for j in done if sum(k.seed == j.seed for k in done) == folds}
         for suffix, parts in (("", [out_of(j) for j in done if j.seed in whole]),
                               ("_partial", [out_of(j) for j in done if j.seed not in whole])):
             if parts:
@@ -285,9 +304,10 @@ def crossval(args) -> int:
     overrides = json.loads(args.override) if args.override else {}
     configs = {c: with_overrides(c, overrides, work) for c in recipes_of(plan)}
     try:
-        smoke, smoke_dir = Job(plan[0][0], 0, 0), work / "smoke"
+        # The first recipe with its siblings: a broken sibling path also costs a minute.
+        smoke, smoke_dir = Job(plan[0][0], 0, 0, tuple(plan[0][2])), work / "smoke"
         smoke_dir.mkdir()
-        smoke_config = {smoke.config: with_overrides(smoke.config, {**overrides, **SMOKE}, smoke_dir)}
+        smoke_config = {c: with_overrides(c, {**overrides, **SMOKE}, smoke_dir) for c in (smoke.config, *smoke.siblings)}
         run_jobs([smoke], smoke_config, smoke_dir, args.smoke_budget_s, 1, args.threads)
         report["smoke"] = asdict(smoke)
         if smoke.status != "done":

@@ -95,7 +95,7 @@ def test_a_plan_names_seeds_and_siblings_and_fits_the_files_the_tool_returns():
     assert len(recipes) <= 3 and all((ROOT / c).is_file() for c in recipes)
 
 
-def test_siblings_are_scored_on_the_networks_their_job_trained(shared_data, tmp_path, monkeypatch):
+def test_siblings_are_scored_on_the_networks_their_job_trained(shared_data, tmp_path, monkeypatch, capsys):
     """SEnSeI+NN with and without its snow tests: the same training, so one network per fold
     serves both; the sibling's results come from it, not from a second training."""
     train_module = importlib.import_module("sensei_xr.training.train")  # the package's `train` is the function
@@ -114,13 +114,22 @@ def test_siblings_are_scored_on_the_networks_their_job_trained(shared_data, tmp_
     assert sibling["config"]["system"] == "SEnSeI+NN" and "snow_test" not in sibling["config"]
     # RGB has neither snow test's bands: the same network scores it to the pixel in both.
     assert main["runs"][0]["band_sets"]["RGB"] == sibling["runs"][0]["band_sets"]["RGB"]
-    # A recipe trained otherwise is refused on those networks, not trained again beside them.
+    # A recipe trained otherwise is refused on those networks, not trained again beside them;
+    # the job's own result stands and says so by its status.
     (tmp_path / "other").mkdir()
     other = gpu_session.with_overrides("configs/systems/sensei_nn.toml", {**TWO_STEPS, "lr": 5e-4}, tmp_path / "other")
-    with pytest.raises(ValueError, match="another recipe"):
-        gpu_session.run_job(configs["sensei_nn_snow_nir"], 1, 2, 1, tmp_path / "models", outs["sensei_nn"],
-                            [(other, str(tmp_path / "other.json"))])
-    assert len(trained) == 1
+    again = str(tmp_path / "again.json")
+    assert gpu_session.run_job(configs["sensei_nn_snow_nir"], 1, 2, 1, tmp_path / "models", again,
+                               [(other, str(tmp_path / "other.json"))]) == gpu_session.SIBLING_FAILED
+    assert "another recipe" in capsys.readouterr().err
+    assert len(trained) == 1 and not (tmp_path / "other.json").exists()
+    assert json.loads(Path(again).read_text())["runs"][0]["band_sets"] == main["runs"][0]["band_sets"]
+    job = Job("a.toml", 1, 2, ("b.toml",), status="done, a sibling failed", out=again,
+              sibling_outs={"b.toml": str(tmp_path / "other.json")})
+    (tmp_path / "merged").mkdir()
+    written = merge_done([job], {"a.toml": configs["sensei_nn_snow_nir"], "b.toml": other}, tmp_path / "merged",
+                         folds=1)
+    assert [Path(p).name for p in written] == ["a.json"]  # the recipe merged, the missing sibling not
 
 
 def test_prepare_copies_the_data_each_call_reads_and_checks_the_carry_limit(shared_data, tmp_path, capsys):
