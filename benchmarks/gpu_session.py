@@ -65,18 +65,18 @@ GPU_DIR = ROOT / ".gpu"
 #: shift (``sensei_dlv3_mosaic_snow_nir_t40.toml``) gained 9 points on fold 0 with all bands
 #: in seed 5 and 1 in seed 4 (2026-12-04): out. Since 2026-12-05 the default's recipe adds the
 #: warm-surface test (set after training, so the same training): scored with it. Since
-#: 2026-12-05 the default adds the per-pixel member: seeds 8-15 ran on the CPU.
+#: 2026-12-05 the default adds the per-pixel member: seeds 8-16 ran on the CPU.
 #: Synthetic overcast decks (``sensei_dlv3_mosaic_snow_nir_warm_overcast.toml``, seed 15,
 #: 2026-12-06) found the decks and lost bright uniform clear ground (RGB+NIR 0.781): out.
 #: Since 2026-12-06 (forty-third session) the member recipe with the NIR test's ceiling held
 #: under -0.05 (``..._member_icelimit.toml``: the same training, only the RGB+NIR test chosen
-#: otherwise; seeds 13-15 scored on the CPU), so 16-18.
+#: otherwise; seeds 13-16 scored on the CPU, 16 in the forty-fourth session), so 17-19.
 #: Its siblings (recipes that differ only in what is chosen or trained after the network)
 #: are scored on the same fold networks: the member recipe without the limit and the network
 #: alone, so a GPU seed gives the three rows the CPU seeds give. At most MAX_RECIPES,
 #: siblings included: the tool returns 8 files.
 PLAN: tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...] = (
-    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member_icelimit.toml", (16, 17, 18),
+    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member_icelimit.toml", (17, 18, 19),
      ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member.toml",
       "configs/systems/sensei_dlv3_mosaic_snow_nir_warm.toml")),
 )
