@@ -411,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pc = sub.add_parser("crossval", help="there: the plan's cross-validation jobs within a budget")
     pc.add_argument("--out", required=True)
     pc.add_argument("--budget-s", type=float, default=360.0, help="seconds for the whole call (default 360)")
-    pc.add_argument("--plan", nargs="+", default=None, metavar="CONFIG:SEEDS", help="default: PLAN")
+    pc.add_argument("--plan", nargs="+", default=None, metavar="CONFIG:SEEDS[:SIBLINGS]",
+                    help="recipes, seeds and siblings scored on the same networks (default: PLAN)")
     pc.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="jobs at a time (default: cores)")
     pc.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
     pc.add_argument("--smoke-budget-s", type=float, default=120.0)
