@@ -112,7 +112,7 @@ class Job:
     fold: int
     #: Recipes scored after ``config`` on the fold networks it trained (kept for the job).
     siblings: tuple[str, ...] = ()
-    status: str = "not started"  # -> running -> done | failed | stopped at the deadline
+    status: str = "not started"  # -> running -> done | done, a sibling failed | failed | stopped at the deadline
     seconds: float | None = None
     out: str = ""
     #: Each sibling's result file.
