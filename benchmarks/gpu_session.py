@@ -76,7 +76,7 @@ GPU_DIR = ROOT / ".gpu"
 #: alone, so a GPU seed gives the three rows the CPU seeds give. At most MAX_RECIPES,
 #: siblings included: the tool returns 8 files.
 PLAN: tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...] = (
-    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member_icelimit.toml", (17, 18, 19),
+    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member_icelimit.toml", (18, 19, 20),
      ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member.toml",
       "configs/systems/sensei_dlv3_mosaic_snow_nir_warm.toml")),
 )
