@@ -65,12 +65,13 @@ GPU_DIR = ROOT / ".gpu"
 #: shift (``sensei_dlv3_mosaic_snow_nir_t40.toml``) gained 9 points on fold 0 with all bands
 #: in seed 5 and 1 in seed 4 (2026-12-04): out. Since 2026-12-05 the default's recipe adds the
 #: warm-surface test (set after training, so the same training): scored with it. Since
-#: 2026-12-05 the default adds the per-pixel member: seeds 8-16 ran on the CPU.
+#: 2026-12-05 the default adds the per-pixel member: seeds 8-17 ran on the CPU.
 #: Synthetic overcast decks (``sensei_dlv3_mosaic_snow_nir_warm_overcast.toml``, seed 15,
 #: 2026-12-06) found the decks and lost bright uniform clear ground (RGB+NIR 0.781): out.
 #: Since 2026-12-06 (forty-third session) the member recipe with the NIR test's ceiling held
 #: under -0.05 (``..._member_icelimit.toml``: the same training, only the RGB+NIR test chosen
-#: otherwise; seeds 13-16 scored on the CPU, 16 in the forty-fourth session), so 17-19.
+#: otherwise; seeds 13-17 scored on the CPU, 16 and 17 in the forty-fourth and forty-fifth
+#: sessions), so 18-20.
 #: Its siblings (recipes that differ only in what is chosen or trained after the network)
 #: are scored on the same fold networks: the member recipe without the limit and the network
 #: alone, so a GPU seed gives the three rows the CPU seeds give. At most MAX_RECIPES,
@@ -84,6 +85,10 @@ FOLDS = 3
 MAX_RECIPES = 3
 #: Recipe keys a smoke run (and a test) overrides to make a run take seconds.
 SMOKE = {"steps": 4, "steps_per_epoch": 2, "bn_recalibration_batches": 2}
+#: A smoke run's per-pixel member, for a recipe with one: its 3000 steps on one core were 35 %
+#: of the smoke run (192 -> 124 s on the loaded 2-core VM, 2026-12-06); the smoke checks the
+#: code path, so a few steps do.
+SMOKE_MEMBER_STEPS = 20
 #: Sample-data folders each call reads.
 SETUP_DATA = ("s2_l1c_eolearn",)
 CV_DATA = ("l8_biome_patches",)
@@ -167,6 +172,19 @@ def with_overrides(config: str, overrides: dict, folder: Path) -> str:
     path = folder / f"{Path(config).stem}.json"
     path.write_text(json.dumps({**read_system(config), **overrides}))
     return str(path)
+
+
+def smoke_overrides(config: str) -> dict:
+    """:data:`SMOKE`, and for a recipe with a per-pixel member the same member's options
+    (fallbacks included) with :data:`SMOKE_MEMBER_STEPS` steps; a recipe without one gets none."""
+    from sensei_xr.training.crossval import read_system
+    from sensei_xr.training.member import wants_member
+
+    system = read_system(config)
+    if not wants_member(system):
+        return dict(SMOKE)
+    spec = system["pixel_member"]
+    return {**SMOKE, "pixel_member": {**({} if spec is True else dict(spec)), "steps": SMOKE_MEMBER_STEPS}}
 
 
 def _command(job: Job, configs: dict[str, str], threads: int, models: Path) -> list[str]:
@@ -292,8 +310,9 @@ def crossval(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     os.environ.update(_call_env(Path(args.carried) if args.carried else GPU_DIR / "cv", Path(args.site)))
     plan = parse_plan(args.plan) if args.plan else list(PLAN)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.workers))
     report = {"environment": environment(), "plan": [[c, list(s), list(sib)] for c, s, sib in plan],
-              "workers": args.workers, "threads": args.threads, "budget_s": args.budget_s}
+              "workers": args.workers, "threads": threads, "budget_s": args.budget_s}
     if args.device_check and not torch.cuda.is_available():
         raise SystemExit("crossval: torch sees no CUDA device (pass --no-device-check to run on the CPU)")
     missing = [m for m in ("dask", "rioxarray") if importlib.util.find_spec(m) is None]
@@ -306,14 +325,15 @@ def crossval(args) -> int:
     try:
         smoke, smoke_dir = Job(plan[0][0], 0, 0), work / "smoke"
         smoke_dir.mkdir()
-        smoke_config = {smoke.config: with_overrides(smoke.config, {**overrides, **SMOKE}, smoke_dir)}
-        run_jobs([smoke], smoke_config, smoke_dir, args.smoke_budget_s, 1, args.threads)
+        smoke_config = {smoke.config: with_overrides(smoke.config, {**overrides, **smoke_overrides(smoke.config)},
+                                                     smoke_dir)}
+        run_jobs([smoke], smoke_config, smoke_dir, args.smoke_budget_s, 1, threads)
         report["smoke"] = asdict(smoke)
         if smoke.status != "done":
             return _finish(report, out, 1, f"the smoke run {smoke.status}; see gpu_session.json")
         jobs = jobs_of(plan)
         left = args.budget_s - (time.monotonic() - t0) - args.merge_s
-        run_jobs(jobs, configs, work, left, args.workers, args.threads)
+        run_jobs(jobs, configs, work, left, args.workers, threads)
         report["jobs"] = [asdict(j) for j in jobs]
         report["merged"] = merge_done(jobs, configs, out)
         report["seconds"] = time.monotonic() - t0
@@ -413,8 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pc.add_argument("--budget-s", type=float, default=360.0, help="seconds for the whole call (default 360)")
     pc.add_argument("--plan", nargs="+", default=None, metavar="CONFIG:SEEDS[:SIBLINGS]",
                     help="recipes, seeds and siblings scored on the same networks (default: PLAN)")
-    pc.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="jobs at a time (default: cores)")
-    pc.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
+    pc.add_argument("--workers", type=int, default=FOLDS,
+                    help=f"jobs at a time (default {FOLDS}: one seed's folds; a job stopped at the deadline "
+                         "leaves nothing, and later seeds start only while the finished jobs' median time fits)")
+    pc.add_argument("--threads", type=int, default=0,
+                    help="torch threads per job (default 0: the cores shared by the jobs at a time)")
     pc.add_argument("--smoke-budget-s", type=float, default=120.0)
     pc.add_argument("--merge-s", type=float, default=20.0, help="seconds kept for merging (default 20)")
     pc.add_argument("--carried", default=None, help="folder with data/ (default .gpu/cv)")

@@ -95,6 +95,27 @@ def test_a_plan_names_seeds_and_siblings_and_fits_the_files_the_tool_returns():
     assert len(recipes) <= 3 and all((ROOT / c).is_file() for c in recipes)
 
 
+def test_the_smoke_run_trains_a_short_member_only_for_a_recipe_that_has_one(tmp_path):
+    from sensei_xr.training.crossval import read_system
+    from sensei_xr.training.member import check_member_option
+
+    systems = ROOT / "configs" / "systems"
+    fallback = gpu_session.smoke_overrides(str(systems / "sensei_dlv3_mosaic_snow_nir_warm_member_fallback.toml"))
+    assert fallback["pixel_member"] == {"fallbacks": [{"band_set": "RGBNIR", "weight": 0.25}],
+                                        "steps": gpu_session.SMOKE_MEMBER_STEPS}
+    member = gpu_session.smoke_overrides(str(systems / "sensei_dlv3_mosaic_snow_nir_warm_member.toml"))
+    assert member == {**gpu_session.SMOKE, "pixel_member": {"steps": gpu_session.SMOKE_MEMBER_STEPS}}
+    assert gpu_session.smoke_overrides(str(systems / "sensei_dlv3_mosaic_snow_nir_warm.toml")) == gpu_session.SMOKE
+    # The smoke config is one the recipe reader and the member's option check accept.
+    path = gpu_session.with_overrides(str(systems / "sensei_dlv3_mosaic_snow_nir_warm_member_fallback.toml"),
+                                      fallback, tmp_path)
+    system = read_system(path)
+    assert system["steps"] == gpu_session.SMOKE["steps"]
+    check_member_option(system)
+    with pytest.raises(ValueError, match="steps"):  # the check reads what the smoke run would train
+        check_member_option({**system, "pixel_member": {**system["pixel_member"], "steps": 0}})
+
+
 def test_siblings_are_scored_on_the_networks_their_job_trained(shared_data, tmp_path, monkeypatch, capsys):
     """SEnSeI+NN with and without its snow tests: the same training, so one network per fold
     serves both; the sibling's results come from it, not from a second training."""
