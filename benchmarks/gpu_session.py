@@ -67,7 +67,8 @@ GPU_DIR = ROOT / ".gpu"
 #: warm-surface test (set after training, so the same training): scored with it. Since
 #: 2026-12-05 the default adds the per-pixel member: seeds 8-17 ran on the CPU.
 #: Synthetic overcast decks (``sensei_dlv3_mosaic_snow_nir_warm_overcast.toml``, seed 15,
-#: 2026-12-06) found the decks and lost bright uniform clear ground (RGB+NIR 0.781): out.
+#: 2026-12-06) found the decks and lost bright uniform clear ground (RGB+NIR 0.781), and at a
+#: quarter of the share (``..._overcast05.toml``, seed 15) still lost some (RGB+NIR 0.818): out.
 #: Since 2026-12-06 (forty-third session) the member recipe with the NIR test's ceiling held
 #: under -0.05 (``..._member_icelimit.toml``: the same training, only the RGB+NIR test chosen
 #: otherwise; seeds 13-17 scored on the CPU, 16 and 17 in the forty-fourth and forty-fifth
