@@ -72,13 +72,15 @@ GPU_DIR = ROOT / ".gpu"
 #: Since 2026-12-06 (forty-third session) the member recipe with the NIR test's ceiling held
 #: under -0.05 (``..._member_icelimit.toml``: the same training, only the RGB+NIR test chosen
 #: otherwise; seeds 13-17 scored on the CPU, 16 and 17 in the forty-fourth and forty-fifth
-#: sessions), so 18-20.
+#: sessions), so 18-20. Since 2026-12-06 (forty-sixth session) the default is the member
+#: recipe with its RGB+NIR fallback member (``..._member_fallback.toml``, v11; seeds 8 and
+#: 13-17 scored on the CPU), the planned recipe now, seeds 18-20.
 #: Its siblings (recipes that differ only in what is chosen or trained after the network)
-#: are scored on the same fold networks: the member recipe without the limit and the network
-#: alone, so a GPU seed gives the three rows the CPU seeds give. At most MAX_RECIPES,
-#: siblings included: the tool returns 8 files.
+#: are scored on the same fold networks: the member recipe without the fallback (v10's) and
+#: the network alone, so a GPU seed gives the three rows the CPU seeds give. At most
+#: MAX_RECIPES, siblings included: the tool returns 8 files.
 PLAN: tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...] = (
-    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member_icelimit.toml", (18, 19, 20),
+    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member_fallback.toml", (18, 19, 20),
      ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member.toml",
       "configs/systems/sensei_dlv3_mosaic_snow_nir_warm.toml")),
 )

@@ -252,8 +252,10 @@ def card_markdown(card: dict, results: Path) -> str:
                               for m in training["members"])
                   + f"; augmentation: {training['members'][0]['augmentation']}")
     else:
+        # The card counts every parameter the weights file holds, the per-pixel members' included.
+        counted = " with its per-pixel members" if arch.get("pixel_member") else ""
         network = (f"- **Network**: {'SEnSeI + ' if arch.get('encoder') else ''}{arch['head']} "
-                   f"({card['num_parameters']:,} parameters), classes {', '.join(card['classes'])}; "
+                   f"({card['num_parameters']:,} parameters{counted}), classes {', '.join(card['classes'])}; "
                    + ("any band set described by wavelengths" if arch.get("encoder")
                       else f"the {arch.get('band_set') or str(arch.get('in_bands')) + ' fixed'} bands, picked by "
                            "wavelength from any sensor"))

@@ -629,7 +629,7 @@ def _trained_encoder(cls: type[SEnSeI]) -> SEnSeI:
     from sensei_xr.models import load_model
 
     enc = cls().eval()
-    enc.load_state_dict(load_model("sensei-dlv3-biome-v10").encoder.state_dict())
+    enc.load_state_dict(load_model("sensei-dlv3-biome-v11").encoder.state_dict())
     return enc
 
 
