@@ -347,11 +347,33 @@ def test_a_kept_model_gains_the_member_its_config_asks_for_and_keeps_one_it_has(
     assert again is not None and again is not given and again.training_options["seed"] == 4
     assert give_missing_member(model, {"pixel_member": {**FAST, "steps": 150}, "seed": 4}, [biome[8:]]) is not None
     assert give_missing_member(model, {"seed": 3}, [biome[8:]]) is None and model.pixel_member is not None
-    # A config asking for a fallback the kept member lacks: trained again, with it; then kept.
-    with_fallback = {"pixel_member": {**FAST, "fallbacks": [{"band_set": "RGBNIR", "weight": 0.25}]}, "seed": 4}
+    # A config asking for a fallback the kept member lacks: the member is kept as it is (a
+    # released member's weights stay untouched) and only the fallback is trained, as one
+    # training of the whole chain would give it; then the chain is kept.
+    before = model.pixel_member
+    weights_before = {k: v.clone() for k, v in before.state_dict().items()}
+    kept_options = {**FAST, "steps": 150}  # the member the model holds now
+    with_fallback = {"pixel_member": {**kept_options, "fallbacks": [{"band_set": "RGBNIR", "weight": 0.25}]}, "seed": 4}
     chained = give_missing_member(model, with_fallback, [biome[8:]])
-    assert chained is not None and chained.fallback is not None and chained.fallback.weight == 0.25
+    assert chained is before and chained.fallback is not None and chained.fallback.weight == 0.25
+    for k, v in weights_before.items():
+        assert torch.equal(v, chained.state_dict()[k]), k
+    whole = train_pixel_member(biome[8:], [1], seed=4, **with_fallback["pixel_member"])
+    assert chained.config == whole.config
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, chained.state_dict()[k]), k
     assert give_missing_member(model, with_fallback, [biome[8:]]) is None
+    # Another weight for the fallback: the member kept, the fallback trained again.
+    heavier = {"pixel_member": {**kept_options, "fallbacks": [{"band_set": "RGBNIR", "weight": 0.5}]}, "seed": 4}
+    old_fallback = chained.fallback
+    again = give_missing_member(model, heavier, [biome[8:]])
+    assert again is before and again.fallback is not old_fallback and again.fallback.weight == 0.5
+    # The member itself asked otherwise (its weight): the whole chain trained again.
+    other = {"pixel_member": {**kept_options, "weight": 0.4, "fallbacks": [{"band_set": "RGBNIR", "weight": 0.5}]}, "seed": 4}
+    fresh = give_missing_member(model, other, [biome[8:]])
+    assert fresh is not before and fresh.weight == 0.4 and fresh.fallback.weight == 0.5
+    with pytest.raises(ValueError, match="unknown pixel_member option"):
+        give_missing_member(model, {"pixel_member": {"stepz": 3}, "seed": 4}, [biome[8:]])
     assert member_bands(model, BandDescriptors.from_sensor("sentinel2_msi")) is not None
     model.pixel_member = None
     assert member_bands(model, BandDescriptors.from_sensor("sentinel2_msi")) is None

@@ -219,30 +219,61 @@ def training_member(cfg: Mapping[str, Any], sources, cloud_classes: Sequence[int
     return train_pixel_member(samples, cloud_classes, seed=int(cfg.get("seed", 0)), **options)
 
 
-def _same_member(member: PixelMember, cfg: Mapping[str, Any]) -> bool:
-    """Whether a model's member is the one ``cfg`` asks for (architecture, weight and how it
-    was trained, seed included)."""
+def _wanted_chain(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[tuple[str, ...], float]]]:
+    """The options a config's member is trained with, and (regions, weight) of each link of
+    its chain: the member, then its fallbacks in order."""
     opt = {**MEMBER_DEFAULTS, **({} if cfg["pixel_member"] is True else dict(cfg["pixel_member"]))}
+    links = [(tuple(BAND_SETS[MEMBER_BAND_SET]), float(opt["weight"]))] + [(tuple(r), float(w))
+                                                                          for r, w in _fallback_specs(opt)]
+    return opt, links
+
+
+def _same_link(member: PixelMember | None, regions: tuple[str, ...], weight: float, opt: Mapping[str, Any],
+               seed: int) -> bool:
+    """Whether one member of a chain is the one asked for (regions, weight, architecture and
+    how it was trained, seed included), whatever follows it."""
+    if member is None:
+        return False
     done = member.training_options or {}
-    wanted = {**{k: opt[k] for k in _RECORDED},
-              "seed": int(cfg.get("seed", 0))}
-    fallbacks = [(tuple(m.regions), m.weight, all((m.training_options or {}).get(k) == v for k, v in wanted.items()))
-                 for m in member.chain()[1:]]
-    return (list(member.hidden) == list(opt["hidden"]) and member.weight == float(opt["weight"])
-            and tuple(member.regions) == tuple(BAND_SETS[MEMBER_BAND_SET])
-            and all(done.get(k) == v for k, v in wanted.items())
-            and fallbacks == [(r, float(w), True) for r, w in _fallback_specs(opt)])
+    wanted = {**{k: opt[k] for k in _RECORDED}, "seed": seed}
+    return (tuple(member.regions) == regions and member.weight == weight
+            and list(member.hidden) == list(opt["hidden"]) and all(done.get(k) == v for k, v in wanted.items()))
+
+
+def _same_member(member: PixelMember, cfg: Mapping[str, Any]) -> bool:
+    """Whether a model's member, fallbacks included, is the one ``cfg`` asks for."""
+    opt, links = _wanted_chain(cfg)
+    chain = member.chain()
+    seed = int(cfg.get("seed", 0))
+    return len(chain) == len(links) and all(_same_link(m, r, w, opt, seed) for m, (r, w) in zip(chain, links))
 
 
 def give_missing_member(model, cfg: Mapping[str, Any], sources) -> PixelMember | None:
     """Give ``model`` the member ``cfg`` asks for (a finished or kept run: the member is
-    trained after the network), unless it has that very member already; a member trained
-    with other options or seed is trained again. Returns the member given (None: nothing
-    given; a model whose config asks for no member keeps what it has)."""
+    trained after the network), unless it has that very member already. Each link of the
+    chain (the member, then its fallbacks) that is already the one asked for is kept as it
+    is, so adding a fallback leaves a released member's weights untouched; a link trained
+    with other options or seed is trained again (each link is trained on its own, so a kept
+    link and a new one are what one training of the whole chain gives). Returns the member
+    given (None: nothing given; a model whose config asks for no member keeps what it has)."""
     if not wants_member(cfg):
         return None
     have = getattr(model, "pixel_member", None)
+    check_member_option({"pixel_member": cfg["pixel_member"]})
     if have is not None and _same_member(have, cfg):
         return None
-    model.pixel_member = training_member(cfg, sources, model.cloud_class_indices)
-    return model.pixel_member
+    opt, links = _wanted_chain(cfg)
+    seed = int(cfg.get("seed", 0))
+    chain = have.chain() if have is not None else []
+    samples = [smp for src in sources for smp in src]
+    built = None
+    for i in reversed(range(len(links))):
+        regions, weight = links[i]
+        kept = chain[i] if i < len(chain) else None
+        if _same_link(kept, regions, weight, opt, seed):
+            kept.fallback = built
+            built = kept
+        else:
+            built = _train_one(samples, model.cloud_class_indices, seed, regions, {**opt, "weight": weight}, built)
+    model.pixel_member = built
+    return built
