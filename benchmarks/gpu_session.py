@@ -74,13 +74,13 @@ GPU_DIR = ROOT / ".gpu"
 #: otherwise; seeds 13-17 scored on the CPU, 16 and 17 in the forty-fourth and forty-fifth
 #: sessions), so 18-20. Since 2026-12-06 (forty-sixth session) the default is the member
 #: recipe with its RGB+NIR fallback member (``..._member_fallback.toml``, v11; seeds 8 and
-#: 13-17 scored on the CPU), the planned recipe now, seeds 18-20.
+#: 13-18 scored on the CPU, 18 in that session), the planned recipe now, seeds 19-21.
 #: Its siblings (recipes that differ only in what is chosen or trained after the network)
 #: are scored on the same fold networks: the member recipe without the fallback (v10's) and
 #: the network alone, so a GPU seed gives the three rows the CPU seeds give. At most
 #: MAX_RECIPES, siblings included: the tool returns 8 files.
 PLAN: tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...] = (
-    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member_fallback.toml", (18, 19, 20),
+    ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member_fallback.toml", (19, 20, 21),
      ("configs/systems/sensei_dlv3_mosaic_snow_nir_warm_member.toml",
       "configs/systems/sensei_dlv3_mosaic_snow_nir_warm.toml")),
 )
