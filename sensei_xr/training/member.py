@@ -167,10 +167,26 @@ def train_pixel_member(samples: Sequence, cloud_classes: Sequence[int], seed: in
     """
     opt = {**MEMBER_DEFAULTS, **options}
     check_member_option({"pixel_member": dict(options)})
-    fallback = None
-    for fb_regions, fb_weight in reversed(_fallback_specs(opt)):
-        fallback = _train_one(samples, cloud_classes, seed, fb_regions, {**opt, "weight": fb_weight}, fallback)
-    return _train_one(samples, cloud_classes, seed, tuple(regions or BAND_SETS[MEMBER_BAND_SET]), opt, fallback)
+    links = [(tuple(regions or BAND_SETS[MEMBER_BAND_SET]), float(opt["weight"]))] + [
+        (tuple(r), float(w)) for r, w in _fallback_specs(opt)]
+    return _chain(samples, cloud_classes, seed, links, opt)
+
+
+def _chain(samples, cloud_classes, seed: int, links: Sequence[tuple[tuple[str, ...], float]],
+           opt: Mapping[str, Any], kept: Sequence[PixelMember] = ()) -> PixelMember:
+    """The member chain ``links`` ((regions, weight): the member, then its fallbacks), built
+    from its last link up: a link of ``kept`` at the same place that is already the one asked
+    for is reused as it is, any other is trained (each on its own, so both give the same)."""
+    built = None
+    for i in reversed(range(len(links))):
+        regions, weight = links[i]
+        have = kept[i] if i < len(kept) else None
+        if _same_link(have, regions, weight, opt, seed):
+            have.fallback = built
+            built = have
+        else:
+            built = _train_one(samples, cloud_classes, seed, regions, {**opt, "weight": weight}, built)
+    return built
 
 
 def _train_one(samples, cloud_classes, seed: int, regions: tuple[str, ...], opt: Mapping[str, Any],
@@ -263,17 +279,7 @@ def give_missing_member(model, cfg: Mapping[str, Any], sources) -> PixelMember |
     if have is not None and _same_member(have, cfg):
         return None
     opt, links = _wanted_chain(cfg)
-    seed = int(cfg.get("seed", 0))
-    chain = have.chain() if have is not None else []
     samples = [smp for src in sources for smp in src]
-    built = None
-    for i in reversed(range(len(links))):
-        regions, weight = links[i]
-        kept = chain[i] if i < len(chain) else None
-        if _same_link(kept, regions, weight, opt, seed):
-            kept.fallback = built
-            built = kept
-        else:
-            built = _train_one(samples, model.cloud_class_indices, seed, regions, {**opt, "weight": weight}, built)
-    model.pixel_member = built
-    return built
+    model.pixel_member = _chain(samples, model.cloud_class_indices, int(cfg.get("seed", 0)), links, opt,
+                                have.chain() if have is not None else ())
+    return model.pixel_member
