@@ -22,8 +22,9 @@ import numpy as np
 from sensei_xr.datasets import load_dataset
 from sensei_xr.evaluation import pooled_metrics
 from sensei_xr.training.crossval import _SYSTEM_KEYS, read_system
-from sensei_xr.training.train import (DEFAULT_CONFIG, IGNORE_INDEX, _batch_source, _initial_model, _optimizer,
-                                      _train_step, _training_sources)
+from sensei_xr.datasets import IGNORE_INDEX
+from sensei_xr.training.recipe import DEFAULT_CONFIG
+from sensei_xr.training.train import _batch_source, _initial_model, _optimizer, _train_step, _training_sources
 
 #: The model issue's budget for training one candidate on the 2-core CPU, minutes.
 TARGET_MINUTES = 45.0

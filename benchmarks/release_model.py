@@ -30,7 +30,8 @@ from sensei_xr.training.crossval import (_SYSTEM_KEYS, engine_options, give_miss
                                         read_system, select_bands)
 from sensei_xr.training.member import give_missing_member
 from sensei_xr.training.snow import give_missing_tests
-from sensei_xr.training.train import finished_model, train
+from sensei_xr.training.recipe import finished_model
+from sensei_xr.training.train import train
 
 from .scene_report import BAND_SETS as BAND_SETS_CHECKED
 from .scene_report import check

@@ -11,7 +11,7 @@ import pytest
 from sensei_xr.cli import main
 from sensei_xr.datasets import DATASET_LOADERS, list_datasets
 from sensei_xr.training.pretrain import PRETRAIN_DEFAULTS
-from sensei_xr.training.train import DEFAULT_CONFIG, load_config
+from sensei_xr.training.recipe import DEFAULT_CONFIG, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.toml") if p.name != "pretrain_encoder.toml")

@@ -19,13 +19,8 @@ from hypothesis import strategies as st
 from sensei_xr.bands import BandDescriptors, to_model_input
 from sensei_xr.datasets import load_dataset
 from sensei_xr.datasets import IGNORE_INDEX
-from sensei_xr.training.samplers import (
-    VISIBLE_MAX_NM,
-    Augmentation,
-    GridPatches,
-    RandomPatchBatches,
-    make_loader,
-)
+from sensei_xr.training.augmentation import VISIBLE_MAX_NM, Augmentation
+from sensei_xr.training.samplers import GridPatches, RandomPatchBatches, make_loader
 from stac_fixtures import demo_catalog, rustac_url  # noqa: F401  (fixtures: a real STAC API)
 
 S2_BBOX = [14.552, 45.866, 14.564, 45.875]  # inside the eo-learn scenes (as tests/test_stac.py)

@@ -8,7 +8,8 @@ import torch
 
 from sensei_xr.evaluation import Confusion, binary_metrics
 from sensei_xr.datasets import IGNORE_INDEX, biome_to_classes, load_biome_patches
-from sensei_xr.training.samplers import Augmentation, RandomPatchBatches, grid_patches
+from sensei_xr.training.augmentation import Augmentation
+from sensei_xr.training.samplers import RandomPatchBatches, grid_patches
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from sensei_xr.datasets import IGNORE_INDEX, load_dataset
 from sensei_xr.errors import BandError
 from sensei_xr.models import load_model
 from sensei_xr.training import checkpoints
-from sensei_xr.training.train import _plateau_step, _train_step, load_config, train
+from sensei_xr.training.recipe import load_config
+from sensei_xr.training.train import _plateau_step, _train_step, train
 
 TINY = {
     "model": {"encoder": "sensei", "head": "pixelnet", "classes": ["clear", "cloud"]},

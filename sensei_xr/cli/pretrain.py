@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     :func:`sensei_xr.training.pretrain.pretrain_encoder`."""
     from ..sample_data import data_dir
     from ..training.pretrain import PRETRAIN_DEFAULTS, pretrain_encoder
-    from ..training.train import read_config
+    from ..training.recipe import read_config
 
     config = read_config(args.config, set(PRETRAIN_DEFAULTS), "pre-training") if args.config else {}
     for key in ("steps", "device", "seed"):

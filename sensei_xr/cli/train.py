@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     t = sub.add_parser(
         "train", help="train a model from a config file",
         description="Train a model as a TOML or JSON config says (keys of "
-                    "sensei_xr.training.train.DEFAULT_CONFIG; data paths relative to --data-dir). "
+                    "sensei_xr.training.recipe.DEFAULT_CONFIG; data paths relative to --data-dir). "
                     "Writes STEM.safetensors and STEM.json, checkpoints in STEM.ckpt/; an "
                     "interrupted run resumes from its last checkpoint unless --no-resume.")
     t.add_argument("--config", required=True, help="training config, .toml or .json")
@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     """Check config, data and outputs, then :func:`sensei_xr.training.train.train`."""
     from ..outputs import safe_stem
     from ..sample_data import data_dir
-    from ..training.train import load_config, train
+    from ..training.recipe import load_config
+    from ..training.train import train
 
     config = load_config(args.config)
     if args.device:

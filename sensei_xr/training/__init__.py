@@ -8,12 +8,15 @@ training predicts through the inference engine, which needs the core dependencie
 
 from .library_scenes import SpectralLibrary, library_scenes  # registers the "library_scenes" dataset
 from .pretrain import pretrain_encoder
-from .samplers import Augmentation, GridPatches, RandomPatchBatches, grid_patches, make_loader
+from .augmentation import Augmentation, BandLimitJitter
+from .samplers import GridPatches, RandomPatchBatches, grid_patches, make_loader
 from .synthetic import SyntheticClouds
-from .train import DEFAULT_CONFIG, load_config, train
+from .recipe import DEFAULT_CONFIG, load_config
+from .train import train
 
 __all__ = [
     "Augmentation",
+    "BandLimitJitter",
     "RandomPatchBatches",
     "grid_patches",
     "GridPatches",

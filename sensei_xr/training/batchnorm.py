@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..datasets import LabelledSample
-from .samplers import Augmentation, RandomPatchBatches
+from .augmentation import Augmentation
+from .samplers import RandomPatchBatches
 
 __all__ = ["calibrate_band_sets", "recalibrate_batchnorm"]
 

@@ -6,7 +6,7 @@ once, by a model that never saw its scene, and a recipe is run with several seed
     python -m sensei_xr.training.crossval configs/systems/sensei_dlv3.toml --seeds 0,1,2 \\
         --out results/crossval/sensei_dlv3.json
 
-A *system* is a training config (see :data:`~sensei_xr.training.train.DEFAULT_CONFIG`) plus:
+A *system* is a training config (see :data:`~sensei_xr.training.recipe.DEFAULT_CONFIG`) plus:
 
 * ``system``: its name in reports;
 * ``kind``: ``"network"`` (default), ``"pixel_gbm"`` (the LightGBM yardstick of
@@ -98,7 +98,7 @@ def select_bands(sample: LabelledSample, bands) -> LabelledSample:
 def read_system(path: str | os.PathLike) -> dict:
     """A system config (TOML or JSON); an ensemble's member configs are read too, into
     ``member_systems`` (each a network system with no fixed band sets)."""
-    from .train import DEFAULT_CONFIG, read_config
+    from .recipe import DEFAULT_CONFIG, read_config
 
     known = set(DEFAULT_CONFIG) | (_SYSTEM_KEYS - {"member_systems"}) | {"name", "init_encoder", "init_model"}
     system = read_config(path, known, "system")
@@ -123,7 +123,8 @@ def read_system(path: str | os.PathLike) -> dict:
 def _fold_model(config: dict, train_s, held, seed: int, data_dir, log, folder: str | os.PathLike):
     """A SEnSeI network trained on a fold (or kept from an earlier run) with the
     calibrations its config asks for."""
-    from .train import finished_model, train
+    from .recipe import finished_model
+    from .train import train
 
     cfg = {**config, "seed": seed}
     stem = Path(folder) / "model"
@@ -144,7 +145,7 @@ def member_seeds(members: Sequence[str], seed: int) -> list[int]:
 def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir, log,
                      keep: Path | None = None, engine: dict | None = None) -> tuple[dict, float]:
     from ..models import CloudEnsemble
-    from .train import finished_model
+    from .recipe import finished_model
 
     members = system.get("member_systems")
     if not members:
@@ -180,7 +181,8 @@ def _ensemble_scores(system: dict, train_s, held, band_sets, seed: int, data_dir
 
 def _network_scores(config: dict, fixed, train_s, held, band_sets, seed: int, data_dir,
                     log, keep: Path | None = None, engine: dict | None = None) -> tuple[dict, float]:
-    from .train import finished_model, train
+    from .recipe import finished_model
+    from .train import train
 
     cfg = {**config, "seed": seed}
     t0 = time.time()
@@ -249,7 +251,7 @@ def give_missing_calibrations(model, cfg: dict, sources: list[list[LabelledSampl
     measured later equals one measured with the others. Returns the band sets measured.
     """
     from .batchnorm import calibrate_band_sets
-    from .train import DEFAULT_CONFIG
+    from .recipe import DEFAULT_CONFIG
 
     missing = [b for b in cfg.get("bn_calibration_sets") or [] if b not in model.bn_calibrations]
     if not missing or model.encoder is None:

@@ -12,8 +12,8 @@ descriptions: sample index, window, bands); the datasets read and augment.
   DataLoader with workers is deterministic.
 * :class:`GridPatches`: every patch of a regular grid that reaches the image edges, for
   evaluation and inference-time checks; items carry their window.
-* :class:`Augmentation`: flips, 90-degree rotations, translation, resolution change, white
-  noise, salt-and-pepper noise, per-band reflectance shifts, artificial saturation.
+* Augmentations (:mod:`sensei_xr.training.augmentation`): per patch, and a per-batch jitter
+  of the band limits SEnSeI is told.
 * :func:`make_loader`: a DataLoader for these datasets, deterministic under the seed.
 """
 
@@ -29,9 +29,10 @@ from ..bands import BandDescriptors, to_model_input
 from ..datasets import IGNORE_INDEX, LabelledSample
 from ..errors import MissingBandError
 from ..spectral.bandsets import resolve_bands
+from .augmentation import Augmentation, BandLimitJitter
 
-__all__ = ["Augmentation", "BatchPlan", "RandomPatchBatches", "GridPatches", "grid_patches",
-           "make_loader", "model_input", "SyntheticFn", "VISIBLE_MAX_NM"]
+__all__ = ["BatchPlan", "RandomPatchBatches", "GridPatches", "grid_patches", "make_loader", "model_input",
+           "SyntheticFn"]
 
 #: ``(image (N, H, W) float32, labels (H, W) int64, descriptors, rng) -> (image, labels)``:
 #: e.g. :class:`sensei_xr.training.synthetic.SyntheticClouds`; sees all bands of a patch.
@@ -64,169 +65,6 @@ def model_input(values: np.ndarray, descriptors: BandDescriptors) -> np.ndarray:
         (N, H, W) float32, finite.
     """
     return to_model_input(np.nan_to_num(values, nan=0.0), descriptors)
-
-
-#: Bands centred below this wavelength (nm) are "visible": the ones Landsat 7 ETM+
-#: saturates over bright cloud and snow (the paper's Landsat 7 failure case).
-VISIBLE_MAX_NM = 700.0
-
-
-# ------------------------------------------------------------------------ augmentation
-
-
-def _shift(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
-    """``a`` (..., H, W) moved down by ``dy`` and right by ``dx`` pixels; ``fill`` where uncovered."""
-    h, w = a.shape[-2:]
-    out = np.full_like(a, fill)
-    dst = (slice(max(dy, 0), h + min(dy, 0)), slice(max(dx, 0), w + min(dx, 0)))
-    src = (slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0)))
-    out[(..., *dst)] = a[(..., *src)]
-    return out
-
-
-def _coarsen(image: np.ndarray, labels: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
-    """Average ``f`` x ``f`` blocks, then repeat them back to the patch size (nearest).
-
-    Labels take each block's centre pixel (nearest neighbour: classes cannot be averaged);
-    a block with no data in any band is no data (NaN, ``IGNORE_INDEX``).
-    """
-    n, h, w = image.shape
-    ph, pw = -h % f, -w % f
-    img = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="edge")
-    coarse = img.reshape(n, (h + ph) // f, f, (w + pw) // f, f).mean(axis=(2, 4))
-    lab = np.pad(labels, ((0, ph), (0, pw)), mode="edge")[f // 2::f, f // 2::f]
-    lab = np.where(np.isnan(coarse).any(axis=0), IGNORE_INDEX, lab)
-    up = coarse.repeat(f, axis=1).repeat(f, axis=2)[:, :h, :w]
-    return np.ascontiguousarray(up, dtype=np.float32), np.ascontiguousarray(lab.repeat(f, 0).repeat(f, 1)[:h, :w])
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """The paper's augmentations, plus artificial saturation and resolution changes.
-
-    Applied per patch, in this order: flips / rotations, translation, resolution change,
-    then the radiometric ones on reflective bands only (reflectance units; thermal bands,
-    brightness temperature in K, are moved but not perturbed). Every random choice comes
-    from the ``rng`` passed in, so a seeded sampler gives the same patches every time.
-
-    Attributes
-    ----------
-    flips_rotations : bool
-        Random 90-degree rotations and horizontal flips (all 8 orientations).
-    max_translation : float
-        Largest shift, as a fraction of the patch side (0.05: 12 px at 256 px). Shifts are
-        whole pixels (a sub-pixel shift would have to resample the class labels), drawn
-        uniformly in ``[-m, m]`` per axis; the uncovered border is no data: NaN in the
-        image and ``IGNORE_INDEX`` in the labels, so labels stay aligned with pixels.
-    resolution_probability : float
-        Chance that a patch is coarsened: averaged over ``f`` x ``f`` blocks and repeated
-        back to the patch size (labels by nearest neighbour), as a sensor of ``f`` times
-        the ground sampling distance would see it at this patch's grid.
-    resolution_factors : tuple of int
-        The factors ``f`` (each >= 2) to choose from, uniformly.
-    white_noise_std : float
-        Std of additive Gaussian noise (reflectance).
-    salt_pepper_fraction : float
-        Fraction of pixels set to reflectance 0 or 1 (in one random band each).
-    band_shift : float
-        Largest absolute per-band additive reflectance shift (uniform).
-    saturation_probability : float
-        Chance that a patch gets artificial saturation: its visible bands (centre below
-        :data:`VISIBLE_MAX_NM`) clipped at a random reflectance in 0.3..0.8, as Landsat 7
-        ETM+ saturates over bright cloud.
-    thermal_shift : float
-        Largest absolute shift (K) added to all thermal bands of a patch together
-        (uniform; 0: off). Absolute brightness temperature depends on season and latitude,
-        so a cold clear scene must not look like cloud; one shift for all thermal bands keeps
-        their differences (split window) intact.
-    """
-
-    flips_rotations: bool = True
-    max_translation: float = 0.05
-    resolution_probability: float = 0.1
-    resolution_factors: tuple[int, ...] = (2, 3, 4)
-    white_noise_std: float = 0.01
-    salt_pepper_fraction: float = 0.001
-    band_shift: float = 0.02
-    saturation_probability: float = 0.05
-    thermal_shift: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("resolution_probability", "saturation_probability", "salt_pepper_fraction"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"Augmentation.{name} must be in 0..1, got {v!r}")
-        for name in ("max_translation", "white_noise_std", "band_shift", "thermal_shift"):
-            v = getattr(self, name)
-            if not (np.isfinite(v) and v >= 0):
-                raise ValueError(f"Augmentation.{name} must be a finite number >= 0, got {v!r}")
-        if self.max_translation >= 1:
-            raise ValueError(f"Augmentation.max_translation is a fraction of the patch side "
-                             f"(< 1), got {self.max_translation!r}")
-        factors = tuple(self.resolution_factors)
-        if not factors or any(int(f) != f or f < 2 for f in factors):
-            raise ValueError(f"Augmentation.resolution_factors must be integers >= 2, got {factors!r} "
-                             "(set resolution_probability=0 to switch resolution changes off)")
-        object.__setattr__(self, "resolution_factors", tuple(int(f) for f in factors))
-
-    def __call__(self, image: np.ndarray, labels: np.ndarray, descriptors: BandDescriptors,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Augment one patch.
-
-        Parameters
-        ----------
-        image : numpy.ndarray
-            (N, H, W): reflectance for reflective bands, brightness temperature (K) for
-            thermal bands; NaN at no data. Not modified.
-        labels : numpy.ndarray
-            (H, W) int64 class indices, ``IGNORE_INDEX`` at no data. Not modified.
-        descriptors : BandDescriptors
-            The N bands of ``image``.
-        rng : numpy.random.Generator
-
-        Returns
-        -------
-        (numpy.ndarray, numpy.ndarray)
-            The float32 image and int64 labels, same shapes (square patches; a rotation of
-            a non-square patch swaps H and W).
-        """
-        if image.ndim != 3 or labels.shape != image.shape[1:] or len(descriptors) != image.shape[0]:
-            raise ValueError(f"Augmentation needs image (N, H, W), labels (H, W) and N descriptors; got "
-                             f"image {image.shape}, labels {labels.shape}, {len(descriptors)} descriptors")
-        if self.flips_rotations:
-            k = int(rng.integers(4))
-            image, labels = np.rot90(image, k, axes=(1, 2)), np.rot90(labels, k)
-            if rng.random() < 0.5:
-                image, labels = image[:, :, ::-1], labels[:, ::-1]
-        image = np.array(image, dtype=np.float32)
-        labels = np.array(labels, dtype=np.int64)
-        m = int(self.max_translation * min(image.shape[1:]))
-        if m:
-            dy, dx = (int(v) for v in rng.integers(-m, m + 1, size=2))
-            image, labels = _shift(image, dy, dx, np.nan), _shift(labels, dy, dx, IGNORE_INDEX)
-        if self.resolution_probability and rng.random() < self.resolution_probability:
-            f = self.resolution_factors[int(rng.integers(len(self.resolution_factors)))]
-            image, labels = _coarsen(image, labels, f)
-        reflective = ~descriptors.is_thermal
-        refl = image[reflective]
-        if self.white_noise_std:
-            refl += rng.normal(0, self.white_noise_std, refl.shape).astype(np.float32)
-        if self.band_shift:
-            refl += rng.uniform(-self.band_shift, self.band_shift, (refl.shape[0], 1, 1)).astype(np.float32)
-        if self.salt_pepper_fraction and refl.size:
-            n = int(self.salt_pepper_fraction * refl[0].size)
-            b = rng.integers(refl.shape[0], size=n)
-            y = rng.integers(refl.shape[1], size=n)
-            x = rng.integers(refl.shape[2], size=n)
-            refl[b, y, x] = rng.integers(0, 2, size=n).astype(np.float32)
-        if self.saturation_probability and rng.random() < self.saturation_probability:
-            level = np.float32(rng.uniform(0.3, 0.8))
-            visible = descriptors.wavelengths_nm[reflective, 1] < VISIBLE_MAX_NM
-            refl[visible] = np.minimum(refl[visible], level)
-        image[reflective] = refl
-        if self.thermal_shift and not reflective.all():
-            image[~reflective] += np.float32(rng.uniform(-self.thermal_shift, self.thermal_shift))
-        return image, labels
 
 
 # ------------------------------------------------------------------------ random batches
@@ -336,6 +174,10 @@ class RandomPatchBatches:
         its own random window of the source (default 0: none). With 16 labelled scenes a
         network learns which whole scenes are cloudy; pieces of different scenes side by
         side make that context unreliable, so the pixels' own spectra must decide.
+    band_limit_jitter : BandLimitJitter, optional
+        New wavelength limits for the batch's reflective bands, drawn per batch, in the
+        ``descriptors`` the model is given (the pixels and their band names stay): so that
+        SEnSeI trained on one sensor sees more than one definition of each band.
 
     Items
     -----
@@ -351,7 +193,7 @@ class RandomPatchBatches:
                  augmentation: Augmentation | None = Augmentation(), *,
                  weights: Sequence[float] | None = None, synthetic: SyntheticFn | None = None,
                  named_band_sets: Sequence[str] = (), named_probability: float = 0.0,
-                 mosaic_probability: float = 0.0):
+                 mosaic_probability: float = 0.0, band_limit_jitter: BandLimitJitter | None = None):
         self.sources = _as_sources(samples)
         if not 0.0 <= named_probability <= 1.0:
             raise ValueError(f"named_probability must be in 0..1, got {named_probability}")
@@ -393,6 +235,7 @@ class RandomPatchBatches:
         self.synthetic = synthetic
         self.named_probability = float(named_probability)
         self.mosaic_probability = float(mosaic_probability)
+        self.band_limit_jitter = band_limit_jitter
         # Per source: the index tuples of the named band sets it has, in its band order.
         self.named_subsets = [_named_subsets(src[0].descriptors, named_band_sets) for src in self.sources]
         if named_band_sets and not any(self.named_subsets):
@@ -484,9 +327,13 @@ class RandomPatchBatches:
                                     "pieces": [{"sample": a, "name": src[a].name, "y0": b, "x0": c}
                                                for a, b, c in mosaic[2]]}
             windows.append(window)
+        told = desc
+        if self.band_limit_jitter is not None:
+            # Own stream, so the patches stay those of a recipe without the jitter.
+            told = self.band_limit_jitter(desc, np.random.default_rng([self.seed, index, 3]))
         return {
             "images": torch.from_numpy(np.stack(images)),
-            "descriptors": torch.from_numpy(desc.normalised()),
+            "descriptors": torch.from_numpy(told.normalised()),
             "labels": torch.from_numpy(np.stack(labels)),
             "band_names": list(desc.names),
             "source": plan.source,
