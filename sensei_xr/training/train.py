@@ -332,6 +332,11 @@ def _named_band_sets(options: dict) -> dict:
     return {"named_band_sets": tuple(options["sets"]), "named_probability": float(options.get("probability", 0.5))}
 
 
+def _band_limit_jitter(cfg: dict) -> BandLimitJitter | None:
+    """The recipe's jitter of the band limits SEnSeI is told (its defaults where a key is left out)."""
+    return None if cfg["band_limit_jitter"] is None else BandLimitJitter(**cfg["band_limit_jitter"])
+
+
 def _batch_source(cfg: dict, sources, weights, classes: tuple[str, ...], start_step: int):
     """``step -> batch``: the sampler's batches, through DataLoader workers if asked."""
     extra = {}
@@ -343,8 +348,8 @@ def _batch_source(cfg: dict, sources, weights, classes: tuple[str, ...], start_s
         extra.update(_named_band_sets(cfg["named_band_sets"]))
     if cfg["mosaic_probability"]:
         extra["mosaic_probability"] = float(cfg["mosaic_probability"])
-    if cfg["band_limit_jitter"] is not None:
-        extra["band_limit_jitter"] = BandLimitJitter(**cfg["band_limit_jitter"])
+    if (jitter := _band_limit_jitter(cfg)) is not None:
+        extra["band_limit_jitter"] = jitter
     batches = RandomPatchBatches(sources if len(sources) > 1 else sources[0], cfg["patch_size"], cfg["batch_size"],
                                  cfg["steps"], cfg["min_bands"] if cfg["band_subsets"] else None, cfg["seed"],
                                  _augmentation(cfg["augmentation"]), weights=weights if len(sources) > 1 else None,
@@ -434,9 +439,8 @@ def _finish(model, cfg, config, out, train, val, history, device, seconds) -> di
                             + (f"; {cfg['mosaic_probability']:.0%} of the patches mosaics of two or four pieces of "
                                "different windows" if cfg["mosaic_probability"] else "")
                             + ("; the band limits SEnSeI is told jittered per batch (centres by up to "
-                               f"+-{cfg['band_limit_jitter'].get('centre_fraction', 0.03):.0%}, half-widths by "
-                               f"up to x{cfg['band_limit_jitter'].get('width_factor', 2.0):g})"
-                               if cfg["band_limit_jitter"] is not None else "")
+                               f"+-{jitter.centre_fraction:.0%}, half-widths by up to x{jitter.width_factor:g})"
+                               if (jitter := _band_limit_jitter(cfg)) is not None else "")
                             + ("; synthetic clouds composited over the training patches (sensei_xr.training.synthetic)"
                                if cfg["synthetic_clouds"] is not None else "")
                             # A model on a named reflective band set never sees a thermal band to shift.
